@@ -1,0 +1,1 @@
+"""`evaccess charger`: a charger's firmware (OCPP client, Bluetooth LE peripheral, keypad)."""

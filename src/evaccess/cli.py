@@ -1,0 +1,42 @@
+"""The ``evaccess`` command: one entry point, a sub-command per program."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="evaccess",
+    help="Security for EV chargers: Bluetooth PINs, keypad PINs, access and ownership.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, attribute, name, help). Each program owns its commands in its own package; they
+# are attached here, the one place that knows all three programs.
+SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
+    ("evaccess.server.cli", "server_app", "server", "Run the evaccess cloud server."),
+    ("evaccess.server.cli", "admin_app", "admin", "Administer the server's database."),
+    ("evaccess.server.cli", "audit_app", "audit", "Inspect and verify the audit log."),
+    ("evaccess.charger.cli", "charger_app", "charger", "Run a charger (firmware emulator)."),
+    ("evaccess.app.cli", "app_app", "app", "The phone app, as a command line."),
+    ("evaccess.bench.cli", "bench_app", "bench", "Benchmarks that print figures."),
+)
+
+
+def _attach() -> None:
+    for module_name, attribute, name, help_text in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a program not built yet in this checkout
+        app.add_typer(getattr(module, attribute), name=name, help=help_text)
+
+
+def main() -> None:
+    _attach()
+    app()

@@ -1,0 +1,99 @@
+"""Command-line plumbing shared by the three programs: one readable line per error, a
+non-zero exit code per error class, and a sync shell around each ``async def`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evaccess.domain import errors
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+# One exit code per branch of the exception tree (the most specific class wins).
+EXIT_CODES: tuple[tuple[type[errors.EvAccessError], int], ...] = (
+    (errors.InvalidInput, 2),
+    (errors.NotAuthenticated, 3),
+    (errors.PermissionDenied, 4),
+    (errors.NotFound, 5),
+    (errors.Conflict, 6),
+    (errors.Throttled, 7),
+    (errors.IntegrityFailure, 8),
+    (errors.AuditUnavailable, 9),
+    (errors.ConfigurationError, 10),
+)
+UNEXPECTED_EXIT = 1
+
+log = logging.getLogger("evaccess.cli")
+
+
+def exit_code(error: errors.EvAccessError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    return UNEXPECTED_EXIT
+
+
+def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
+    """Print one line on stderr and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def command(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """Turn an ``async def`` into a typer command whose errors end as one line."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            coro = func(*args, **kwargs)
+            return asyncio.run(_as_coroutine(coro))
+        except errors.EvAccessError as exc:
+            fail(f"{exc.message} [{exc.code}]", exit_code(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (OSError, ConnectionError) as exc:
+            # Network and file errors carry no secrets: their text is what the user needs.
+            fail(f"{type(exc).__name__}: {exc.strerror or exc}", UNEXPECTED_EXIT)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            # Unexpected: the type alone, never the message (it could carry user input).
+            log.debug("unexpected error", exc_info=True)
+            fail(f"internal error ({type(exc).__name__}); run with EVACCESS_DEBUG=1 for details")
+
+    return wrapper
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    out.print(table)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)

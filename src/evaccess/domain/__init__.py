@@ -1,0 +1,1 @@
+"""Pure rules with no I/O: PIN policy, PIN generation and validation, throttles, permissions."""

@@ -1,0 +1,130 @@
+"""Who may do what: roles, grants on a charger, and the permission table.
+
+A caller's relation to a charger is a set of *bases*: the grants they hold on it (owner,
+invited user, service) and their role in the organisation the charger belongs to (or one
+of its ancestors). Every action names the bases that allow it; anything else is denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from evaccess.domain.errors import PermissionDenied
+
+
+class Role(StrEnum):
+    """A member's role in an organisation (applies to its subgroups too)."""
+
+    SUPER_ADMIN = "super_admin"
+    ADMIN = "admin"
+    USER = "user"
+
+
+class GrantKind(StrEnum):
+    """A person's access to one charger."""
+
+    OWNER = "owner"
+    USER = "user"
+    SERVICE = "service"
+
+
+class Basis(StrEnum):
+    """Why a caller may act on a charger; recorded in the audit log with each reveal."""
+
+    OWNER = "owner"
+    USER = "user"
+    SERVICE = "service"
+    ORG_SUPER_ADMIN = "org_super_admin"
+    ORG_ADMIN = "org_admin"
+    ORG_USER = "org_user"
+
+    @classmethod
+    def of_grant(cls, kind: GrantKind) -> Basis:
+        return cls(kind.value)
+
+    @classmethod
+    def of_role(cls, role: Role) -> Basis:
+        return {
+            Role.SUPER_ADMIN: cls.ORG_SUPER_ADMIN,
+            Role.ADMIN: cls.ORG_ADMIN,
+            Role.USER: cls.ORG_USER,
+        }[role]
+
+
+class ChargerAction(StrEnum):
+    VIEW = "view"
+    VIEW_STATUS = "view_status"
+    REVEAL_BLUETOOTH_PIN = "reveal_bluetooth_pin"
+    ENABLE_BLUETOOTH_PIN = "enable_bluetooth_pin"
+    CHANGE_BLUETOOTH_PIN = "change_bluetooth_pin"
+    VIEW_REVEAL_HISTORY = "view_reveal_history"
+    MANAGE_GRANTS = "manage_grants"
+    ASSIGN = "assign"
+    VIEW_SECURITY_EVENTS = "view_security_events"
+    USE_KEYPAD = "use_keypad"
+
+
+_GRANTS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
+_ADMINS = frozenset({Basis.ORG_SUPER_ADMIN, Basis.ORG_ADMIN})
+
+# Deny by default: an action absent from this table is allowed to nobody. Reveal is further
+# narrowed by the charger's PIN policy (``PinPolicy.visible_to``).
+CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
+    ChargerAction.VIEW: _GRANTS | _ADMINS,
+    ChargerAction.VIEW_STATUS: _GRANTS | _ADMINS,
+    ChargerAction.REVEAL_BLUETOOTH_PIN: _GRANTS,
+    ChargerAction.ENABLE_BLUETOOTH_PIN: frozenset({Basis.OWNER}),
+    ChargerAction.CHANGE_BLUETOOTH_PIN: frozenset({Basis.OWNER, Basis.SERVICE}),
+    ChargerAction.VIEW_REVEAL_HISTORY: frozenset({Basis.OWNER}),
+    ChargerAction.MANAGE_GRANTS: frozenset({Basis.OWNER, Basis.ORG_SUPER_ADMIN}),
+    ChargerAction.ASSIGN: frozenset({Basis.ORG_SUPER_ADMIN}),
+    ChargerAction.VIEW_SECURITY_EVENTS: frozenset({Basis.OWNER, Basis.SERVICE}) | _ADMINS,
+    # The keypad works for anyone the charger is shared with, and for the members of its
+    # organisation it has been assigned to (assignment creates a USER grant).
+    ChargerAction.USE_KEYPAD: _GRANTS,
+}
+
+
+class OrgAction(StrEnum):
+    VIEW = "view"
+    VIEW_MEMBERS = "view_members"
+    MANAGE_MEMBERS = "manage_members"
+    CHANGE_ROLES = "change_roles"
+    CREATE_SUBGROUP = "create_subgroup"
+    REGISTER_CHARGER = "register_charger"
+    SET_MEMBER_KEYPAD_PIN = "set_member_keypad_pin"
+    VIEW_AUDIT = "view_audit"
+    CHANGE_SETTINGS = "change_settings"
+
+
+ORG_PERMISSIONS: dict[OrgAction, frozenset[Role]] = {
+    OrgAction.VIEW: frozenset(Role),
+    OrgAction.VIEW_MEMBERS: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
+    OrgAction.MANAGE_MEMBERS: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
+    OrgAction.CHANGE_ROLES: frozenset({Role.SUPER_ADMIN}),
+    OrgAction.CREATE_SUBGROUP: frozenset({Role.SUPER_ADMIN}),
+    OrgAction.REGISTER_CHARGER: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
+    OrgAction.SET_MEMBER_KEYPAD_PIN: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
+    OrgAction.VIEW_AUDIT: frozenset({Role.SUPER_ADMIN}),
+    OrgAction.CHANGE_SETTINGS: frozenset({Role.SUPER_ADMIN}),
+}
+
+
+def allowed_bases(action: ChargerAction, bases: Iterable[Basis]) -> frozenset[Basis]:
+    """The caller's bases that allow ``action`` (empty: denied)."""
+    return CHARGER_PERMISSIONS.get(action, frozenset()) & frozenset(bases)
+
+
+def require_charger(action: ChargerAction, bases: Iterable[Basis]) -> Basis:
+    """The strongest basis allowing ``action``, or ``PermissionDenied``."""
+    allowed = allowed_bases(action, bases)
+    if not allowed:
+        raise PermissionDenied(f"not allowed to {action.value.replace('_', ' ')}")
+    return min(allowed, key=list(Basis).index)
+
+
+def require_org(action: OrgAction, role: Role | None) -> Role:
+    if role is None or role not in ORG_PERMISSIONS.get(action, frozenset()):
+        raise PermissionDenied(f"not allowed to {action.value.replace('_', ' ')}")
+    return role

@@ -1,0 +1,157 @@
+"""The Bluetooth PIN policy: one declarative table decides, per charger, whether a PIN is
+unsupported, optional or mandatory, whether it can be changed and who may see it.
+
+Sources: the Wallbox help-centre articles (2025-01, 2025-10) and Zaptec's "charger PIN"
+article in ``shared/seeds``. The first matching rule wins; rules are data, not code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from evaccess.domain.access import Basis
+from evaccess.domain.versions import Version, version
+
+
+class PinRequirement(StrEnum):
+    UNSUPPORTED = "unsupported"
+    OPTIONAL = "optional"
+    MANDATORY = "mandatory"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerFacts:
+    """What the policy looks at. ``vendor`` and ``model`` compare case-insensitively."""
+
+    vendor: str
+    model: str
+    firmware: str
+    production_date: date | None = None
+    bluetooth: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PinPolicy:
+    requirement: PinRequirement
+    changeable: bool
+    visible_to: frozenset[Basis]
+    rule: str
+    """Which rule decided, in words: shown to users and support staff."""
+
+
+EVERYONE_WITH_ACCESS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
+OWNER_AND_SERVICE = frozenset({Basis.OWNER, Basis.SERVICE})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    """Matches when every condition given holds. Firmware bounds are inclusive-exclusive."""
+
+    name: str
+    requirement: PinRequirement
+    changeable: bool = False
+    visible_to: frozenset[Basis] = EVERYONE_WITH_ACCESS
+    vendor: str | None = None
+    models: frozenset[str] = field(default_factory=frozenset)
+    firmware_at_least: Version | None = None
+    firmware_below: Version | None = None
+    produced_on_or_after: date | None = None
+    bluetooth: bool = True
+    """The rule applies to chargers with (True) or without (False) a Bluetooth radio."""
+
+    def matches(self, facts: ChargerFacts, firmware: Version | None) -> bool:
+        checks: tuple[Callable[[], bool], ...] = (
+            lambda: facts.bluetooth == self.bluetooth,
+            lambda: self.vendor is None or facts.vendor.casefold() == self.vendor,
+            lambda: not self.models or facts.model.casefold() in self.models,
+            lambda: (
+                self.firmware_at_least is None
+                or (firmware is not None and firmware >= self.firmware_at_least)
+            ),
+            # An unreadable firmware version counts as "too old": never push a PIN to a
+            # firmware that may not understand it.
+            lambda: (
+                self.firmware_below is None or firmware is None or firmware < self.firmware_below
+            ),
+            lambda: (
+                self.produced_on_or_after is None
+                or (
+                    facts.production_date is not None
+                    and facts.production_date >= self.produced_on_or_after
+                )
+            ),
+        )
+        return all(check() for check in checks)
+
+
+PULSAR_MAX_AND_PRO = frozenset({"pulsar max", "pulsar pro"})
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        name="no Bluetooth radio",
+        requirement=PinRequirement.UNSUPPORTED,
+        bluetooth=False,
+        visible_to=frozenset(),
+    ),
+    Rule(
+        name="Wallbox firmware before 6.7.17 has no Bluetooth PIN",
+        vendor="wallbox",
+        firmware_below=version("6.7.17"),
+        requirement=PinRequirement.UNSUPPORTED,
+        visible_to=frozenset(),
+    ),
+    Rule(
+        name="Wallbox firmware 6.11 or later: PIN on by default and changeable",
+        vendor="wallbox",
+        firmware_at_least=version("6.11"),
+        requirement=PinRequirement.MANDATORY,
+        changeable=True,
+    ),
+    Rule(
+        name="Wallbox Pulsar Max / Pulsar Pro produced on or after 2025-08-01: PIN on by default",
+        vendor="wallbox",
+        models=PULSAR_MAX_AND_PRO,
+        produced_on_or_after=date(2025, 8, 1),
+        requirement=PinRequirement.MANDATORY,
+        changeable=True,
+    ),
+    Rule(
+        name="Wallbox firmware 6.7.17 or later: PIN optional, fixed once set",
+        vendor="wallbox",
+        firmware_at_least=version("6.7.17"),
+        requirement=PinRequirement.OPTIONAL,
+    ),
+    Rule(
+        name="Zaptec: every charger has a unique PIN that cannot be changed",
+        vendor="zaptec",
+        requirement=PinRequirement.MANDATORY,
+        changeable=False,
+        visible_to=OWNER_AND_SERVICE,
+    ),
+    Rule(
+        name="other vendors: PIN optional and changeable",
+        requirement=PinRequirement.OPTIONAL,
+        changeable=True,
+    ),
+)
+
+
+def pin_policy(facts: ChargerFacts, rules: tuple[Rule, ...] = RULES) -> PinPolicy:
+    """The policy of the first rule that matches ``facts``."""
+    firmware = Version.parse(facts.firmware)
+    for rule in rules:
+        if rule.matches(facts, firmware):
+            return _policy(rule)
+    raise LookupError("the rule table has no catch-all rule")
+
+
+def _policy(rule: Rule) -> PinPolicy:
+    return PinPolicy(
+        requirement=rule.requirement,
+        changeable=rule.changeable,
+        visible_to=rule.visible_to,
+        rule=rule.name,
+    )

@@ -1,0 +1,1 @@
+"""Wire contracts written once and used by both sides (OCPP components, Bluetooth service)."""

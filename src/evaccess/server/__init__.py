@@ -1,0 +1,1 @@
+"""`evaccess server`: the cloud (REST API, web portal, OCPP endpoint)."""
