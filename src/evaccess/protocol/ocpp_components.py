@@ -59,5 +59,5 @@ class DataTransferMessage(StrEnum):
     """Charger -> server (1.6J only): data: {"type": ..., "timestamp": ..., "techInfo": ...}."""
 
 
-KEYCODE_TOKEN_TYPE = "KeyCode"  # noqa: S105 (a token type, not a secret)
+KEYCODE_TOKEN_TYPE = "KeyCode"
 """OCPP 2.0.1 IdTokenEnumType for a PIN typed on the charger's keypad (use case C04)."""

@@ -1,0 +1,163 @@
+"""What the OCPP endpoint asks of the rest of the server: one narrow port.
+
+The endpoint (protocol handling, sessions, frames) knows nothing of the database; the
+server's services implement ``OcppBackend`` (``server/services/ocpp_backend.py``) and an
+in-memory adapter serves the endpoint's own tests. Server -> charger commands follow an
+outbox pattern: services store what a charger must receive and call
+``ChargerNotifier.poke``; the session (on poke, and on every (re)connect) fetches
+``pending_commands`` and reports each outcome with ``command_result``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerIdentity:
+    charger_id: str
+    """The id in the URL (``/ocpp/{charger_id}``); evaccess uses the charger's serial."""
+    organisation_id: str
+
+
+class AuthOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    UNKNOWN_CHARGER = "unknown_charger"
+    BAD_PASSWORD = "bad_password"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BootInfo:
+    vendor: str
+    model: str
+    firmware: str | None
+    serial: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthorizeResult:
+    """``accepted`` only for a user allowed at this charger; ``locked`` when the keypad is
+    locked (answered without a database lookup)."""
+
+    accepted: bool
+    locked: bool = False
+    user_id: str | None = None
+    retry_after_s: float | None = None
+
+
+class TransactionEventType(StrEnum):
+    STARTED = "Started"
+    UPDATED = "Updated"
+    ENDED = "Ended"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransactionEvent:
+    transaction_id: str
+    event_type: TransactionEventType
+    seq_no: int
+    timestamp: datetime
+    trigger_reason: str
+    id_token: str | None = None
+    """The KeyCode (or RFID id) that started it, when the charger sends one."""
+    id_token_type: str | None = None
+    evse_id: int | None = None
+    meter_wh: float | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetBluetoothPin:
+    command_id: str
+    pin: str | None
+    required: bool
+    changeable: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RevokeCredentials:
+    command_id: str
+    phone_id: str | None
+    """``None``: every phone."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReenablePinPairing:
+    command_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LocalListEntry:
+    id_token: str
+    """A keypad code (only for organisations that opted into offline keypad use)."""
+    user_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendLocalList:
+    """Bring the charger's local authorization list to ``version``: full replaces it,
+    differential adds ``entries`` and removes ``removed`` (docs/security.md on exposure)."""
+
+    command_id: str
+    version: int
+    full: bool
+    entries: tuple[LocalListEntry, ...] = ()
+    removed: tuple[str, ...] = field(default=())
+
+
+ChargerCommand = SetBluetoothPin | RevokeCredentials | ReenablePinPairing | SendLocalList
+
+
+class OcppBackend(Protocol):
+    async def authenticate(self, charger_id: str, password: str) -> AuthOutcome:
+        """Check a charger's Basic Auth password (counts refusals)."""
+
+    async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
+        """The charger connected (with this subprotocol) or went away."""
+
+    async def boot(self, charger_id: str, info: BootInfo) -> None:
+        """BootNotification: record vendor, model, firmware; re-evaluate the PIN policy
+        (which may queue a ``SetBluetoothPin``)."""
+
+    async def heartbeat(self, charger_id: str, at: datetime) -> None: ...
+
+    async def status(
+        self, charger_id: str, *, evse_id: int, connector_id: int, status: str, at: datetime
+    ) -> None:
+        """StatusNotification: the connector's state (Available, Occupied, Faulted, ...)."""
+
+    async def authorize_keycode(self, charger_id: str, code: str) -> AuthorizeResult:
+        """A PIN typed on the keypad (throttled per charger)."""
+
+    async def transaction_event(
+        self, charger_id: str, event: TransactionEvent
+    ) -> AuthorizeResult | None:
+        """Store a transaction event exactly once (idempotent on transaction id + seq_no);
+        when it carries a KeyCode, the answer for it."""
+
+    async def security_event(
+        self, charger_id: str, *, event_type: str, at: datetime, tech_info: str | None
+    ) -> None: ...
+
+    async def pending_commands(self, charger_id: str) -> list[ChargerCommand]:
+        """What the charger must still receive, oldest first."""
+
+    async def command_result(self, charger_id: str, command_id: str, *, accepted: bool) -> None:
+        """The charger accepted (or refused) a command; a pending PIN becomes active here."""
+
+    async def pin_changed_by_charger(self, charger_id: str, new_pin: str) -> bool:
+        """A phone changed the PIN on the charger; ``False`` when the policy forbids it."""
+
+    async def configuration_reported(self, charger_id: str, changes: dict[str, str]) -> None: ...
+
+    async def local_list_version(self, charger_id: str) -> int:
+        """The version the server last had the charger accept (0: none)."""
+
+
+class ChargerNotifier(Protocol):
+    """Implemented by the OCPP endpoint: something is waiting for this charger."""
+
+    def poke(self, charger_id: str) -> None: ...
