@@ -31,7 +31,7 @@ def _attach() -> None:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name is None or not module_name.startswith(exc.name):
                 raise
             continue  # a program not built yet in this checkout
         app.add_typer(getattr(module, attribute), name=name, help=help_text)

@@ -1,0 +1,62 @@
+"""``create_app(settings)``: the FastAPI application (REST API, OpenAPI at /openapi.json,
+docs at /docs, /health). The OCPP endpoint runs beside it (``server/runner.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+
+import evaccess
+from evaccess.server.api import problems
+from evaccess.server.api.deps import new_request_id
+from evaccess.server.api.routes import router
+from evaccess.server.bootstrap import build_context
+from evaccess.server.context import Context
+from evaccess.server.settings import Settings
+
+
+def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
+    """The API over ``context`` (built from ``settings`` if not given; the caller then owns
+    migrations, which ``evaccess server run`` applies before serving)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = context is None
+        app.state.context = context or build_context(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.context.db.dispose()
+
+    app = FastAPI(
+        title="evaccess",
+        version=evaccess.__version__,
+        summary="Bluetooth PINs, keypad PINs and access to EV chargers.",
+        lifespan=lifespan,
+    )
+    if context is not None:
+        app.state.context = context
+    problems.install(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = new_request_id(request.headers.get("X-Request-ID"))
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    @app.get("/health", tags=["health"])
+    async def health(request: Request) -> dict[str, str]:
+        ctx: Context = request.app.state.context
+        async with ctx.db.read() as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": evaccess.__version__}
+
+    app.include_router(router)
+    return app

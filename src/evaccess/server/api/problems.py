@@ -1,0 +1,99 @@
+"""Errors as RFC 9457 problem documents with a stable ``code``; no traceback, no echo of
+the request body (a PIN sent with a wrong type must not come back in the error)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from evaccess.domain import errors
+
+log = logging.getLogger("evaccess.api")
+
+STATUS: tuple[tuple[type[errors.EvAccessError], int], ...] = (
+    (errors.InvalidInput, 422),
+    (errors.NotAuthenticated, 401),
+    (errors.PermissionDenied, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Throttled, 429),
+    (errors.IntegrityFailure, 500),
+    (errors.AuditUnavailable, 503),
+    (errors.ConfigurationError, 500),
+)
+
+TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Unavailable",
+}
+
+
+def status_of(error: errors.EvAccessError) -> int:
+    for cls, status in STATUS:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def problem(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:evaccess:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.EvAccessError)
+    async def _domain(request: Request, exc: errors.EvAccessError) -> JSONResponse:
+        status = status_of(exc)
+        response = problem(request, status, exc.code, exc.message)
+        if isinstance(exc, errors.Throttled) and exc.retry_after != float("inf"):
+            response.headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+        if status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        where = ", ".join(".".join(f["loc"][1:]) or f["loc"][0] for f in fields if f["loc"])
+        return problem(request, 422, "invalid_input", f"invalid request: {where}", errors=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The type only: an exception message may quote input. Full detail at DEBUG level.
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        log.debug("unexpected error", exc_info=exc)
+        return problem(request, 500, "internal_error", "something went wrong on our side")

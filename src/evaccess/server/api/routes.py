@@ -1,0 +1,523 @@
+"""The REST routes: each parses, calls one service function, formats."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from evaccess.domain.access import GrantKind, Role
+from evaccess.server.api import schemas as s
+from evaccess.server.api.deps import Ctx, CurrentActor, Token
+from evaccess.server.db.models import Invitation, Organisation
+from evaccess.server.services import (
+    accounts,
+    bluetooth_pins,
+    chargers,
+    keypad_pins,
+    organisations,
+)
+from evaccess.server.services.chargers import ChargerView
+
+router = APIRouter(prefix="/api")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+# --- accounts -------------------------------------------------------------------------
+
+
+@router.post("/auth/login", response_model=s.TokenOut, tags=["auth"])
+async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx) -> s.TokenOut:
+    client = request.client.host if request.client else "unknown"
+    issued = await accounts.login(ctx, body.email, body.password, client=client)
+    response.headers.update(NO_STORE)
+    return s.TokenOut(token=issued.token, expires_at=issued.expires_at)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+async def logout(ctx: Ctx, token: Token) -> None:
+    await accounts.logout(ctx, token)
+
+
+@router.post("/users", response_model=s.UserOut, status_code=201, tags=["auth"])
+async def signup(body: s.SignupIn, ctx: Ctx) -> s.UserOut:
+    user = await accounts.create_user(ctx, body.email, body.password)
+    return s.UserOut(id=user.id, email=user.email)
+
+
+@router.get("/me", response_model=s.MeOut, tags=["auth"])
+async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
+    rows = await organisations.memberships_of(ctx, actor)
+    return s.MeOut(
+        id=actor.user_id,
+        email=actor.email,
+        is_system_admin=actor.is_system_admin,
+        organisations=[
+            s.MembershipOut(organisation_id=o.id, name=o.name, parent_id=o.parent_id, role=r)
+            for o, r in rows
+        ],
+    )
+
+
+# --- organisations ---------------------------------------------------------------------
+
+
+def _org(org: Organisation, role: Role | None = None) -> s.OrganisationOut:
+    return s.OrganisationOut(
+        id=org.id,
+        name=org.name,
+        parent_id=org.parent_id,
+        root_id=org.root_id,
+        keypad_pin_digits=org.keypad_pin_digits,
+        offline_keypad=org.offline_keypad,
+        role=role,
+    )
+
+
+@router.get("/organisations", response_model=list[s.OrganisationOut], tags=["organisations"])
+async def list_organisations(ctx: Ctx, actor: CurrentActor) -> list[s.OrganisationOut]:
+    return [_org(o, r) for o, r in await organisations.visible_organisations(ctx, actor)]
+
+
+@router.post(
+    "/organisations", response_model=s.OrganisationOut, status_code=201, tags=["organisations"]
+)
+async def create_organisation(
+    body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
+) -> s.OrganisationOut:
+    return _org(await organisations.create_organisation(ctx, actor, body.name))
+
+
+@router.get("/organisations/{org_id}", response_model=s.OrganisationOut, tags=["organisations"])
+async def get_organisation(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
+    org, role = await organisations.get_organisation(ctx, actor, org_id)
+    return _org(org, role)
+
+
+@router.post(
+    "/organisations/{org_id}/subgroups",
+    response_model=s.OrganisationOut,
+    status_code=201,
+    tags=["organisations"],
+)
+async def create_subgroup(
+    org_id: str, body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
+) -> s.OrganisationOut:
+    return _org(await organisations.create_subgroup(ctx, actor, org_id, body.name))
+
+
+@router.patch(
+    "/organisations/{org_id}/settings", response_model=s.OrganisationOut, tags=["organisations"]
+)
+async def update_settings(
+    org_id: str, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
+) -> s.OrganisationOut:
+    org = await organisations.update_settings(
+        ctx,
+        actor,
+        org_id,
+        keypad_pin_digits=body.keypad_pin_digits,
+        offline_keypad=body.offline_keypad,
+    )
+    return _org(org)
+
+
+@router.get(
+    "/organisations/{org_id}/members", response_model=list[s.MemberOut], tags=["organisations"]
+)
+async def list_members(org_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
+    return [
+        s.MemberOut(user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin)
+        for m in await organisations.members(ctx, actor, org_id)
+    ]
+
+
+@router.post(
+    "/organisations/{org_id}/members",
+    response_model=s.MemberOut,
+    status_code=201,
+    tags=["organisations"],
+)
+async def add_member(org_id: str, body: s.MemberIn, ctx: Ctx, actor: CurrentActor) -> s.MemberOut:
+    m = await organisations.add_member(ctx, actor, org_id, body.email, body.role)
+    return s.MemberOut(
+        user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin
+    )
+
+
+@router.patch("/organisations/{org_id}/members/{user_id}", status_code=204, tags=["organisations"])
+async def change_role(
+    org_id: str, user_id: str, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
+) -> None:
+    await organisations.change_role(ctx, actor, org_id, user_id, body.role)
+
+
+@router.get("/organisations/{org_id}/audit", response_model=list[s.AuditRecordOut], tags=["audit"])
+async def audit(
+    org_id: str,
+    ctx: Ctx,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> list[s.AuditRecordOut]:
+    records = await organisations.audit_records(ctx, actor, org_id, limit=limit, before=before)
+    return [
+        s.AuditRecordOut(
+            seq=r.seq,
+            at=r.at,
+            action=r.action,
+            actor_id=r.actor_id,
+            organisation_id=r.organisation_id,
+            charger_id=r.charger_id,
+            subject_id=r.subject_id,
+            basis=r.basis,
+            request_id=r.request_id,
+            details=json.loads(r.details),
+        )
+        for r in records
+    ]
+
+
+# --- keypad PINs ------------------------------------------------------------------------
+
+
+def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.KeypadPinOut:
+    if result.generated_pin is None:
+        return s.KeypadPinOut(user_id=result.user_id, digits=result.digits)
+    response.headers.update(NO_STORE)
+    return s.GeneratedKeypadPinOut(
+        user_id=result.user_id, digits=result.digits, pin=result.generated_pin
+    )
+
+
+@router.put("/organisations/{org_id}/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+async def set_own_keypad_pin(
+    org_id: str, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.KeypadPinOut:
+    return _keypad_out(
+        await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, body.pin), response
+    )
+
+
+@router.post(
+    "/organisations/{org_id}/keypad-pin/generate",
+    response_model=s.GeneratedKeypadPinOut,
+    tags=["keypad"],
+)
+async def generate_own_keypad_pin(
+    org_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.KeypadPinOut:
+    return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, None), response)
+
+
+@router.delete("/organisations/{org_id}/keypad-pin", status_code=204, tags=["keypad"])
+async def delete_own_keypad_pin(org_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+    await keypad_pins.delete_pin(ctx, actor, org_id, actor.user_id)
+
+
+@router.put(
+    "/organisations/{org_id}/members/{user_id}/keypad-pin",
+    response_model=s.KeypadPinOut,
+    tags=["keypad"],
+)
+async def set_member_keypad_pin(
+    org_id: str,
+    user_id: str,
+    body: s.KeypadPinIn,
+    response: Response,
+    ctx: Ctx,
+    actor: CurrentActor,
+) -> s.KeypadPinOut:
+    return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, user_id, body.pin), response)
+
+
+@router.post(
+    "/organisations/{org_id}/members/{user_id}/keypad-pin/generate",
+    response_model=s.GeneratedKeypadPinOut,
+    tags=["keypad"],
+)
+async def generate_member_keypad_pin(
+    org_id: str, user_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.KeypadPinOut:
+    return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, user_id, None), response)
+
+
+@router.delete(
+    "/organisations/{org_id}/members/{user_id}/keypad-pin", status_code=204, tags=["keypad"]
+)
+async def delete_member_keypad_pin(
+    org_id: str, user_id: str, ctx: Ctx, actor: CurrentActor
+) -> None:
+    await keypad_pins.delete_pin(ctx, actor, org_id, user_id)
+
+
+@router.get(
+    "/organisations/{org_id}/keypad-pins/crowding", response_model=s.CrowdingOut, tags=["keypad"]
+)
+async def crowding(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
+    c = await keypad_pins.crowding(ctx, actor, org_id)
+    message = (
+        f"{c.ratio:.1%} of all {c.digits}-digit PINs belong to a member: a random guess hits "
+        "someone too often; require more digits"
+        if c.warning
+        else None
+    )
+    return s.CrowdingOut(
+        members_with_pin=c.members_with_pin,
+        digits=c.digits,
+        space=10**c.digits,
+        ratio=c.ratio,
+        warning=c.warning,
+        message=message,
+    )
+
+
+# --- chargers -----------------------------------------------------------------------------
+
+
+def _charger(view: ChargerView) -> s.ChargerOut:
+    c = view.charger
+    return s.ChargerOut(
+        id=c.id,
+        serial=c.serial,
+        organisation_id=c.organisation_id,
+        vendor=c.vendor,
+        model=c.model,
+        firmware=c.firmware,
+        production_date=c.production_date,
+        bluetooth=c.has_bluetooth,
+        keypad=c.has_keypad,
+        access=sorted(b.value for b in view.bases),
+        bluetooth_pin_requirement=view.policy.requirement,
+        bluetooth_pin_changeable=view.policy.changeable,
+        online=c.online,
+        ocpp_protocol=c.ocpp_protocol,
+        last_seen_at=c.last_seen_at,
+        connectors=[
+            s.ConnectorOut(
+                evse_id=k.evse_id,
+                connector_id=k.connector_id,
+                status=k.status,
+                updated_at=k.updated_at,
+            )
+            for k in view.connectors
+        ],
+    )
+
+
+@router.post(
+    "/organisations/{org_id}/chargers",
+    response_model=s.RegistrationOut,
+    status_code=201,
+    tags=["chargers"],
+)
+async def register_charger(
+    org_id: str, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.RegistrationOut:
+    reg = await chargers.register(
+        ctx,
+        actor,
+        organisation_id=org_id,
+        serial=body.serial,
+        vendor=body.vendor,
+        model=body.model,
+        firmware=body.firmware,
+        production_date=body.production_date,
+        bluetooth=body.bluetooth,
+        keypad=body.keypad,
+        owner_email=body.owner_email,
+        factory_pin=body.factory_pin,
+    )
+    response.headers.update(NO_STORE)
+    view = await chargers.get_charger(ctx, actor, reg.charger.id)
+    return s.RegistrationOut(charger=_charger(view), ocpp_password=reg.ocpp_password)
+
+
+@router.get("/chargers", response_model=list[s.ChargerOut], tags=["chargers"])
+async def list_chargers(
+    ctx: Ctx, actor: CurrentActor, serial: Annotated[str | None, Query(max_length=64)] = None
+) -> list[s.ChargerOut]:
+    return [_charger(v) for v in await chargers.list_chargers(ctx, actor, serial=serial)]
+
+
+@router.get("/chargers/{charger_id}", response_model=s.ChargerOut, tags=["chargers"])
+async def get_charger(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
+    return _charger(await chargers.get_charger(ctx, actor, charger_id))
+
+
+@router.post(
+    "/chargers/{charger_id}/assign", response_model=s.GrantOut, status_code=201, tags=["chargers"]
+)
+async def assign(charger_id: str, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
+    grant = await chargers.assign(ctx, actor, charger_id, body.user_id)
+    views = await chargers.list_grants(ctx, actor, charger_id)
+    return next(_grant(v) for v in views if v.grant.id == grant.id)
+
+
+def _grant(view: chargers.GrantView) -> s.GrantOut:
+    g = view.grant
+    return s.GrantOut(
+        id=g.id,
+        user_id=g.user_id,
+        email=view.email,
+        kind=GrantKind(g.kind),
+        created_at=g.created_at,
+        expires_at=g.expires_at,
+    )
+
+
+@router.get("/chargers/{charger_id}/grants", response_model=list[s.GrantOut], tags=["access"])
+async def list_grants(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
+    return [_grant(v) for v in await chargers.list_grants(ctx, actor, charger_id)]
+
+
+@router.delete("/chargers/{charger_id}/grants/{grant_id}", status_code=204, tags=["access"])
+async def revoke_grant(charger_id: str, grant_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+    await chargers.revoke_grant(ctx, actor, charger_id, grant_id)
+
+
+def _invitation(inv: Invitation) -> s.InvitationOut:
+    return s.InvitationOut(
+        id=inv.id,
+        email=inv.email,
+        kind=GrantKind(inv.kind),
+        expires_at=inv.expires_at,
+        service_expires_at=inv.service_expires_at,
+    )
+
+
+@router.post(
+    "/chargers/{charger_id}/invitations",
+    response_model=s.IssuedInvitationOut,
+    status_code=201,
+    tags=["access"],
+)
+async def invite(
+    charger_id: str, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.IssuedInvitationOut:
+    issued = await chargers.invite(
+        ctx,
+        actor,
+        charger_id,
+        email=body.email,
+        kind=body.kind,
+        service_expires_at=body.service_expires_at,
+    )
+    response.headers.update(NO_STORE)
+    return s.IssuedInvitationOut(**_invitation(issued.invitation).model_dump(), token=issued.token)
+
+
+@router.get(
+    "/chargers/{charger_id}/invitations", response_model=list[s.InvitationOut], tags=["access"]
+)
+async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.InvitationOut]:
+    return [_invitation(i) for i in await chargers.list_invitations(ctx, actor, charger_id)]
+
+
+@router.delete(
+    "/chargers/{charger_id}/invitations/{invitation_id}", status_code=204, tags=["access"]
+)
+async def revoke_invitation(
+    charger_id: str, invitation_id: str, ctx: Ctx, actor: CurrentActor
+) -> None:
+    await chargers.revoke_invitation(ctx, actor, charger_id, invitation_id)
+
+
+@router.post("/invitations/accept", response_model=s.GrantOut, tags=["access"])
+async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
+    grant = await chargers.accept_invitation(ctx, actor, body.token)
+    return s.GrantOut(
+        id=grant.id,
+        user_id=grant.user_id,
+        email=actor.email,
+        kind=GrantKind(grant.kind),
+        created_at=grant.created_at,
+        expires_at=grant.expires_at,
+    )
+
+
+@router.get(
+    "/chargers/{charger_id}/security-events",
+    response_model=list[s.SecurityEventOut],
+    tags=["chargers"],
+)
+async def security_events(
+    charger_id: str, ctx: Ctx, actor: CurrentActor
+) -> list[s.SecurityEventOut]:
+    return [
+        s.SecurityEventOut(
+            event_type=e.event_type, at=e.at, tech_info=e.tech_info, received_at=e.received_at
+        )
+        for e in await chargers.security_events(ctx, actor, charger_id)
+    ]
+
+
+# --- Bluetooth PIN --------------------------------------------------------------------------
+
+
+def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
+    return s.PinStateOut(
+        requirement=st.requirement,
+        changeable=st.changeable,
+        required=st.required,
+        status=st.status,
+        can_reveal=st.can_reveal,
+        can_enable=st.can_enable,
+        can_change=st.can_change,
+        rule=st.rule,
+        pending_since=st.pending_since,
+    )
+
+
+@router.get(
+    "/chargers/{charger_id}/bluetooth-pin", response_model=s.PinStateOut, tags=["bluetooth-pin"]
+)
+async def pin_state(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+    return _pin_state(await bluetooth_pins.state(ctx, actor, charger_id))
+
+
+@router.post(
+    "/chargers/{charger_id}/bluetooth-pin/enable",
+    response_model=s.PinStateOut,
+    tags=["bluetooth-pin"],
+)
+async def enable_pin(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+    return _pin_state(await bluetooth_pins.enable(ctx, actor, charger_id))
+
+
+@router.post(
+    "/chargers/{charger_id}/bluetooth-pin/reveal",
+    response_model=s.RevealedPinOut,
+    tags=["bluetooth-pin"],
+)
+async def reveal_pin(
+    charger_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.RevealedPinOut:
+    revealed = await bluetooth_pins.reveal(ctx, actor, charger_id)
+    response.headers.update(NO_STORE)
+    response.headers["Pragma"] = "no-cache"
+    return s.RevealedPinOut(pin=revealed.pin, status=revealed.status, basis=revealed.basis)
+
+
+@router.post(
+    "/chargers/{charger_id}/bluetooth-pin/change",
+    response_model=s.PinStateOut,
+    tags=["bluetooth-pin"],
+)
+async def change_pin(
+    charger_id: str, body: s.PinChangeIn, ctx: Ctx, actor: CurrentActor
+) -> s.PinStateOut:
+    return _pin_state(await bluetooth_pins.change(ctx, actor, charger_id, body.pin))
+
+
+@router.get(
+    "/chargers/{charger_id}/bluetooth-pin/reveals",
+    response_model=list[s.RevealEventOut],
+    tags=["bluetooth-pin"],
+)
+async def reveal_history(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.RevealEventOut]:
+    return [
+        s.RevealEventOut(at=e.at, actor_email=e.actor_email, basis=e.basis, request_id=e.request_id)
+        for e in await bluetooth_pins.reveal_history(ctx, actor, charger_id)
+    ]

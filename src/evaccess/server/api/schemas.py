@@ -1,0 +1,234 @@
+"""Request and response bodies (wire names). Secrets only ever appear in the bodies named
+for them: ``RevealedPinOut``, ``GeneratedKeypadPinOut``, ``RegistrationOut``, ``TokenOut``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaccess.domain.access import GrantKind, Role
+from evaccess.domain.policy import PinRequirement
+from evaccess.server.services.bluetooth_pins import PinStatus
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoginIn(In):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=256)
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+class SignupIn(In):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=256)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+
+
+class MembershipOut(BaseModel):
+    organisation_id: str
+    name: str
+    parent_id: str | None
+    role: Role
+
+
+class MeOut(UserOut):
+    is_system_admin: bool
+    organisations: list[MembershipOut]
+
+
+class OrganisationIn(In):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class OrganisationOut(BaseModel):
+    id: str
+    name: str
+    parent_id: str | None
+    root_id: str
+    keypad_pin_digits: int
+    offline_keypad: bool
+    role: Role | None = None
+
+
+class SettingsIn(In):
+    keypad_pin_digits: int | None = Field(default=None, ge=4, le=8)
+    offline_keypad: bool | None = None
+
+
+class MemberIn(In):
+    email: str = Field(max_length=320)
+    role: Role = Role.USER
+
+
+class RoleIn(In):
+    role: Role
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    email: str
+    role: Role
+    has_keypad_pin: bool
+
+
+class KeypadPinIn(In):
+    pin: str = Field(min_length=1, max_length=16)
+
+
+class KeypadPinOut(BaseModel):
+    user_id: str
+    digits: int
+
+
+class GeneratedKeypadPinOut(KeypadPinOut):
+    pin: str
+
+
+class CrowdingOut(BaseModel):
+    members_with_pin: int
+    digits: int
+    space: int
+    ratio: float
+    warning: bool
+    message: str | None
+
+
+class ChargerIn(In):
+    serial: str = Field(min_length=1, max_length=64)
+    vendor: str = Field(min_length=1, max_length=100)
+    model: str = Field(min_length=1, max_length=100)
+    firmware: str = Field(min_length=1, max_length=64)
+    production_date: date | None = None
+    bluetooth: bool = True
+    keypad: bool = False
+    owner_email: str | None = Field(default=None, max_length=320)
+    factory_pin: str | None = Field(default=None, min_length=6, max_length=6)
+
+
+class ConnectorOut(BaseModel):
+    evse_id: int
+    connector_id: int
+    status: str
+    updated_at: datetime
+
+
+class ChargerOut(BaseModel):
+    id: str
+    serial: str
+    organisation_id: str
+    vendor: str
+    model: str
+    firmware: str
+    production_date: date | None
+    bluetooth: bool
+    keypad: bool
+    access: list[str]
+    bluetooth_pin_requirement: PinRequirement
+    bluetooth_pin_changeable: bool
+    online: bool
+    ocpp_protocol: str | None
+    last_seen_at: datetime | None
+    connectors: list[ConnectorOut] = []
+
+
+class RegistrationOut(BaseModel):
+    charger: ChargerOut
+    ocpp_password: str
+    ocpp_note: str = "Shown once: configure it on the charger (OCPP Basic Auth password)."
+
+
+class AssignIn(In):
+    user_id: str = Field(max_length=36)
+
+
+class GrantOut(BaseModel):
+    id: str
+    user_id: str
+    email: str
+    kind: GrantKind
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class InvitationIn(In):
+    email: str = Field(max_length=320)
+    kind: GrantKind = GrantKind.USER
+    service_expires_at: datetime | None = None
+
+
+class InvitationOut(BaseModel):
+    id: str
+    email: str
+    kind: GrantKind
+    expires_at: datetime
+    service_expires_at: datetime | None
+
+
+class IssuedInvitationOut(InvitationOut):
+    token: str
+    note: str = "Shown once: send it to the invitee, who accepts it while logged in."
+
+
+class AcceptIn(In):
+    token: str = Field(min_length=10, max_length=100)
+
+
+class PinStateOut(BaseModel):
+    requirement: PinRequirement
+    changeable: bool
+    required: bool
+    status: PinStatus
+    can_reveal: bool
+    can_enable: bool
+    can_change: bool
+    rule: str
+    pending_since: datetime | None
+
+
+class PinChangeIn(In):
+    pin: str | None = Field(default=None, min_length=1, max_length=16)
+
+
+class RevealedPinOut(BaseModel):
+    pin: str
+    status: PinStatus
+    basis: str
+
+
+class RevealEventOut(BaseModel):
+    at: datetime
+    actor_email: str | None
+    basis: str | None
+    request_id: str | None
+
+
+class SecurityEventOut(BaseModel):
+    event_type: str
+    at: datetime
+    tech_info: str | None
+    received_at: datetime
+
+
+class AuditRecordOut(BaseModel):
+    seq: int
+    at: datetime
+    action: str
+    actor_id: str | None
+    organisation_id: str | None
+    charger_id: str | None
+    subject_id: str | None
+    basis: str | None
+    request_id: str | None
+    details: dict[str, object]

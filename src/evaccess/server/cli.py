@@ -1,0 +1,217 @@
+"""Server-side commands: ``evaccess server run``, ``evaccess admin …``, ``evaccess audit …``.
+Each is a sync shell around one ``async def`` (``console.command``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from evaccess import console
+from evaccess.domain.access import Role
+from evaccess.domain.clock import SystemRandom
+from evaccess.server.bootstrap import BootstrapAdmin, build_context, migrate
+from evaccess.server.context import Context
+from evaccess.server.services import accounts, bluetooth_pins, chargers, organisations
+from evaccess.server.services.relations import Actor
+from evaccess.server.settings import Settings, load_settings
+
+server_app = typer.Typer(no_args_is_help=True)
+admin_app = typer.Typer(no_args_is_help=True)
+audit_app = typer.Typer(no_args_is_help=True)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    console.out.print(f"[bold]evaccess server[/] on {url}  (API docs: {url}/docs)")
+    console.out.print(
+        f"database: {settings.resolved_database_url.split('://')[0]}, data in {settings.data_dir}/"
+    )
+    if admin is not None:
+        console.out.print(
+            "[bold yellow]First start: a super-admin was created. These credentials are shown "
+            "once; change the password after logging in.[/]"
+        )
+        console.out.print(f"  email:    {admin.email}")
+        console.out.print(f"  password: {admin.password}")
+        console.out.print(f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True)
+
+
+@server_app.command("run")
+@console.command
+async def run(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (EVACCESS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (EVACCESS_PORT).")] = None,
+) -> None:
+    """Migrate the database and serve the REST API and the OCPP endpoint."""
+    from evaccess.server.runner import serve
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(**overrides)
+    _logging(settings)
+    await serve(settings, announce=_announce)
+
+
+async def _admin_context() -> tuple[Context, Actor]:
+    """A context for administrative commands, acting as the system itself."""
+    settings = load_settings()
+    await migrate(settings)
+    ctx = build_context(settings)
+    return ctx, Actor(user_id="", email="", is_system_admin=True)
+
+
+async def _system_actor(ctx: Context, email: str) -> Actor:
+    user = await accounts.user_by_email(ctx, email)
+    return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
+
+
+@admin_app.command("create-user")
+@console.command
+async def create_user(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+    system_admin: Annotated[bool, typer.Option(help="May create organisations.")] = False,
+) -> None:
+    """Create a user (the password is prompted for, or read from stdin)."""
+    import sys
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
+    ctx, _ = await _admin_context()
+    try:
+        user = await accounts.create_user(ctx, email, password, is_system_admin=system_admin)
+    finally:
+        await ctx.db.dispose()
+    console.out.print(f"created user {user.email} ({user.id})")
+
+
+@admin_app.command("create-organisation")
+@console.command
+async def create_organisation(
+    name: str,
+    super_admin: Annotated[str, typer.Option(help="Email of the organisation's super-admin.")],
+    parent: Annotated[str | None, typer.Option(help="Parent organisation id (a subgroup).")] = None,
+) -> None:
+    """Create an organisation (or a subgroup) with its super-admin."""
+    ctx, _ = await _admin_context()
+    try:
+        actor = await _system_actor(ctx, super_admin)
+        if parent is None:
+            actor = Actor(user_id=actor.user_id, email=actor.email, is_system_admin=True)
+            org = await organisations.create_organisation(ctx, actor, name)
+        else:
+            org = await organisations.create_subgroup(ctx, actor, parent, name)
+    finally:
+        await ctx.db.dispose()
+    console.out.print(f"created organisation {org.name} ({org.id})")
+
+
+@admin_app.command("add-member")
+@console.command
+async def add_member(
+    organisation: str,
+    email: str,
+    role: Annotated[Role, typer.Option()] = Role.USER,
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")] = "",
+) -> None:
+    """Add an existing user to an organisation."""
+    ctx, _ = await _admin_context()
+    try:
+        actor = await _system_actor(ctx, by)
+        member = await organisations.add_member(ctx, actor, organisation, email, role)
+    finally:
+        await ctx.db.dispose()
+    console.out.print(f"{member.email} is now {member.role.value} of {organisation}")
+
+
+@admin_app.command("create-charger")
+@console.command
+async def create_charger(
+    organisation: str,
+    serial: Annotated[str, typer.Option()],
+    vendor: Annotated[str, typer.Option()],
+    model: Annotated[str, typer.Option()],
+    firmware: Annotated[str, typer.Option()],
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    owner: Annotated[str | None, typer.Option(help="Owner's email.")] = None,
+    production_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    keypad: Annotated[bool, typer.Option()] = False,
+    no_bluetooth: Annotated[bool, typer.Option()] = False,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register a charger; prints its OCPP password once."""
+    from evaccess.domain.errors import InvalidInput
+
+    try:
+        produced = date.fromisoformat(production_date) if production_date else None
+    except ValueError:
+        raise InvalidInput("--production-date takes YYYY-MM-DD") from None
+    ctx, _ = await _admin_context()
+    try:
+        actor = await _system_actor(ctx, by)
+        reg = await chargers.register(
+            ctx,
+            actor,
+            organisation_id=organisation,
+            serial=serial,
+            vendor=vendor,
+            model=model,
+            firmware=firmware,
+            production_date=produced,
+            keypad=keypad,
+            bluetooth=not no_bluetooth,
+            owner_email=owner,
+        )
+    finally:
+        await ctx.db.dispose()
+    if json_output:
+        console.print_json(
+            {"id": reg.charger.id, "serial": reg.charger.serial, "ocpp_password": reg.ocpp_password}
+        )
+        return
+    console.out.print(f"registered charger {reg.charger.serial} ({reg.charger.id})")
+    console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
+
+
+@admin_app.command("rotate-keys")
+@console.command
+async def rotate_keys() -> None:
+    """Add a new vault key version and re-encrypt every Bluetooth PIN under it (safe while
+    the server runs: it picks up the new key from the key directory)."""
+    ctx, _ = await _admin_context()
+    try:
+        version = ctx.keys.add_vault_key(SystemRandom())
+        count = await bluetooth_pins.rotate_keys(ctx)
+    finally:
+        await ctx.db.dispose()
+    console.out.print(f"re-encrypted {count} Bluetooth PIN record(s) under key version {version}")
+
+
+@audit_app.command("verify")
+@console.command
+async def verify() -> None:
+    """Walk the audit chain; name the first bad record (exit 8) or confirm it is whole."""
+    from evaccess.domain.errors import AuditChainBroken
+
+    ctx, _ = await _admin_context()
+    try:
+        async with ctx.db.read() as session:
+            report = await ctx.audit.verify(session)
+    finally:
+        await ctx.db.dispose()
+    if not report.ok:
+        raise AuditChainBroken(f"audit record {report.first_bad_seq} is bad: {report.reason}")
+    console.out.print(f"audit log verified: {report.records} record(s), chain intact")

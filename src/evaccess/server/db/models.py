@@ -1,0 +1,319 @@
+"""The tables. Ownership is a row of its own (``ownerships``): every grant, invitation and
+phone credential that derives from an ownership points at it, so an ownership transfer ends
+all of them in one transaction with one UPDATE per table (``WHERE ownership_id = :old``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from evaccess.server.db.types import ID, UtcDateTime, new_id
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Organisation(Base):
+    """A group; subgroups point at their parent. ``root_id`` names the keypad PIN space."""
+
+    __tablename__ = "organisations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    root_id: Mapped[str] = mapped_column(ID, index=True)
+    keypad_pin_digits: Mapped[int] = mapped_column(Integer, default=4)
+    offline_keypad: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_system_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "organisation_id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """Opaque bearer tokens, stored as SHA-256 (they carry 256 bits of entropy)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Charger(Base):
+    __tablename__ = "chargers"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    vendor: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(100))
+    firmware: Mapped[str] = mapped_column(String(64))
+    production_date: Mapped[date | None] = mapped_column(Date)
+    has_bluetooth: Mapped[bool] = mapped_column(Boolean, default=True)
+    has_keypad: Mapped[bool] = mapped_column(Boolean, default=False)
+    ocpp_password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Connection state, kept by the OCPP endpoint.
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    ocpp_protocol: Mapped[str | None] = mapped_column(String(16))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    local_list_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConnectorStatus(Base):
+    __tablename__ = "connector_statuses"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    evse_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Ownership(Base):
+    """One period during which one user owns one charger (open while ``ended_at`` is null)."""
+
+    __tablename__ = "ownerships"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+Index(
+    "uq_ownerships_open_per_charger",
+    Ownership.charger_id,
+    unique=True,
+    sqlite_where=Ownership.ended_at.is_(None),
+    postgresql_where=Ownership.ended_at.is_(None),
+)
+
+
+class Grant(Base):
+    """Access to a charger: owner, invited user or service (installer, optional expiry)."""
+
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ownership_id: Mapped[str | None] = mapped_column(ForeignKey("ownerships.id"), index=True)
+    granted_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    ownership_id: Mapped[str | None] = mapped_column(ForeignKey("ownerships.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    invited_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    service_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PhoneCredential(Base):
+    """A phone's Bluetooth credential as the server knows it (id only, never the secret):
+    lets the owner revoke one phone and a transfer revoke all."""
+
+    __tablename__ = "phone_credentials"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    ownership_id: Mapped[str | None] = mapped_column(ForeignKey("ownerships.id"), index=True)
+    phone_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class BluetoothPin(Base):
+    """At most one per charger. PINs exist only as AES-256-GCM ciphertexts (nonce ||
+    ciphertext || tag) whose associated data binds charger id and key version."""
+
+    __tablename__ = "bluetooth_pins"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    active_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    active_key_version: Mapped[int | None] = mapped_column(Integer)
+    pending_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pending_key_version: Mapped[int | None] = mapped_column(Integer)
+    pending_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OutboxCommand(Base):
+    """The outbox of server -> charger commands (delivered over OCPP, oldest first)."""
+
+    __tablename__ = "charger_commands"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    arguments: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON without secrets: a PIN command reads the PIN from ``bluetooth_pins``."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    accepted: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class KeypadPin(Base):
+    """HMAC(pepper, pin space ‖ PIN): one per user and PIN space, unique within the space."""
+
+    __tablename__ = "keypad_pins"
+    __table_args__ = (
+        UniqueConstraint("pin_space_id", "digest"),
+        UniqueConstraint("pin_space_id", "user_id"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    pin_space_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    digits: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (UniqueConstraint("charger_id", "transaction_id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    meter_wh: Mapped[float | None] = mapped_column()
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TransactionEventRecord(Base):
+    __tablename__ = "transaction_events"
+    __table_args__ = (UniqueConstraint("charger_id", "transaction_id", "seq_no"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    seq_no: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(16))
+    trigger_reason: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SecurityEvent(Base):
+    __tablename__ = "security_events"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    event_type: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    tech_info: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChargerSetting(Base):
+    """Non-secret settings a charger reported (Wi-Fi SSID, current limit, ...)."""
+
+    __tablename__ = "charger_settings"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditRecord(Base):
+    """Append-only. ``mac`` = HMAC(audit key, previous mac ‖ canonical record): the chain
+    makes edits, deletions, insertions and reordering detectable (``evaccess audit verify``)."""
+
+    __tablename__ = "audit_records"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    actor_id: Mapped[str | None] = mapped_column(ID, index=True)
+    organisation_id: Mapped[str | None] = mapped_column(ID, index=True)
+    charger_id: Mapped[str | None] = mapped_column(ID, index=True)
+    subject_id: Mapped[str | None] = mapped_column(ID)
+    basis: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+    mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """One row: the last sequence number and mac. Appends lock it (``SELECT ... FOR UPDATE``
+    on PostgreSQL), which serialises the chain across server nodes."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    mac: Mapped[bytes] = mapped_column(LargeBinary(32))

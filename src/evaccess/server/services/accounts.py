@@ -1,0 +1,181 @@
+"""Accounts: users with argon2id passwords, opaque bearer tokens, throttled login."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
+
+from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated, Throttled
+from evaccess.server.context import Context
+from evaccess.server.db.models import ApiToken, User
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.relations import Actor
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords, as bundled with zxcvbn (lower-cased)."""
+    return frozenset(p.casefold() for p in FREQUENCY_LISTS["passwords"])
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email, check_deliverability=False).normalized.casefold()
+    except EmailNotValidError:
+        raise InvalidInput("not a valid email address") from None
+
+
+def check_password(password: str, email: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"passwords have at most {MAX_PASSWORD_LENGTH} characters")
+    folded = password.casefold()
+    if folded in common_passwords() or folded == email.split("@")[0] or folded == email:
+        raise InvalidInput("this password is too common; choose another")
+    if len(set(password)) < 3:
+        raise InvalidInput("this password is too simple; choose another")
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    user_id: str
+
+
+async def create_user(
+    ctx: Context, email: str, password: str, *, is_system_admin: bool = False
+) -> User:
+    email = normalise_email(email)
+    check_password(password, email)
+    password_hash = await asyncio.to_thread(ctx.passwords.hash, password)
+    async with ctx.db.transaction() as session:
+        if await session.scalar(select(User.id).where(User.email == email)):
+            raise Conflict("a user with this email exists", code="user_exists")
+        user = User(
+            email=email,
+            password_hash=password_hash,
+            is_system_admin=is_system_admin,
+            created_at=ctx.clock.now(),
+        )
+        session.add(user)
+        await session.flush()
+        await ctx.audit.append(session, AuditEntry(action="user.created", subject_id=user.id))
+    return user
+
+
+_DUMMY_HASH: dict[int, str] = {}
+
+
+async def login(ctx: Context, email: str, password: str, *, client: str) -> IssuedToken:
+    """Check a password and issue a token. Throttled per account and per client address;
+    an unknown email costs the same hash as a known one."""
+    try:
+        email = normalise_email(email)
+    except InvalidInput:
+        raise NotAuthenticated("wrong email or password") from None
+    account_key, client_key = f"account:{email}", f"client:{client}"
+    for key in (account_key, client_key):
+        ctx.login_throttle.check(key)
+    async with ctx.db.read() as session:
+        user = await session.scalar(select(User).where(User.email == email))
+    if not await _verify(ctx, user.password_hash if user else None, password):
+        for key in (account_key, client_key):
+            ctx.login_throttle.failure(key)
+        raise NotAuthenticated("wrong email or password")
+    assert user is not None
+    ctx.login_throttle.success(account_key)
+    ctx.login_throttle.success(client_key)
+    token = secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    expires = now + timedelta(seconds=ctx.token_ttl_s)
+    async with ctx.db.transaction() as session:
+        session.add(
+            ApiToken(
+                user_id=user.id, token_hash=token_digest(token), created_at=now, expires_at=expires
+            )
+        )
+        if ctx.passwords.check_needs_rehash(user.password_hash):
+            fresh = await asyncio.to_thread(ctx.passwords.hash, password)
+            (await session.get_one(User, user.id)).password_hash = fresh
+    return IssuedToken(token=token, expires_at=expires, user_id=user.id)
+
+
+async def _verify(ctx: Context, stored: str | None, password: str) -> bool:
+    if stored is None:
+        key = id(ctx.passwords)
+        if key not in _DUMMY_HASH:
+            _DUMMY_HASH[key] = await asyncio.to_thread(ctx.passwords.hash, secrets.token_hex(8))
+        stored = _DUMMY_HASH[key]
+        await asyncio.to_thread(_safe_verify, ctx, stored, password)
+        return False
+    return await asyncio.to_thread(_safe_verify, ctx, stored, password)
+
+
+def _safe_verify(ctx: Context, stored: str, password: str) -> bool:
+    try:
+        return bool(ctx.passwords.verify(stored, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def authenticate(ctx: Context, token: str, *, request_id: str | None = None) -> Actor:
+    """The actor behind a bearer token (``NotAuthenticated`` if unknown, expired or revoked)."""
+    async with ctx.db.read() as session:
+        row = (
+            await session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == token_digest(token))
+            )
+        ).first()
+    if row is None:
+        raise NotAuthenticated("invalid or expired token")
+    api_token, user = row.tuple()
+    if api_token.revoked_at is not None or api_token.expires_at <= ctx.clock.now():
+        raise NotAuthenticated("invalid or expired token")
+    return Actor(
+        user_id=user.id,
+        email=user.email,
+        is_system_admin=user.is_system_admin,
+        request_id=request_id,
+    )
+
+
+async def logout(ctx: Context, token: str) -> None:
+    async with ctx.db.transaction() as session:
+        api_token = await session.scalar(
+            select(ApiToken).where(ApiToken.token_hash == token_digest(token))
+        )
+        if api_token is not None and api_token.revoked_at is None:
+            api_token.revoked_at = ctx.clock.now()
+
+
+async def user_by_email(ctx: Context, email: str) -> User:
+    from evaccess.domain.errors import NotFound
+
+    async with ctx.db.read() as session:
+        user = await session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise NotFound("no user with this email")
+    return user
+
+
+__all__ = ["IssuedToken", "Throttled", "authenticate", "create_user", "login", "logout"]

@@ -1,0 +1,416 @@
+"""The Bluetooth PIN lifecycle on the server.
+
+States: no PIN -> pending (sealed, pushed to the charger) -> active (the charger confirmed);
+a change puts a new PIN in the pending slot while the old one stays active until the charger
+accepts the new one. Which chargers need a PIN, and who may see or change it, is the policy
+table's decision (``domain.policy``). Reveal writes its audit record before returning the PIN
+and returns nothing if that write fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.domain.access import CHARGER_PERMISSIONS, Basis, ChargerAction
+from evaccess.domain.errors import (
+    AuditUnavailable,
+    EvAccessError,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+)
+from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
+from evaccess.domain.policy import PinPolicy, PinRequirement, pin_policy
+from evaccess.server.context import Context
+from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
+from evaccess.server.services import outbox
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.relations import Actor, charger_for
+from evaccess.server.vault import Sealed
+
+REVEALED = "bluetooth_pin.revealed"
+
+
+class PinStatus(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    ACTIVE = "active"
+    CHANGING = "changing"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PinState:
+    requirement: PinRequirement
+    changeable: bool
+    enabled: bool
+    required: bool
+    status: PinStatus
+    can_reveal: bool
+    can_enable: bool
+    can_change: bool
+    rule: str
+    pending_since: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RevealedPin:
+    pin: str
+    status: PinStatus
+    basis: Basis
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RevealEvent:
+    at: datetime
+    actor_email: str | None
+    basis: str | None
+    request_id: str | None
+
+
+def _policy(charger: Charger) -> PinPolicy:
+    from evaccess.server.services.chargers import facts_of
+
+    return pin_policy(facts_of(charger))
+
+
+def _required(policy: PinPolicy, row: BluetoothPin | None) -> bool:
+    if policy.requirement is PinRequirement.MANDATORY:
+        return True
+    return policy.requirement is PinRequirement.OPTIONAL and row is not None and row.enabled
+
+
+def _status(row: BluetoothPin | None) -> PinStatus:
+    if row is None or (row.active_ciphertext is None and row.pending_ciphertext is None):
+        return PinStatus.NONE
+    if row.active_ciphertext is None:
+        return PinStatus.PENDING
+    return PinStatus.CHANGING if row.pending_ciphertext is not None else PinStatus.ACTIVE
+
+
+async def _row(session: AsyncSession, ctx: Context, charger: Charger) -> BluetoothPin:
+    row = await session.get(BluetoothPin, charger.id)
+    if row is None:
+        row = BluetoothPin(charger_id=charger.id, enabled=False, updated_at=ctx.clock.now())
+        session.add(row)
+    return row
+
+
+def _new_pin(ctx: Context, charger: Charger) -> str:
+    return generate_bluetooth_pin(ctx.rng, avoid=(charger.serial, charger.model))
+
+
+async def apply_policy(
+    session: AsyncSession, ctx: Context, charger: Charger, *, factory_pin: str | None = None
+) -> bool:
+    """Bring the charger's PIN in line with its policy (at registration, and after a
+    BootNotification reports new firmware). Queues a push; returns whether it did."""
+    policy = _policy(charger)
+    if policy.requirement is PinRequirement.UNSUPPORTED:
+        return False
+    row = await _row(session, ctx, charger)
+    now = ctx.clock.now()
+    if factory_pin is not None:
+        sealed = ctx.vault.seal(charger.id, validate_factory_pin(factory_pin))
+        row.active_ciphertext, row.active_key_version = sealed.ciphertext, sealed.key_version
+        row.updated_at = now
+    elif _required(policy, row) and _status(row) is PinStatus.NONE:
+        sealed = ctx.vault.seal(charger.id, _new_pin(ctx, charger))
+        row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
+        row.pending_since = row.updated_at = now
+    await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
+    return True
+
+
+def validate_factory_pin(pin: str) -> str:
+    """A PIN printed by the maker: 6 digits, not 000000 (it may be any other value)."""
+    if len(pin) != 6 or not pin.isascii() or not pin.isdigit() or pin == "000000":
+        from evaccess.domain.errors import PinRejected
+
+        raise PinRejected("a factory Bluetooth PIN has 6 digits and is not 000000")
+    return pin
+
+
+def _may_reveal(bases: set[Basis], policy: PinPolicy) -> set[Basis]:
+    return (
+        bases
+        & set(policy.visible_to)
+        & set(CHARGER_PERMISSIONS[ChargerAction.REVEAL_BLUETOOTH_PIN])
+    )
+
+
+async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
+    async with ctx.db.read() as session:
+        charger, _basis, bases = await charger_for(
+            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
+        )
+        row = await session.get(BluetoothPin, charger.id)
+    policy = _policy(charger)
+    status = _status(row)
+    return PinState(
+        requirement=policy.requirement,
+        changeable=policy.changeable,
+        enabled=_required(policy, row),
+        required=_required(policy, row),
+        status=status,
+        can_reveal=status is not PinStatus.NONE and bool(_may_reveal(bases, policy)),
+        can_enable=policy.requirement is PinRequirement.OPTIONAL
+        and not _required(policy, row)
+        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.ENABLE_BLUETOOTH_PIN]),
+        can_change=policy.changeable
+        and status is not PinStatus.NONE
+        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
+        rule=policy.rule,
+        pending_since=row.pending_since if row is not None and row.pending_ciphertext else None,
+    )
+
+
+async def enable(ctx: Context, actor: Actor, charger_id: str) -> PinState:
+    """The owner turns an optional PIN on: a PIN is generated and pushed; the charger drops
+    its Bluetooth links and new connections need the PIN."""
+    async with ctx.db.transaction() as session:
+        charger, basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.ENABLE_BLUETOOTH_PIN, ctx.clock
+        )
+        policy = _policy(charger)
+        if policy.requirement is PinRequirement.UNSUPPORTED:
+            raise PolicyViolation(f"this charger has no Bluetooth PIN ({policy.rule})")
+        row = await _row(session, ctx, charger)
+        if policy.requirement is PinRequirement.OPTIONAL and not row.enabled:
+            row.enabled = True
+            await apply_policy(session, ctx, charger)
+            await ctx.audit.append(
+                session,
+                AuditEntry(
+                    action="bluetooth_pin.enabled",
+                    actor_id=actor.user_id,
+                    organisation_id=charger.organisation_id,
+                    charger_id=charger.id,
+                    basis=basis,
+                    request_id=actor.request_id,
+                ),
+            )
+    ctx.notifier.poke(charger.serial)
+    return await state(ctx, actor, charger_id)
+
+
+async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | None) -> PinState:
+    """Start a PIN change (a chosen PIN, or a generated one); it becomes active when the
+    charger accepts it."""
+    if new_pin is not None:
+        validate_bluetooth_pin(new_pin)
+    async with ctx.db.transaction() as session:
+        charger, basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.CHANGE_BLUETOOTH_PIN, ctx.clock
+        )
+        policy = _policy(charger)
+        if not policy.changeable:
+            raise PolicyViolation(f"this charger's Bluetooth PIN cannot be changed ({policy.rule})")
+        row = await session.get(BluetoothPin, charger.id)
+        if _status(row) is PinStatus.NONE or row is None:
+            raise PolicyViolation("this charger has no Bluetooth PIN to change; enable it first")
+        sealed = ctx.vault.seal(charger.id, new_pin or _new_pin(ctx, charger))
+        row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
+        row.pending_since = row.updated_at = ctx.clock.now()
+        await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="bluetooth_pin.change_requested",
+                actor_id=actor.user_id,
+                organisation_id=charger.organisation_id,
+                charger_id=charger.id,
+                basis=basis,
+                request_id=actor.request_id,
+                details={"chosen": new_pin is not None},
+            ),
+        )
+    ctx.notifier.poke(charger.serial)
+    return await state(ctx, actor, charger_id)
+
+
+async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
+    """Decrypt the PIN the charger enforces (or the pending one if it has none yet), write
+    the audit record, commit, and only then return it."""
+    try:
+        async with ctx.db.transaction() as session:
+            charger, _basis, bases = await charger_for(
+                session, actor, charger_id, ChargerAction.VIEW, ctx.clock
+            )
+            policy = _policy(charger)
+            allowed = _may_reveal(bases, policy)
+            if not allowed:
+                raise PermissionDenied("you may not see this charger's Bluetooth PIN")
+            basis = min(allowed, key=list(Basis).index)
+            row = await session.get(BluetoothPin, charger.id)
+            status = _status(row)
+            if row is None or status is PinStatus.NONE:
+                raise NotFound("this charger has no Bluetooth PIN", code="no_bluetooth_pin")
+            if row.active_ciphertext is not None and row.active_key_version is not None:
+                sealed = Sealed(
+                    ciphertext=row.active_ciphertext, key_version=row.active_key_version
+                )
+            else:
+                assert row.pending_ciphertext is not None
+                assert row.pending_key_version is not None
+                sealed = Sealed(
+                    ciphertext=row.pending_ciphertext, key_version=row.pending_key_version
+                )
+            pin = ctx.vault.open(charger.id, sealed)
+            try:
+                await ctx.audit.append(
+                    session,
+                    AuditEntry(
+                        action=REVEALED,
+                        actor_id=actor.user_id,
+                        organisation_id=charger.organisation_id,
+                        charger_id=charger.id,
+                        basis=basis,
+                        request_id=actor.request_id,
+                    ),
+                )
+            except EvAccessError:
+                raise
+            except Exception as exc:
+                raise AuditUnavailable(
+                    "the reveal could not be audited; nothing was revealed"
+                ) from exc
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable("the reveal could not be audited; nothing was revealed") from exc
+    return RevealedPin(pin=pin, status=status, basis=basis)
+
+
+async def reveal_history(ctx: Context, actor: Actor, charger_id: str) -> list[RevealEvent]:
+    async with ctx.db.read() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
+        )
+        rows = (
+            await session.execute(
+                select(AuditRecord, User.email)
+                .outerjoin(User, User.id == AuditRecord.actor_id)
+                .where(AuditRecord.charger_id == charger.id, AuditRecord.action == REVEALED)
+                .order_by(AuditRecord.seq.desc())
+            )
+        ).all()
+    return [
+        RevealEvent(at=r.at, actor_email=email, basis=r.basis, request_id=r.request_id)
+        for r, email in rows
+    ]
+
+
+# --- called through the OCPP backend -------------------------------------------------
+
+
+async def push_settings(
+    session: AsyncSession, ctx: Context, charger: Charger
+) -> tuple[str | None, bool, bool]:
+    """(PIN to push, required, changeable) for a SetBluetoothPin command."""
+    policy = _policy(charger)
+    row = await session.get(BluetoothPin, charger.id)
+    pin: str | None = None
+    if row is not None and row.pending_ciphertext is not None and row.pending_key_version:
+        pin = ctx.vault.open(
+            charger.id,
+            Sealed(ciphertext=row.pending_ciphertext, key_version=row.pending_key_version),
+        )
+    elif row is not None and row.active_ciphertext is not None and row.active_key_version:
+        pin = ctx.vault.open(
+            charger.id, Sealed(ciphertext=row.active_ciphertext, key_version=row.active_key_version)
+        )
+    return pin, _required(policy, row), policy.changeable
+
+
+async def confirm_push(
+    session: AsyncSession, ctx: Context, charger: Charger, command: OutboxCommand, accepted: bool
+) -> None:
+    """The charger answered a SetBluetoothPin: on Accepted the pending PIN becomes active.
+    A command superseded by a newer change confirms nothing."""
+    now = ctx.clock.now()
+    superseded = command.completed_at is not None
+    command.completed_at, command.accepted = command.completed_at or now, accepted
+    row = await session.get(BluetoothPin, charger.id)
+    if superseded or not accepted or row is None or row.pending_ciphertext is None:
+        return
+    row.active_ciphertext, row.active_key_version = row.pending_ciphertext, row.pending_key_version
+    row.pending_ciphertext = row.pending_key_version = row.pending_since = None
+    row.updated_at = now
+    await ctx.audit.append(
+        session,
+        AuditEntry(
+            action="bluetooth_pin.activated",
+            organisation_id=charger.organisation_id,
+            charger_id=charger.id,
+            details={"command": command.id},
+        ),
+    )
+
+
+async def changed_on_charger(
+    session: AsyncSession, ctx: Context, charger: Charger, new_pin: str
+) -> bool:
+    """A phone changed the PIN on the charger itself; refused where the policy forbids it."""
+    policy = _policy(charger)
+    if not policy.changeable:
+        return False
+    try:
+        validate_bluetooth_pin(new_pin)
+    except EvAccessError:
+        return False
+    row = await _row(session, ctx, charger)
+    sealed = ctx.vault.seal(charger.id, new_pin)
+    row.active_ciphertext, row.active_key_version = sealed.ciphertext, sealed.key_version
+    row.pending_ciphertext = row.pending_key_version = row.pending_since = None
+    row.updated_at = ctx.clock.now()
+    await ctx.audit.append(
+        session,
+        AuditEntry(
+            action="bluetooth_pin.changed_on_charger",
+            organisation_id=charger.organisation_id,
+            charger_id=charger.id,
+        ),
+    )
+    return True
+
+
+async def rotate_keys(ctx: Context, *, batch: int = 200) -> int:
+    """Re-encrypt every sealed PIN under the newest vault key version, in small batches while
+    the server runs. Returns how many PINs were re-encrypted."""
+    version = ctx.vault.current_version()
+    done = 0
+    while True:
+        async with ctx.db.transaction() as session:
+            rows = (
+                await session.scalars(
+                    select(BluetoothPin)
+                    .where(
+                        (BluetoothPin.active_key_version < version)
+                        | (BluetoothPin.pending_key_version < version)
+                    )
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return done
+            for row in rows:
+                for slot in ("active", "pending"):
+                    ct, kv = getattr(row, f"{slot}_ciphertext"), getattr(row, f"{slot}_key_version")
+                    if ct is None or kv is None or kv >= version:
+                        continue
+                    pin = ctx.vault.open(row.charger_id, Sealed(ciphertext=ct, key_version=kv))
+                    sealed = ctx.vault.seal(row.charger_id, pin)
+                    setattr(row, f"{slot}_ciphertext", sealed.ciphertext)
+                    setattr(row, f"{slot}_key_version", sealed.key_version)
+                done += 1
+            await ctx.audit.append(
+                session,
+                AuditEntry(
+                    action="keys.rotated", details={"pins": len(rows), "key_version": version}
+                ),
+            )

@@ -1,0 +1,522 @@
+"""Chargers: registration (with the charger's OCPP password, shown once), listing,
+ownership, assignment, grants and invitations."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, Role
+from evaccess.domain.errors import Conflict, InvalidInput, NotFound
+from evaccess.domain.policy import ChargerFacts, PinPolicy, pin_policy
+from evaccess.server.context import Context
+from evaccess.server.db.models import (
+    Charger,
+    ConnectorStatus,
+    Grant,
+    Invitation,
+    Membership,
+    Organisation,
+    Ownership,
+    SecurityEvent,
+    User,
+)
+from evaccess.server.services import bluetooth_pins
+from evaccess.server.services.accounts import normalise_email, token_digest
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.relations import (
+    Actor,
+    active_grant,
+    ancestors,
+    charger_bases,
+    charger_for,
+    require_org_action,
+)
+
+INVITATION_TTL = timedelta(days=14)
+OCPP_PASSWORD_BYTES = 24  # 32 URL-safe characters: within OCPP's 16-40 (A00.FR.205)
+
+
+def hash_ocpp_password(password: str) -> str:
+    """A charger password carries 192 random bits: SHA-256 is enough and keeps 10,000
+    reconnecting chargers cheap to authenticate (argon2 is for human passwords)."""
+    return "sha256$" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def verify_ocpp_password(stored: str, password: str) -> bool:
+    return hmac.compare_digest(stored, hash_ocpp_password(password))
+
+
+def facts_of(charger: Charger) -> ChargerFacts:
+    return ChargerFacts(
+        vendor=charger.vendor,
+        model=charger.model,
+        firmware=charger.firmware,
+        production_date=charger.production_date,
+        bluetooth=charger.has_bluetooth,
+    )
+
+
+def policy_of(charger: Charger) -> PinPolicy:
+    return pin_policy(facts_of(charger))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Registration:
+    charger: Charger
+    ocpp_password: str
+    """Shown once; only its hash is stored."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerView:
+    charger: Charger
+    bases: frozenset[Basis]
+    policy: PinPolicy
+    connectors: tuple[ConnectorStatus, ...] = ()
+
+
+def _serial(serial: str) -> str:
+    serial = serial.strip()
+    if not serial or len(serial) > 64 or not all(c.isalnum() or c in "-_." for c in serial):
+        raise InvalidInput("a serial number has 1-64 letters, digits, '-', '_' or '.'")
+    return serial
+
+
+async def register(
+    ctx: Context,
+    actor: Actor,
+    *,
+    organisation_id: str,
+    serial: str,
+    vendor: str,
+    model: str,
+    firmware: str,
+    production_date: date | None = None,
+    bluetooth: bool = True,
+    keypad: bool = False,
+    owner_email: str | None = None,
+    factory_pin: str | None = None,
+) -> Registration:
+    """Register a charger in an organisation, optionally with its owner and, for vendors
+    that print a factory PIN (Zaptec), that PIN (active at once: the charger has it)."""
+    serial = _serial(serial)
+    password = secrets.token_urlsafe(OCPP_PASSWORD_BYTES)
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        await require_org_action(session, actor, organisation_id, OrgAction.REGISTER_CHARGER)
+        charger = Charger(
+            serial=serial,
+            organisation_id=organisation_id,
+            vendor=vendor.strip(),
+            model=model.strip(),
+            firmware=firmware.strip(),
+            production_date=production_date,
+            has_bluetooth=bluetooth,
+            has_keypad=keypad,
+            ocpp_password_hash=hash_ocpp_password(password),
+            created_at=now,
+        )
+        session.add(charger)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict(
+                "a charger with this serial is registered", code="serial_taken"
+            ) from None
+        if owner_email is not None:
+            owner = await session.scalar(
+                select(User).where(User.email == normalise_email(owner_email))
+            )
+            if owner is None:
+                raise NotFound("no user with the owner's email")
+            await _start_ownership(session, ctx, charger, owner.id, actor)
+        await bluetooth_pins.apply_policy(session, ctx, charger, factory_pin=factory_pin)
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="charger.registered",
+                actor_id=actor.user_id,
+                organisation_id=organisation_id,
+                charger_id=charger.id,
+                request_id=actor.request_id,
+                details={"serial": serial, "vendor": vendor, "model": model, "firmware": firmware},
+            ),
+        )
+    ctx.notifier.poke(charger.serial)
+    return Registration(charger=charger, ocpp_password=password)
+
+
+async def _start_ownership(
+    session: AsyncSession, ctx: Context, charger: Charger, owner_id: str, actor: Actor
+) -> Ownership:
+    now = ctx.clock.now()
+    ownership = Ownership(charger_id=charger.id, owner_id=owner_id, started_at=now)
+    session.add(ownership)
+    await session.flush()
+    session.add(
+        Grant(
+            charger_id=charger.id,
+            user_id=owner_id,
+            kind=GrantKind.OWNER,
+            ownership_id=ownership.id,
+            granted_by=actor.user_id,
+            created_at=now,
+        )
+    )
+    return ownership
+
+
+async def current_ownership(session: AsyncSession, charger_id: str) -> Ownership | None:
+    return await session.scalar(
+        select(Ownership).where(Ownership.charger_id == charger_id, Ownership.ended_at.is_(None))
+    )
+
+
+async def end_ownership(
+    session: AsyncSession, ctx: Context, ownership: Ownership
+) -> dict[str, int]:
+    """End one ownership and everything derived from it, in the caller's transaction: one
+    UPDATE per table. Returns how many rows each revoked (for the audit record)."""
+    from evaccess.server.db.models import PhoneCredential
+
+    now = ctx.clock.now()
+    ownership.ended_at = now
+    counts: dict[str, int] = {}
+    for name, table in (
+        ("grants", Grant),
+        ("invitations", Invitation),
+        ("phones", PhoneCredential),
+    ):
+        result = await session.execute(
+            update(table)
+            .where(table.ownership_id == ownership.id, table.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        counts[name] = int(result.rowcount)  # type: ignore[attr-defined]
+    return counts
+
+
+async def list_chargers(
+    ctx: Context, actor: Actor, *, serial: str | None = None
+) -> list[ChargerView]:
+    """Chargers the actor has a grant on, or that belong to an organisation where the actor
+    is an admin (or to its subgroups)."""
+    async with ctx.db.read() as session:
+        granted = select(Grant.charger_id).where(
+            Grant.user_id == actor.user_id, active_grant(ctx.clock)
+        )
+        admin_orgs = await _admin_org_ids(session, actor)
+        query = select(Charger).where(
+            or_(Charger.id.in_(granted), Charger.organisation_id.in_(admin_orgs))
+        )
+        if serial is not None:
+            query = query.where(Charger.serial == serial)
+        chargers = (await session.scalars(query.order_by(Charger.serial))).all()
+        views = []
+        for charger in chargers:
+            bases = await charger_bases(session, actor.user_id, charger, ctx.clock)
+            views.append(
+                ChargerView(charger=charger, bases=frozenset(bases), policy=policy_of(charger))
+            )
+    return views
+
+
+async def _admin_org_ids(session: AsyncSession, actor: Actor) -> list[str]:
+    roots = (
+        await session.scalars(
+            select(Membership.organisation_id).where(
+                Membership.user_id == actor.user_id,
+                Membership.role.in_([Role.ADMIN, Role.SUPER_ADMIN]),
+            )
+        )
+    ).all()
+    found: set[str] = set()
+    frontier = list(roots)
+    while frontier:
+        org_id = frontier.pop()
+        if org_id in found:
+            continue
+        found.add(org_id)
+        frontier.extend(
+            (
+                await session.scalars(
+                    select(Organisation.id).where(Organisation.parent_id == org_id)
+                )
+            ).all()
+        )
+    return sorted(found)
+
+
+async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerView:
+    async with ctx.db.read() as session:
+        charger, _basis, bases = await charger_for(
+            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
+        )
+        connectors = (
+            await session.scalars(
+                select(ConnectorStatus)
+                .where(ConnectorStatus.charger_id == charger.id)
+                .order_by(ConnectorStatus.evse_id, ConnectorStatus.connector_id)
+            )
+        ).all()
+    return ChargerView(
+        charger=charger,
+        bases=frozenset(bases),
+        policy=policy_of(charger),
+        connectors=tuple(connectors),
+    )
+
+
+async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> Grant:
+    """A super-admin assigns a charger to a member of its organisation or of an ancestor."""
+    async with ctx.db.transaction() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock
+        )
+        org_ids = [o.id for o in await ancestors(session, charger.organisation_id)]
+        member = await session.scalar(
+            select(Membership.id).where(
+                Membership.user_id == user_id, Membership.organisation_id.in_(org_ids)
+            )
+        )
+        if member is None:
+            raise NotFound("no such member in this charger's organisation")
+        return await _grant(session, ctx, actor, charger, user_id, GrantKind.USER, None)
+
+
+async def _grant(
+    session: AsyncSession,
+    ctx: Context,
+    actor: Actor,
+    charger: Charger,
+    user_id: str,
+    kind: GrantKind,
+    expires_at: datetime | None,
+) -> Grant:
+    existing = await session.scalar(
+        select(Grant).where(
+            Grant.charger_id == charger.id,
+            Grant.user_id == user_id,
+            Grant.kind == kind,
+            active_grant(ctx.clock),
+        )
+    )
+    if existing is not None:
+        return existing
+    ownership = await current_ownership(session, charger.id)
+    grant = Grant(
+        charger_id=charger.id,
+        user_id=user_id,
+        kind=kind,
+        ownership_id=ownership.id if ownership else None,
+        granted_by=actor.user_id,
+        created_at=ctx.clock.now(),
+        expires_at=expires_at,
+    )
+    session.add(grant)
+    await session.flush()
+    await ctx.audit.append(
+        session,
+        AuditEntry(
+            action="grant.created",
+            actor_id=actor.user_id,
+            organisation_id=charger.organisation_id,
+            charger_id=charger.id,
+            subject_id=user_id,
+            request_id=actor.request_id,
+            details={
+                "kind": kind.value,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        ),
+    )
+    return grant
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GrantView:
+    grant: Grant
+    email: str
+
+
+async def list_grants(ctx: Context, actor: Actor, charger_id: str) -> list[GrantView]:
+    async with ctx.db.read() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
+        )
+        rows = (
+            await session.execute(
+                select(Grant, User.email)
+                .join(User, User.id == Grant.user_id)
+                .where(Grant.charger_id == charger.id, active_grant(ctx.clock))
+                .order_by(Grant.created_at)
+            )
+        ).all()
+    return [GrantView(grant=g, email=e) for g, e in rows]
+
+
+async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: str) -> None:
+    async with ctx.db.transaction() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
+        )
+        grant = await session.get(Grant, grant_id)
+        if grant is None or grant.charger_id != charger.id or grant.revoked_at is not None:
+            raise NotFound("no such grant")
+        if grant.kind == GrantKind.OWNER:
+            raise Conflict(
+                "ownership ends by transfer, not by revoking a grant", code="owner_grant"
+            )
+        grant.revoked_at = ctx.clock.now()
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="grant.revoked",
+                actor_id=actor.user_id,
+                organisation_id=charger.organisation_id,
+                charger_id=charger.id,
+                subject_id=grant.user_id,
+                request_id=actor.request_id,
+                details={"kind": grant.kind},
+            ),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IssuedInvitation:
+    invitation: Invitation
+    token: str
+    """Shown once to the inviter, who passes it on; only its hash is stored."""
+
+
+async def invite(
+    ctx: Context,
+    actor: Actor,
+    charger_id: str,
+    *,
+    email: str,
+    kind: GrantKind,
+    service_expires_at: datetime | None = None,
+) -> IssuedInvitation:
+    if kind is GrantKind.OWNER:
+        raise InvalidInput("ownership is transferred, not invited")
+    if service_expires_at is not None and kind is not GrantKind.SERVICE:
+        raise InvalidInput("only service access expires")
+    if service_expires_at is not None and service_expires_at <= ctx.clock.now():
+        raise InvalidInput("the service access would already have expired")
+    token = secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
+        )
+        ownership = await current_ownership(session, charger.id)
+        invitation = Invitation(
+            charger_id=charger.id,
+            ownership_id=ownership.id if ownership else None,
+            email=normalise_email(email),
+            kind=kind,
+            token_hash=token_digest(token),
+            invited_by=actor.user_id,
+            created_at=now,
+            expires_at=now + INVITATION_TTL,
+            service_expires_at=service_expires_at,
+        )
+        session.add(invitation)
+        await session.flush()
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="invitation.created",
+                actor_id=actor.user_id,
+                organisation_id=charger.organisation_id,
+                charger_id=charger.id,
+                request_id=actor.request_id,
+                details={"kind": kind.value, "invitation": invitation.id},
+            ),
+        )
+    return IssuedInvitation(invitation=invitation, token=token)
+
+
+async def accept_invitation(ctx: Context, actor: Actor, token: str) -> Grant:
+    """The invitee (logged in with the invited email) accepts; the grant follows."""
+    async with ctx.db.transaction() as session:
+        invitation = await session.scalar(
+            select(Invitation).where(Invitation.token_hash == token_digest(token))
+        )
+        if (
+            invitation is None
+            or invitation.email != actor.email
+            or invitation.revoked_at is not None
+            or invitation.accepted_at is not None
+            or invitation.expires_at <= ctx.clock.now()
+        ):
+            raise NotFound("no such invitation for this account (or it expired)")
+        charger = await session.get_one(Charger, invitation.charger_id)
+        invitation.accepted_at = ctx.clock.now()
+        inviter = Actor(user_id=invitation.invited_by, email="", request_id=actor.request_id)
+        grant = await _grant(
+            session, ctx, inviter, charger, actor.user_id, GrantKind(invitation.kind),
+            invitation.service_expires_at,
+        )  # fmt: skip
+        grant.ownership_id = invitation.ownership_id
+    return grant
+
+
+async def list_invitations(ctx: Context, actor: Actor, charger_id: str) -> list[Invitation]:
+    async with ctx.db.read() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
+        )
+        return list(
+            (
+                await session.scalars(
+                    select(Invitation).where(
+                        Invitation.charger_id == charger.id,
+                        Invitation.accepted_at.is_(None),
+                        Invitation.revoked_at.is_(None),
+                        Invitation.expires_at > ctx.clock.now(),
+                    )
+                )
+            ).all()
+        )
+
+
+async def revoke_invitation(
+    ctx: Context, actor: Actor, charger_id: str, invitation_id: str
+) -> None:
+    async with ctx.db.transaction() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
+        )
+        invitation = await session.get(Invitation, invitation_id)
+        if invitation is None or invitation.charger_id != charger.id or invitation.revoked_at:
+            raise NotFound("no such invitation")
+        invitation.revoked_at = ctx.clock.now()
+
+
+async def security_events(
+    ctx: Context, actor: Actor, charger_id: str, limit: int = 200
+) -> list[SecurityEvent]:
+    async with ctx.db.read() as session:
+        charger, _basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.VIEW_SECURITY_EVENTS, ctx.clock
+        )
+        return list(
+            (
+                await session.scalars(
+                    select(SecurityEvent)
+                    .where(SecurityEvent.charger_id == charger.id)
+                    .order_by(SecurityEvent.received_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        )

@@ -1,0 +1,257 @@
+"""Keypad PINs (the Commander per-user PIN): one per user and PIN space (a group and its
+subgroups), stored only as HMAC(pepper, space ‖ PIN) under a unique index.
+
+Setting a PIN another member holds must not reveal that fact: a taken PIN gets the very
+answer a blocked one gets, is audited, and counts against the setter's rejection budget
+(``PIN_SET_RULES``); a server-generated PIN avoids the question altogether."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from evaccess.domain.access import ChargerAction, OrgAction, allowed_bases
+from evaccess.domain.errors import EvAccessError, LockedOut, NotFound, PinRejected, Throttled
+from evaccess.domain.pins import KeypadPinRules, PinSpaceCrowding, trivial_reasons
+from evaccess.server.context import Context
+from evaccess.server.db.models import Charger, KeypadPin, Organisation
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.relations import Actor, charger_bases, org_role, require_org_action
+
+REJECTED = "this keypad PIN cannot be used; choose another, or let the server generate one"
+GENERATE_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeypadPinSet:
+    user_id: str
+    digits: int
+    generated_pin: str | None = None
+    """Only for a server-generated PIN: shown once to the person who asked."""
+
+
+async def _target_org(ctx: Context, actor: Actor, org_id: str, user_id: str) -> Organisation:
+    async with ctx.db.read() as session:
+        if user_id == actor.user_id:
+            org = await require_org_action(session, actor, org_id, OrgAction.VIEW)
+        else:
+            org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_KEYPAD_PIN)
+            if await org_role(session, user_id, org_id) is None:
+                raise NotFound("no such member")
+    return org
+
+
+async def set_pin(
+    ctx: Context, actor: Actor, org_id: str, user_id: str, pin: str | None
+) -> KeypadPinSet:
+    """Set ``user_id``'s keypad PIN in the organisation's PIN space (``pin=None``: generate)."""
+    setter = f"setter:{actor.user_id}"
+    ctx.pin_set_throttle.check(setter)
+    org = await _target_org(ctx, actor, org_id, user_id)
+    rules = KeypadPinRules(digits=org.keypad_pin_digits)
+    if pin is None:
+        return await _generate(ctx, actor, org, rules, user_id)
+    if not pin.isascii() or not pin.isdigit() or len(pin) != rules.digits:
+        rules.validate(pin)  # raises the specific format error: it reveals nothing
+    if trivial_reasons(pin) or not await _store(ctx, actor, org, rules, user_id, pin):
+        _count_rejection(ctx, setter)
+        raise PinRejected(REJECTED)
+    return KeypadPinSet(user_id=user_id, digits=rules.digits)
+
+
+def _count_rejection(ctx: Context, setter: str) -> None:
+    if ctx.pin_set_throttle.failure(setter) is not None:
+        retry = ctx.pin_set_throttle.is_locked(setter) or 0.0
+        raise Throttled("too many rejected keypad PINs; try again later", retry_after=retry)
+
+
+async def _generate(
+    ctx: Context, actor: Actor, org: Organisation, rules: KeypadPinRules, user_id: str
+) -> KeypadPinSet:
+    for _ in range(GENERATE_ATTEMPTS):
+        pin = rules.generate(ctx.rng)
+        if await _store(ctx, actor, org, rules, user_id, pin, generated=True):
+            return KeypadPinSet(user_id=user_id, digits=rules.digits, generated_pin=pin)
+    raise EvAccessError("the PIN space is too crowded to generate a PIN", code="pin_space_full")
+
+
+async def _store(
+    ctx: Context,
+    actor: Actor,
+    org: Organisation,
+    rules: KeypadPinRules,
+    user_id: str,
+    pin: str,
+    *,
+    generated: bool = False,
+) -> bool:
+    """Insert or replace the user's PIN; ``False`` if another member holds it (audited)."""
+    digest = ctx.keypad_hasher.digest(org.root_id, pin)
+    for _attempt in range(3):
+        try:
+            async with ctx.db.transaction() as session:
+                holder = await session.scalar(
+                    select(KeypadPin.user_id).where(
+                        KeypadPin.pin_space_id == org.root_id, KeypadPin.digest == digest
+                    )
+                )
+                if holder is not None and holder != user_id:
+                    break
+                await session.execute(
+                    delete(KeypadPin).where(
+                        KeypadPin.pin_space_id == org.root_id, KeypadPin.user_id == user_id
+                    )
+                )
+                session.add(
+                    KeypadPin(
+                        pin_space_id=org.root_id,
+                        user_id=user_id,
+                        digest=digest,
+                        digits=rules.digits,
+                        set_by=actor.user_id,
+                        updated_at=ctx.clock.now(),
+                    )
+                )
+                await session.flush()
+                await ctx.audit.append(
+                    session,
+                    AuditEntry(
+                        action="keypad_pin.set",
+                        actor_id=actor.user_id,
+                        organisation_id=org.id,
+                        subject_id=user_id,
+                        request_id=actor.request_id,
+                        details={"generated": generated},
+                    ),
+                )
+            return True
+        except IntegrityError:
+            continue  # a concurrent writer won a unique index: look again
+    if not generated:
+        async with ctx.db.transaction() as session:
+            await ctx.audit.append(
+                session,
+                AuditEntry(
+                    action="keypad_pin.collision",
+                    actor_id=actor.user_id,
+                    organisation_id=org.id,
+                    subject_id=user_id,
+                    request_id=actor.request_id,
+                ),
+            )
+    return False
+
+
+async def delete_pin(ctx: Context, actor: Actor, org_id: str, user_id: str) -> None:
+    org = await _target_org(ctx, actor, org_id, user_id)
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            delete(KeypadPin).where(
+                KeypadPin.pin_space_id == org.root_id, KeypadPin.user_id == user_id
+            )
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise NotFound("no keypad PIN to delete")
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="keypad_pin.deleted",
+                actor_id=actor.user_id,
+                organisation_id=org.id,
+                subject_id=user_id,
+                request_id=actor.request_id,
+            ),
+        )
+
+
+async def crowding(ctx: Context, actor: Actor, org_id: str) -> PinSpaceCrowding:
+    async with ctx.db.read() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.VIEW_MEMBERS)
+        count = await session.scalar(
+            select(func.count()).select_from(KeypadPin).where(KeypadPin.pin_space_id == org.root_id)
+        )
+    return PinSpaceCrowding(members_with_pin=int(count or 0), digits=org.keypad_pin_digits)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Resolution:
+    user_id: str | None
+    lockout_event: object | None = None
+
+
+async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
+    """The user whose keypad PIN this is, if they may use this charger; else ``None``.
+
+    Throttled per charger: while the keypad is locked this raises ``LockedOut`` before any
+    database lookup. Lockouts are recorded as security events by the caller's hook."""
+    key = f"keypad:{charger_id}"
+    ctx.keypad_throttle.check(key)
+    user_id = await _lookup(ctx, charger_id, pin)
+    if user_id is None:
+        event = ctx.keypad_throttle.failure(key)
+        if event is not None:
+            await _record_lockout(ctx, charger_id)
+        return None
+    ctx.keypad_throttle.success(key)
+    return user_id
+
+
+async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
+    if not pin.isascii() or not pin.isdigit() or not 4 <= len(pin) <= 8:
+        return None
+    async with ctx.db.read() as session:
+        row = (
+            await session.execute(
+                select(Charger, Organisation.root_id)
+                .join(Organisation, Organisation.id == Charger.organisation_id)
+                .where(Charger.id == charger_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        charger, root_id = row.tuple()
+        user_id = await session.scalar(
+            select(KeypadPin.user_id).where(
+                KeypadPin.pin_space_id == root_id,
+                KeypadPin.digest == ctx.keypad_hasher.digest(root_id, pin),
+            )
+        )
+        if user_id is None:
+            return None
+        bases = await charger_bases(session, user_id, charger, ctx.clock)
+    return user_id if allowed_bases(ChargerAction.USE_KEYPAD, bases) else None
+
+
+async def _record_lockout(ctx: Context, charger_id: str) -> None:
+    from evaccess.protocol.ocpp_components import SecurityEventType
+    from evaccess.server.db.models import SecurityEvent
+
+    now = ctx.clock.now()
+    retry = ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
+    async with ctx.db.transaction() as session:
+        charger = await session.get(Charger, charger_id)
+        if charger is None:
+            return
+        session.add(
+            SecurityEvent(
+                charger_id=charger_id,
+                event_type=SecurityEventType.KEYPAD_LOCKOUT,
+                at=now,
+                received_at=now,
+                tech_info=f"server-side keypad lockout for {int(retry or 0)} s",
+            )
+        )
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="keypad.locked",
+                organisation_id=charger.organisation_id,
+                charger_id=charger_id,
+                details={"seconds": int(retry or 0)},
+            ),
+        )
+
+
+__all__ = ["LockedOut", "crowding", "delete_pin", "resolve", "set_pin"]

@@ -1,0 +1,275 @@
+"""``OcppBackend`` on the database: what the OCPP endpoint asks, answered by the services.
+
+Hot path: ``authorize_keycode`` answers a locked keypad from memory and otherwise does one
+indexed keypad lookup. Charger ids on the wire are serials; rows are found by serial.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.domain.errors import LockedOut
+from evaccess.server.context import Context
+from evaccess.server.db.models import (
+    Charger,
+    ChargerSetting,
+    ConnectorStatus,
+    SecurityEvent,
+    Transaction,
+    TransactionEventRecord,
+)
+from evaccess.server.ocpp import backend as port
+from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.chargers import verify_ocpp_password
+
+MAX_SETTING_LENGTH = 255
+SECRET_SETTING_WORDS = ("password", "pin", "key", "secret", "token")
+
+
+class DbOcppBackend:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._ids: dict[str, str] = {}
+        self.refused_auth = 0
+
+    async def _charger(self, session: AsyncSession, serial: str) -> Charger:
+        charger = await session.scalar(select(Charger).where(Charger.serial == serial))
+        if charger is None:
+            raise LookupError("charger unknown")  # the endpoint authenticated it: cannot happen
+        self._ids[serial] = charger.id
+        return charger
+
+    async def _charger_id(self, serial: str) -> str | None:
+        if serial not in self._ids:
+            async with self._ctx.db.read() as session:
+                found = await session.scalar(select(Charger.id).where(Charger.serial == serial))
+            if found is None:
+                return None
+            self._ids[serial] = found
+        return self._ids[serial]
+
+    async def authenticate(self, charger_id: str, password: str) -> port.AuthOutcome:
+        async with self._ctx.db.read() as session:
+            stored = await session.scalar(
+                select(Charger.ocpp_password_hash).where(Charger.serial == charger_id)
+            )
+        if stored is None:
+            self.refused_auth += 1
+            return port.AuthOutcome.UNKNOWN_CHARGER
+        if not verify_ocpp_password(stored, password):
+            self.refused_auth += 1
+            return port.AuthOutcome.BAD_PASSWORD
+        return port.AuthOutcome.ACCEPTED
+
+    async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            charger.online = online
+            charger.ocpp_protocol = protocol
+            charger.last_seen_at = self._ctx.clock.now()
+
+    async def boot(self, charger_id: str, info: port.BootInfo) -> None:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            changed = (charger.vendor, charger.model, charger.firmware) != (
+                info.vendor,
+                info.model,
+                info.firmware or charger.firmware,
+            )
+            charger.vendor, charger.model = info.vendor, info.model
+            charger.firmware = info.firmware or charger.firmware
+            charger.last_seen_at = self._ctx.clock.now()
+            # Every boot re-pushes the PIN settings (a charger may have lost them); a
+            # firmware change may make the PIN mandatory, which generates one first.
+            await bluetooth_pins.apply_policy(session, self._ctx, charger)
+            if changed:
+                await self._ctx.audit.append(
+                    session,
+                    AuditEntry(
+                        action="charger.firmware_reported",
+                        organisation_id=charger.organisation_id,
+                        charger_id=charger.id,
+                        details={
+                            "vendor": info.vendor,
+                            "model": info.model,
+                            "firmware": info.firmware,
+                        },
+                    ),
+                )
+
+    async def heartbeat(self, charger_id: str, at: datetime) -> None:
+        async with self._ctx.db.transaction() as session:
+            (await self._charger(session, charger_id)).last_seen_at = self._ctx.clock.now()
+
+    async def status(
+        self, charger_id: str, *, evse_id: int, connector_id: int, status: str, at: datetime
+    ) -> None:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            row = await session.get(ConnectorStatus, (charger.id, evse_id, connector_id))
+            if row is None:
+                session.add(
+                    ConnectorStatus(
+                        charger_id=charger.id,
+                        evse_id=evse_id,
+                        connector_id=connector_id,
+                        status=status,
+                        updated_at=at,
+                    )
+                )
+            else:
+                row.status, row.updated_at = status, at
+
+    async def authorize_keycode(self, charger_id: str, code: str) -> port.AuthorizeResult:
+        # A locked keypad is answered from memory: the throttle is keyed by the serial's row
+        # id, cached after the first lookup.
+        internal = self._ids.get(charger_id) or await self._charger_id(charger_id)
+        if internal is None:
+            return port.AuthorizeResult(accepted=False)
+        try:
+            user_id = await keypad_pins.resolve(self._ctx, internal, code)
+        except LockedOut as exc:
+            return port.AuthorizeResult(accepted=False, locked=True, retry_after_s=exc.retry_after)
+        return port.AuthorizeResult(accepted=user_id is not None, user_id=user_id)
+
+    async def transaction_event(
+        self, charger_id: str, event: port.TransactionEvent
+    ) -> port.AuthorizeResult | None:
+        answer: port.AuthorizeResult | None = None
+        user_id: str | None = None
+        if event.id_token is not None and event.id_token_type in (None, "KeyCode"):
+            answer = await self.authorize_keycode(charger_id, event.id_token)
+            user_id = answer.user_id
+        try:
+            async with self._ctx.db.transaction() as session:
+                charger = await self._charger(session, charger_id)
+                session.add(
+                    TransactionEventRecord(
+                        charger_id=charger.id,
+                        transaction_id=event.transaction_id,
+                        seq_no=event.seq_no,
+                        event_type=event.event_type,
+                        trigger_reason=event.trigger_reason,
+                        at=event.timestamp,
+                        offline=event.offline,
+                    )
+                )
+                await session.flush()
+                tx = await session.scalar(
+                    select(Transaction).where(
+                        Transaction.charger_id == charger.id,
+                        Transaction.transaction_id == event.transaction_id,
+                    )
+                )
+                if tx is None:
+                    tx = Transaction(
+                        charger_id=charger.id,
+                        transaction_id=event.transaction_id,
+                        user_id=user_id,
+                        started_at=event.timestamp,
+                        offline=event.offline,
+                    )
+                    session.add(tx)
+                elif user_id is not None and tx.user_id is None:
+                    tx.user_id = user_id
+                if event.meter_wh is not None:
+                    tx.meter_wh = event.meter_wh
+                if event.event_type is port.TransactionEventType.ENDED:
+                    tx.ended_at = event.timestamp
+        except IntegrityError:
+            pass  # the same (transaction, seqNo) again: a resend after a lost reply
+        return answer
+
+    async def security_event(
+        self, charger_id: str, *, event_type: str, at: datetime, tech_info: str | None
+    ) -> None:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            session.add(
+                SecurityEvent(
+                    charger_id=charger.id,
+                    event_type=event_type[:64],
+                    at=at,
+                    tech_info=(tech_info or None) and tech_info[:255],
+                    received_at=self._ctx.clock.now(),
+                )
+            )
+
+    async def pending_commands(self, charger_id: str) -> list[port.ChargerCommand]:
+        async with self._ctx.db.read() as session:
+            charger = await self._charger(session, charger_id)
+            commands: list[port.ChargerCommand] = []
+            for command in await outbox.open_commands(session, charger.id):
+                args = outbox.arguments(command)
+                match outbox.CommandKind(command.kind):
+                    case outbox.CommandKind.SET_BLUETOOTH_PIN:
+                        pin, required, changeable = await bluetooth_pins.push_settings(
+                            session, self._ctx, charger
+                        )
+                        commands.append(
+                            port.SetBluetoothPin(
+                                command_id=command.id,
+                                pin=pin,
+                                required=required,
+                                changeable=changeable,
+                            )
+                        )
+                    case outbox.CommandKind.REVOKE_CREDENTIALS:
+                        commands.append(
+                            port.RevokeCredentials(
+                                command_id=command.id, phone_id=args.get("phone_id")
+                            )
+                        )
+                    case outbox.CommandKind.REENABLE_PIN_PAIRING:
+                        commands.append(port.ReenablePinPairing(command_id=command.id))
+                    case outbox.CommandKind.SEND_LOCAL_LIST:
+                        continue  # offline keypad lists: organisations opt in (docs/security.md)
+        return commands
+
+    async def command_result(self, charger_id: str, command_id: str, *, accepted: bool) -> None:
+        from evaccess.server.db.models import OutboxCommand
+
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            command = await session.get(OutboxCommand, command_id)
+            if command is None or command.charger_id != charger.id:
+                return
+            if command.kind == outbox.CommandKind.SET_BLUETOOTH_PIN:
+                await bluetooth_pins.confirm_push(session, self._ctx, charger, command, accepted)
+            else:
+                command.completed_at = command.completed_at or self._ctx.clock.now()
+                command.accepted = accepted
+
+    async def pin_changed_by_charger(self, charger_id: str, new_pin: str) -> bool:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            return await bluetooth_pins.changed_on_charger(session, self._ctx, charger, new_pin)
+
+    async def configuration_reported(self, charger_id: str, changes: dict[str, str]) -> None:
+        now = self._ctx.clock.now()
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            for key, value in changes.items():
+                if any(word in key.casefold() for word in SECRET_SETTING_WORDS):
+                    continue  # never store a secret a charger might report by mistake
+                row = await session.get(ChargerSetting, (charger.id, key[:64]))
+                if row is None:
+                    session.add(
+                        ChargerSetting(
+                            charger_id=charger.id,
+                            key=key[:64],
+                            value=str(value)[:MAX_SETTING_LENGTH],
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    row.value, row.updated_at = str(value)[:MAX_SETTING_LENGTH], now
+
+    async def local_list_version(self, charger_id: str) -> int:
+        async with self._ctx.db.read() as session:
+            return (await self._charger(session, charger_id)).local_list_version

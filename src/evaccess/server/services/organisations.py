@@ -1,0 +1,269 @@
+"""Organisations (the seeds' groups) with nested subgroups, members and roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from evaccess.domain.access import OrgAction, Role
+from evaccess.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from evaccess.domain.pins import DEFAULT_KEYPAD_DIGITS, KeypadPinRules
+from evaccess.server.context import Context
+from evaccess.server.db.models import AuditRecord, KeypadPin, Membership, Organisation, User
+from evaccess.server.db.types import new_id
+from evaccess.server.services.accounts import normalise_email
+from evaccess.server.services.audit import AuditEntry
+from evaccess.server.services.relations import Actor, org_role, require_org_action
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemberView:
+    user_id: str
+    email: str
+    role: Role
+    has_keypad_pin: bool
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput("an organisation name has 1 to 200 characters")
+    return name
+
+
+async def create_organisation(ctx: Context, actor: Actor, name: str) -> Organisation:
+    """A new top-level organisation (system administrators); the creator is its super-admin."""
+    if not actor.is_system_admin:
+        raise PermissionDenied("only system administrators create top-level organisations")
+    return await _create(ctx, actor, _name(name), parent=None)
+
+
+async def create_subgroup(ctx: Context, actor: Actor, parent_id: str, name: str) -> Organisation:
+    async with ctx.db.read() as session:
+        parent = await require_org_action(session, actor, parent_id, OrgAction.CREATE_SUBGROUP)
+    return await _create(ctx, actor, _name(name), parent=parent)
+
+
+async def _create(
+    ctx: Context, actor: Actor, name: str, parent: Organisation | None
+) -> Organisation:
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as session:
+        org_id = new_id()
+        org = Organisation(
+            id=org_id,
+            name=name,
+            created_at=now,
+            parent_id=parent.id if parent else None,
+            root_id=parent.root_id if parent else org_id,
+            keypad_pin_digits=parent.keypad_pin_digits if parent else DEFAULT_KEYPAD_DIGITS,
+            offline_keypad=parent.offline_keypad if parent else False,
+        )
+        session.add(org)
+        if parent is None:
+            session.add(
+                Membership(
+                    user_id=actor.user_id,
+                    organisation_id=org.id,
+                    role=Role.SUPER_ADMIN,
+                    created_at=now,
+                )
+            )
+        await session.flush()
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="organisation.created",
+                actor_id=actor.user_id,
+                organisation_id=org.id,
+                request_id=actor.request_id,
+                details={"parent": org.parent_id},
+            ),
+        )
+    return org
+
+
+async def visible_organisations(ctx: Context, actor: Actor) -> list[tuple[Organisation, Role]]:
+    """Organisations the actor belongs to, with their subgroups (role inherited)."""
+    async with ctx.db.read() as session:
+        memberships = (
+            await session.execute(
+                select(Organisation, Membership.role)
+                .join(Membership, Membership.organisation_id == Organisation.id)
+                .where(Membership.user_id == actor.user_id)
+            )
+        ).all()
+        result: dict[str, tuple[Organisation, Role]] = {}
+        frontier = [(org, Role(role)) for org, role in memberships]
+        while frontier:
+            org, role = frontier.pop()
+            if org.id in result:
+                continue
+            result[org.id] = (org, role)
+            children = (
+                await session.scalars(select(Organisation).where(Organisation.parent_id == org.id))
+            ).all()
+            frontier.extend((child, role) for child in children)
+    return sorted(result.values(), key=lambda pair: pair[0].name)
+
+
+async def get_organisation(ctx: Context, actor: Actor, org_id: str) -> tuple[Organisation, Role]:
+    async with ctx.db.read() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.VIEW)
+        role = await org_role(session, actor.user_id, org_id)
+    assert role is not None
+    return org, role
+
+
+async def add_member(ctx: Context, actor: Actor, org_id: str, email: str, role: Role) -> MemberView:
+    async with ctx.db.transaction() as session:
+        await require_org_action(session, actor, org_id, OrgAction.MANAGE_MEMBERS)
+        if role is not Role.USER:
+            await require_org_action(session, actor, org_id, OrgAction.CHANGE_ROLES)
+        user = await session.scalar(select(User).where(User.email == normalise_email(email)))
+        if user is None:
+            raise NotFound("no user with this email; they must create an account first")
+        session.add(
+            Membership(
+                user_id=user.id, organisation_id=org_id, role=role, created_at=ctx.clock.now()
+            )
+        )
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise Conflict("already a member of this organisation", code="already_member") from None
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="member.added",
+                actor_id=actor.user_id,
+                organisation_id=org_id,
+                subject_id=user.id,
+                request_id=actor.request_id,
+                details={"role": role.value},
+            ),
+        )
+    return MemberView(user_id=user.id, email=user.email, role=role, has_keypad_pin=False)
+
+
+async def change_role(ctx: Context, actor: Actor, org_id: str, user_id: str, role: Role) -> None:
+    async with ctx.db.transaction() as session:
+        await require_org_action(session, actor, org_id, OrgAction.CHANGE_ROLES)
+        membership = await session.scalar(
+            select(Membership).where(
+                Membership.organisation_id == org_id, Membership.user_id == user_id
+            )
+        )
+        if membership is None:
+            raise NotFound("no such member")
+        if membership.role == Role.SUPER_ADMIN and role != Role.SUPER_ADMIN:
+            others = await session.scalar(
+                select(func.count()).where(
+                    Membership.organisation_id == org_id,
+                    Membership.role == Role.SUPER_ADMIN,
+                    Membership.user_id != user_id,
+                )
+            )
+            if not others:
+                raise Conflict(
+                    "an organisation keeps at least one super-admin", code="last_super_admin"
+                )
+        membership.role = role
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="member.role_changed",
+                actor_id=actor.user_id,
+                organisation_id=org_id,
+                subject_id=user_id,
+                request_id=actor.request_id,
+                details={"role": role.value},
+            ),
+        )
+
+
+async def members(ctx: Context, actor: Actor, org_id: str) -> list[MemberView]:
+    async with ctx.db.read() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.VIEW_MEMBERS)
+        rows = (
+            await session.execute(
+                select(User.id, User.email, Membership.role, KeypadPin.id)
+                .join(Membership, Membership.user_id == User.id)
+                .outerjoin(
+                    KeypadPin,
+                    (KeypadPin.user_id == User.id) & (KeypadPin.pin_space_id == org.root_id),
+                )
+                .where(Membership.organisation_id == org_id)
+                .order_by(User.email)
+            )
+        ).all()
+    return [
+        MemberView(user_id=u, email=e, role=Role(r), has_keypad_pin=k is not None)
+        for u, e, r, k in rows
+    ]
+
+
+async def update_settings(
+    ctx: Context,
+    actor: Actor,
+    org_id: str,
+    *,
+    keypad_pin_digits: int | None = None,
+    offline_keypad: bool | None = None,
+) -> Organisation:
+    """Settings of a PIN space apply to the whole tree: change them on the top organisation."""
+    async with ctx.db.transaction() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.CHANGE_SETTINGS)
+        if org.parent_id is not None:
+            raise InvalidInput("keypad settings belong to the top organisation of a group")
+        tree = (
+            await session.scalars(select(Organisation).where(Organisation.root_id == org.id))
+        ).all()
+        if keypad_pin_digits is not None:
+            KeypadPinRules(digits=keypad_pin_digits)
+            for each in tree:
+                each.keypad_pin_digits = keypad_pin_digits
+        if offline_keypad is not None:
+            for each in tree:
+                each.offline_keypad = offline_keypad
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="organisation.settings_changed",
+                actor_id=actor.user_id,
+                organisation_id=org.id,
+                request_id=actor.request_id,
+                details={"keypad_pin_digits": keypad_pin_digits, "offline_keypad": offline_keypad},
+            ),
+        )
+    return org
+
+
+async def memberships_of(ctx: Context, actor: Actor) -> list[tuple[Organisation, Role]]:
+    async with ctx.db.read() as session:
+        rows = (
+            await session.execute(
+                select(Organisation, Membership.role)
+                .join(Membership, Membership.organisation_id == Organisation.id)
+                .where(Membership.user_id == actor.user_id)
+                .order_by(Organisation.name)
+            )
+        ).all()
+    return [(org, Role(role)) for org, role in rows]
+
+
+async def audit_records(
+    ctx: Context, actor: Actor, org_id: str, *, limit: int = 200, before: int | None = None
+) -> list[AuditRecord]:
+    """Audit records about the organisation and its subgroups (super-admins)."""
+    async with ctx.db.read() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.VIEW_AUDIT)
+        tree = select(Organisation.id).where(Organisation.root_id == org.root_id)
+        query = select(AuditRecord).where(AuditRecord.organisation_id.in_(tree))
+        if before is not None:
+            query = query.where(AuditRecord.seq < before)
+        return list(
+            (await session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))).all()
+        )

@@ -1,0 +1,66 @@
+"""The outbox of server -> charger commands. Services add commands inside their own
+transaction and poke the OCPP endpoint after committing; a charger that is offline receives
+them when it reconnects. A newer command of the same kind supersedes an undelivered one."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.server.context import Context
+from evaccess.server.db.models import OutboxCommand
+
+
+class CommandKind(StrEnum):
+    SET_BLUETOOTH_PIN = "set_bluetooth_pin"
+    REVOKE_CREDENTIALS = "revoke_credentials"
+    REENABLE_PIN_PAIRING = "reenable_pin_pairing"
+    SEND_LOCAL_LIST = "send_local_list"
+
+
+# Kinds where only the newest undelivered command matters.
+SUPERSEDING = frozenset({CommandKind.SET_BLUETOOTH_PIN, CommandKind.SEND_LOCAL_LIST})
+
+
+async def queue(
+    session: AsyncSession, ctx: Context, charger_id: str, kind: CommandKind, **arguments: Any
+) -> OutboxCommand:
+    now = ctx.clock.now()
+    if kind in SUPERSEDING:
+        await session.execute(
+            update(OutboxCommand)
+            .where(
+                OutboxCommand.charger_id == charger_id,
+                OutboxCommand.kind == kind,
+                OutboxCommand.completed_at.is_(None),
+            )
+            .values(completed_at=now)
+        )
+    command = OutboxCommand(
+        charger_id=charger_id, kind=kind, arguments=json.dumps(arguments), created_at=now
+    )
+    session.add(command)
+    await session.flush()
+    return command
+
+
+async def open_commands(session: AsyncSession, charger_id: str) -> list[OutboxCommand]:
+    return list(
+        (
+            await session.scalars(
+                select(OutboxCommand)
+                .where(OutboxCommand.charger_id == charger_id, OutboxCommand.completed_at.is_(None))
+                .order_by(OutboxCommand.created_at, OutboxCommand.id)
+            )
+        ).all()
+    )
+
+
+def arguments(command: OutboxCommand) -> dict[str, Any]:
+    loaded = json.loads(command.arguments)
+    assert isinstance(loaded, dict)
+    return loaded

@@ -1,0 +1,112 @@
+"""How a user relates to organisations and chargers: the bases that the permission table
+(``domain.access``) checks. Deny by default: no basis, no access; a charger the caller may
+not see is reported exactly like one that does not exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.domain.access import (
+    Basis,
+    ChargerAction,
+    GrantKind,
+    OrgAction,
+    Role,
+    require_charger,
+    require_org,
+)
+from evaccess.domain.clock import Clock
+from evaccess.domain.errors import NotFound
+from evaccess.server.db.models import Charger, Grant, Membership, Organisation
+
+ROLE_RANK = {Role.USER: 0, Role.ADMIN: 1, Role.SUPER_ADMIN: 2}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Actor:
+    user_id: str
+    email: str
+    is_system_admin: bool = False
+    request_id: str | None = None
+
+
+async def ancestors(session: AsyncSession, organisation_id: str) -> list[Organisation]:
+    """The organisation and its ancestors, nearest first."""
+    chain: list[Organisation] = []
+    current: str | None = organisation_id
+    while current is not None and len(chain) < 32:
+        org = await session.get(Organisation, current)
+        if org is None:
+            break
+        chain.append(org)
+        current = org.parent_id
+    return chain
+
+
+async def org_role(session: AsyncSession, user_id: str, organisation_id: str) -> Role | None:
+    """The strongest role ``user_id`` holds in the organisation or any ancestor."""
+    ids = [o.id for o in await ancestors(session, organisation_id)]
+    roles = (
+        await session.scalars(
+            select(Membership.role).where(
+                Membership.user_id == user_id, Membership.organisation_id.in_(ids)
+            )
+        )
+    ).all()
+    return max((Role(r) for r in roles), key=ROLE_RANK.__getitem__, default=None)
+
+
+async def require_org_action(
+    session: AsyncSession, actor: Actor, organisation_id: str, action: OrgAction
+) -> Organisation:
+    org = await session.get(Organisation, organisation_id)
+    role = None if org is None else await org_role(session, actor.user_id, organisation_id)
+    if org is None or role is None:
+        raise NotFound("no such organisation")
+    require_org(action, role)
+    return org
+
+
+def active_grant(clock: Clock) -> ColumnElement[bool]:
+    """Grants in force now: not revoked, not expired."""
+    now = clock.now()
+    return and_(Grant.revoked_at.is_(None), or_(Grant.expires_at.is_(None), Grant.expires_at > now))
+
+
+async def charger_bases(
+    session: AsyncSession, user_id: str, charger: Charger, clock: Clock
+) -> set[Basis]:
+    kinds = (
+        await session.scalars(
+            select(Grant.kind).where(
+                Grant.charger_id == charger.id, Grant.user_id == user_id, active_grant(clock)
+            )
+        )
+    ).all()
+    bases = {Basis.of_grant(GrantKind(k)) for k in kinds}
+    role = await org_role(session, user_id, charger.organisation_id)
+    if role is not None:
+        bases.add(Basis.of_role(role))
+    return bases
+
+
+async def charger_for(
+    session: AsyncSession, actor: Actor, charger_id: str, action: ChargerAction, clock: Clock
+) -> tuple[Charger, Basis, set[Basis]]:
+    """The charger if ``actor`` may see it (else ``NotFound``, as if it did not exist) and
+    the basis allowing ``action`` (else ``PermissionDenied``)."""
+    charger = await session.get(Charger, charger_id)
+    bases = (
+        set() if charger is None else await charger_bases(session, actor.user_id, charger, clock)
+    )
+    if charger is None or not (bases & _visible):
+        raise NotFound("no such charger")
+    return charger, require_charger(action, bases), bases
+
+
+_visible = frozenset(
+    {Basis.OWNER, Basis.USER, Basis.SERVICE, Basis.ORG_SUPER_ADMIN, Basis.ORG_ADMIN}
+)
