@@ -83,6 +83,24 @@ class ApiClient:
         data = await self.request("POST", f"/api/chargers/{charger_id}/bluetooth-pin/reveal")
         return str(data["pin"])
 
+    async def me(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/me"))
+
+    async def set_keypad_pin(self, organisation_id: str, pin: str) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "PUT", f"/api/organisations/{organisation_id}/keypad-pin", json={"pin": pin}
+            )
+        )
+
+    async def generate_keypad_pin(self, organisation_id: str) -> dict[str, Any]:
+        return dict(
+            await self.request("POST", f"/api/organisations/{organisation_id}/keypad-pin/generate")
+        )
+
+    async def delete_keypad_pin(self, organisation_id: str) -> None:
+        await self.request("DELETE", f"/api/organisations/{organisation_id}/keypad-pin")
+
     async def may_reveal_bluetooth_pin(self, charger_id: str) -> bool:
         return bool((await self.bluetooth_pin_state(charger_id)).get("can_reveal"))
 

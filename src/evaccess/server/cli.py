@@ -42,7 +42,9 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
         )
         console.out.print(f"  email:    {admin.email}")
         console.out.print(f"  password: {admin.password}")
-        console.out.print(f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True)
+        console.out.print(
+            f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True
+        )
 
 
 @server_app.command("run")

@@ -148,7 +148,7 @@ async def authenticate(ctx: Context, token: str, *, request_id: str | None = Non
         ).first()
     if row is None:
         raise NotAuthenticated("invalid or expired token")
-    api_token, user = row.tuple()
+    api_token, user = row
     if api_token.revoked_at is not None or api_token.expires_at <= ctx.clock.now():
         raise NotAuthenticated("invalid or expired token")
     return Actor(

@@ -243,6 +243,10 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
                 session, actor, charger_id, ChargerAction.VIEW, ctx.clock
             )
             policy = _policy(charger)
+            if policy.requirement is PinRequirement.UNSUPPORTED:
+                raise NotFound(
+                    f"this charger has no Bluetooth PIN ({policy.rule})", code="no_bluetooth_pin"
+                )
             allowed = _may_reveal(bases, policy)
             if not allowed:
                 raise PermissionDenied("you may not see this charger's Bluetooth PIN")

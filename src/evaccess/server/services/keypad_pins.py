@@ -211,7 +211,7 @@ async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
         ).first()
         if row is None:
             return None
-        charger, root_id = row.tuple()
+        charger, root_id = row
         user_id = await session.scalar(
             select(KeypadPin.user_id).where(
                 KeypadPin.pin_space_id == root_id,

@@ -62,6 +62,7 @@ async def _create(
             offline_keypad=parent.offline_keypad if parent else False,
         )
         session.add(org)
+        await session.flush()  # no ORM relationships: rows go in FK order by hand
         if parent is None:
             session.add(
                 Membership(

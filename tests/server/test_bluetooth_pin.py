@@ -1,0 +1,249 @@
+"""The Bluetooth PIN lifecycle through the REST API."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from evaccess.server.db.models import BluetoothPin
+from tests.server.support import build_world, client_for, confirm_pin_push
+
+
+@pytest.fixture
+async def world(ctx):
+    return await build_world(ctx)
+
+
+async def reveal(client, world, who: str, key: str):
+    return await client.post(
+        f"/api/chargers/{world.chargers[key].id}/bluetooth-pin/reveal",
+        headers=await world.headers(who),
+    )
+
+
+async def test_mandatory_pin_is_pending_until_the_charger_confirms(ctx, world, canaries):
+    async with client_for(ctx) as client:
+        charger = world.chargers["wallbox"]
+        headers = await world.headers("owner")
+        state = (
+            await client.get(f"/api/chargers/{charger.id}/bluetooth-pin", headers=headers)
+        ).json()
+        assert state["requirement"] == "mandatory"
+        assert state["status"] == "pending"
+        push = await confirm_pin_push(ctx, charger.serial)
+        assert push is not None
+        assert push.required
+        assert push.changeable
+        assert push.pin is not None
+        assert len(push.pin) == 6
+        canaries.add(push.pin)
+        state = (
+            await client.get(f"/api/chargers/{charger.id}/bluetooth-pin", headers=headers)
+        ).json()
+        assert state["status"] == "active"
+        response = await reveal(client, world, "owner", "wallbox")
+        assert response.status_code == 200
+        assert response.json()["pin"] == push.pin
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_pin_never_in_list_or_detail_payloads(ctx, world, canaries):
+    async with client_for(ctx) as client:
+        headers = await world.headers("owner")
+        pin = (await reveal(client, world, "owner", "wallbox")).json()["pin"]
+        canaries.add(pin)
+        listing = await client.get("/api/chargers", headers=headers)
+        detail = await client.get(f"/api/chargers/{world.chargers['wallbox'].id}", headers=headers)
+        state = await client.get(
+            f"/api/chargers/{world.chargers['wallbox'].id}/bluetooth-pin", headers=headers
+        )
+        for response in (listing, detail, state):
+            assert response.status_code == 200
+            assert pin not in response.text
+
+
+@pytest.mark.parametrize(
+    ("who", "key", "status"),
+    [
+        ("owner", "wallbox", 200),
+        ("invited", "wallbox", 200),
+        ("service", "wallbox", 200),
+        ("owner", "zaptec", 200),
+        ("service", "zaptec", 200),
+        ("invited", "zaptec", 403),  # Zaptec: only the owner and service access see the PIN
+        ("admin", "wallbox", 403),  # organisation admins manage, but hold no grant
+        ("member", "wallbox", 404),
+        ("stranger", "wallbox", 404),
+        ("other_admin", "wallbox", 404),
+        ("owner", "old", 404),  # 6.7.16: no PIN at all
+    ],
+)
+async def test_who_may_reveal(ctx, world, canaries, who, key, status):
+    async with client_for(ctx) as client:
+        response = await reveal(client, world, who, key)
+        assert response.status_code == status, response.text
+        if status == 200:
+            canaries.add(response.json()["pin"])
+        else:
+            assert "pin" not in response.json()
+
+
+async def test_reveal_history_lists_who_and_when(ctx, world, canaries, clock):
+    async with client_for(ctx) as client:
+        canaries.add((await reveal(client, world, "invited", "wallbox")).json()["pin"])
+        clock.advance(60)
+        canaries.add((await reveal(client, world, "service", "wallbox")).json()["pin"])
+        url = f"/api/chargers/{world.chargers['wallbox'].id}/bluetooth-pin/reveals"
+        history = (await client.get(url, headers=await world.headers("owner"))).json()
+        assert [h["actor_email"] for h in history] == ["service@example.com", "invited@example.com"]
+        assert [h["basis"] for h in history] == ["service", "user"]
+        assert all(h["request_id"] for h in history)
+        assert (await client.get(url, headers=await world.headers("invited"))).status_code == 403
+
+
+async def test_optional_pin_enable_then_required(ctx, world, canaries):
+    async with client_for(ctx) as client:
+        cid = world.chargers["optional"].id
+        headers = await world.headers("owner")
+        state = (await client.get(f"/api/chargers/{cid}/bluetooth-pin", headers=headers)).json()
+        assert (state["requirement"], state["status"], state["can_enable"]) == (
+            "optional",
+            "none",
+            True,
+        )
+        assert (await reveal(client, world, "owner", "optional")).status_code == 404
+        denied = await client.post(
+            f"/api/chargers/{cid}/bluetooth-pin/enable", headers=await world.headers("invited")
+        )
+        assert denied.status_code == 403
+        state = (
+            await client.post(f"/api/chargers/{cid}/bluetooth-pin/enable", headers=headers)
+        ).json()
+        assert (state["required"], state["status"]) == (True, "pending")
+        push = await confirm_pin_push(ctx, world.chargers["optional"].serial)
+        assert push is not None
+        canaries.add(push.pin or "")
+        assert (await reveal(client, world, "owner", "optional")).json()["pin"] == push.pin
+
+
+async def test_change_stays_pending_until_accepted(ctx, world, canaries):
+    async with client_for(ctx) as client:
+        charger = world.chargers["wallbox"]
+        first = await confirm_pin_push(ctx, charger.serial)
+        assert first is not None
+        canaries.add(first.pin or "", "739104")
+        headers = await world.headers("owner")
+        url = f"/api/chargers/{charger.id}/bluetooth-pin"
+        state = (await client.post(f"{url}/change", json={"pin": "739104"}, headers=headers)).json()
+        assert state["status"] == "changing"
+        assert (await reveal(client, world, "owner", "wallbox")).json()["pin"] == first.pin
+        refused = await confirm_pin_push(ctx, charger.serial, accept=False)
+        assert refused is not None
+        assert refused.pin == "739104"
+        assert (await reveal(client, world, "owner", "wallbox")).json()["pin"] == first.pin
+        # The server asks again (e.g. a later change); this time the charger accepts.
+        await client.post(f"{url}/change", json={"pin": "739104"}, headers=headers)
+        await confirm_pin_push(ctx, charger.serial)
+        assert (await reveal(client, world, "owner", "wallbox")).json()["pin"] == "739104"
+
+
+@pytest.mark.parametrize(
+    ("key", "code"), [("zaptec", "policy_violation"), ("optional", "policy_violation")]
+)
+async def test_change_refused_where_policy_forbids(ctx, world, key, code):
+    async with client_for(ctx) as client:
+        response = await client.post(
+            f"/api/chargers/{world.chargers[key].id}/bluetooth-pin/change",
+            json={},
+            headers=await world.headers("owner"),
+        )
+        assert response.status_code == 409
+        assert response.json()["code"] == code
+
+
+async def test_trivial_chosen_pin_rejected_without_echo(ctx, world):
+    async with client_for(ctx) as client:
+        response = await client.post(
+            f"/api/chargers/{world.chargers['wallbox'].id}/bluetooth-pin/change",
+            json={"pin": "123456"},
+            headers=await world.headers("owner"),
+        )
+        assert response.status_code == 422
+        assert "123456" not in response.text
+        wrong_type = await client.post(
+            f"/api/chargers/{world.chargers['wallbox'].id}/bluetooth-pin/change",
+            json={"pin": 654321},
+            headers=await world.headers("owner"),
+        )
+        assert wrong_type.status_code == 422
+        assert "654321" not in wrong_type.text
+
+
+async def test_swapped_ciphertexts_fail_loudly(ctx, world, canaries):
+    a, b = world.chargers["wallbox"], world.chargers["zaptec"]
+    for serial in (a.serial, b.serial):
+        push = await confirm_pin_push(ctx, serial)
+        canaries.add(push.pin if push and push.pin else "")
+    async with ctx.db.transaction() as session:
+        rows = {r.charger_id: r for r in (await session.scalars(select(BluetoothPin))).all()}
+        ct_a, ct_b = rows[a.id].active_ciphertext, rows[b.id].active_ciphertext
+        await session.execute(
+            update(BluetoothPin)
+            .where(BluetoothPin.charger_id == a.id)
+            .values(active_ciphertext=ct_b)
+        )
+        await session.execute(
+            update(BluetoothPin)
+            .where(BluetoothPin.charger_id == b.id)
+            .values(active_ciphertext=ct_a)
+        )
+    async with client_for(ctx) as client:
+        for key in ("wallbox", "zaptec"):
+            response = await reveal(client, world, "owner", key)
+            assert response.status_code == 500
+            assert response.json()["code"] == "integrity_failure"
+            assert "pin" not in response.json()
+
+
+async def test_reveal_fails_closed_when_audit_write_fails(ctx, world, canaries, monkeypatch):
+    async def broken_append(session, entry):
+        raise OSError("disk full")
+
+    async with client_for(ctx) as client:
+        monkeypatch.setattr(ctx.audit, "append", broken_append)
+        response = await reveal(client, world, "owner", "wallbox")
+        assert response.status_code == 503
+        assert response.json()["code"] == "audit_unavailable"
+        assert "pin" not in response.json()
+        monkeypatch.undo()
+        ok = await reveal(client, world, "owner", "wallbox")
+        canaries.add(ok.json()["pin"])
+        history = await client.get(
+            f"/api/chargers/{world.chargers['wallbox'].id}/bluetooth-pin/reveals",
+            headers=await world.headers("owner"),
+        )
+        assert len(history.json()) == 1
+
+
+async def test_firmware_upgrade_to_611_makes_pin_mandatory(ctx, world, canaries):
+    from evaccess.server.ocpp.backend import BootInfo
+    from evaccess.server.services.ocpp_backend import DbOcppBackend
+
+    charger = world.chargers["optional"]
+    async with client_for(ctx) as client:
+        url = f"/api/chargers/{charger.id}/bluetooth-pin"
+        headers = await world.headers("owner")
+        assert (await client.get(url, headers=headers)).json()["status"] == "none"
+        await DbOcppBackend(ctx).boot(
+            charger.serial, BootInfo(vendor="Wallbox", model="Pulsar Plus", firmware="6.11.0")
+        )
+        state = (await client.get(url, headers=headers)).json()
+        assert (state["requirement"], state["status"], state["changeable"]) == (
+            "mandatory",
+            "pending",
+            True,
+        )
+        push = await confirm_pin_push(ctx, charger.serial)
+        assert push is not None
+        canaries.add(push.pin or "")
+        assert push.required
