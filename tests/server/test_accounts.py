@@ -1,0 +1,125 @@
+"""Accounts: password rules, tokens (hashed, expiring, revocable), login throttling."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from evaccess.server.db.models import ApiToken
+from evaccess.server.services.accounts import token_digest
+from tests.server.support import PASSWORD, build_world, client_for
+
+
+@pytest.mark.parametrize(
+    ("password", "fragment"),
+    [
+        ("short", "at least 8"),
+        ("password1", "too common"),
+        ("qwertyuiop", "too common"),
+        ("aaaaaaaaaa", "too simple"),
+    ],
+)
+async def test_weak_passwords_rejected_without_echo(ctx, password, fragment):
+    async with client_for(ctx) as client:
+        response = await client.post(
+            "/api/users", json={"email": "new@example.com", "password": password}
+        )
+    assert response.status_code == 422
+    assert fragment in response.json()["detail"]
+    assert password not in response.text
+
+
+async def test_login_logout_and_token_storage(ctx):
+    async with client_for(ctx) as client:
+        created = await client.post(
+            "/api/users", json={"email": "New@Example.com", "password": PASSWORD}
+        )
+        assert created.status_code == 201
+        assert created.json()["email"] == "new@example.com"
+        login = await client.post(
+            "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}
+        )
+        token = login.json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await client.get("/api/me", headers=headers)).json()["email"] == "new@example.com"
+        async with ctx.db.read() as session:
+            stored = (await session.scalars(select(ApiToken.token_hash))).all()
+        assert stored == [token_digest(token)]
+        assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
+        after = await client.get("/api/me", headers=headers)
+        assert after.status_code == 401
+        assert after.headers["www-authenticate"] == "Bearer"
+
+
+async def test_tokens_expire(ctx, clock):
+    async with client_for(ctx) as client:
+        await client.post("/api/users", json={"email": "new@example.com", "password": PASSWORD})
+        token = (
+            await client.post(
+                "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}
+            )
+        ).json()["token"]
+        clock.advance(ctx.token_ttl_s + 1)
+        assert (
+            await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        ).status_code == 401
+
+
+async def test_login_is_throttled_per_account(ctx, clock):
+    await build_world(ctx)
+    async with client_for(ctx) as client:
+        codes = [
+            (
+                await client.post(
+                    "/api/auth/login",
+                    json={"email": "owner@example.com", "password": "wrong-password"},
+                )
+            ).status_code
+            for _ in range(6)
+        ]
+        assert codes == [401, 401, 401, 401, 401, 429]
+        locked = await client.post(
+            "/api/auth/login", json={"email": "owner@example.com", "password": PASSWORD}
+        )
+        assert locked.status_code == 429
+        assert "retry-after" in locked.headers
+        clock.advance(61)
+        ok = await client.post(
+            "/api/auth/login", json={"email": "owner@example.com", "password": PASSWORD}
+        )
+        assert ok.status_code == 200
+
+
+async def test_unknown_email_and_wrong_password_look_the_same(ctx):
+    await build_world(ctx)
+    async with client_for(ctx) as client:
+        unknown = await client.post(
+            "/api/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+        )
+        wrong = await client.post(
+            "/api/auth/login", json={"email": "owner@example.com", "password": "not-the-one"}
+        )
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"]
+
+
+async def test_errors_are_problem_documents(ctx):
+    async with client_for(ctx) as client:
+        missing = await client.get("/api/nothing-here")
+        bad_json = await client.post(
+            "/api/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["code"] == "not_found"
+    assert bad_json.status_code == 422
+    assert bad_json.json()["code"] == "invalid_input"
+    assert "{not json" not in bad_json.text
+
+
+async def test_request_id_round_trips(ctx):
+    async with client_for(ctx) as client:
+        response = await client.get("/health", headers={"X-Request-ID": "req-42"})
+        assert response.headers["x-request-id"] == "req-42"
+        assert response.json()["status"] == "ok"
+        forged = await client.get("/health", headers={"X-Request-ID": "bad id\nwith newline"})
+        assert forged.headers["x-request-id"] != "bad id\nwith newline"

@@ -1,0 +1,98 @@
+"""The audit chain names the first bad record after an edit, deletion, insertion or reorder."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, insert, select, update
+
+from evaccess.server.db.models import AuditHead, AuditRecord
+from evaccess.server.services.audit import AuditEntry
+
+
+async def append_many(ctx, n: int) -> None:
+    for i in range(n):
+        async with ctx.db.transaction() as session:
+            await ctx.audit.append(session, AuditEntry(action="test.event", details={"i": i}))
+
+
+async def verify(ctx):
+    async with ctx.db.read() as session:
+        return await ctx.audit.verify(session)
+
+
+async def test_intact_chain_verifies(ctx):
+    await append_many(ctx, 6)
+    report = await verify(ctx)
+    assert report.ok
+    assert report.records == 6
+
+
+async def test_edit_is_detected_at_that_record(ctx):
+    await append_many(ctx, 6)
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            update(AuditRecord).where(AuditRecord.seq == 4).values(actor_id="someone-else")
+        )
+    report = await verify(ctx)
+    assert (report.first_bad_seq, report.reason) == (4, "contents were altered")
+
+
+async def test_deletion_is_detected(ctx):
+    await append_many(ctx, 6)
+    async with ctx.db.transaction() as session:
+        await session.execute(delete(AuditRecord).where(AuditRecord.seq == 3))
+    report = await verify(ctx)
+    assert report.first_bad_seq == 4
+
+
+async def test_deletion_at_the_end_is_detected_by_the_head(ctx):
+    await append_many(ctx, 6)
+    async with ctx.db.transaction() as session:
+        await session.execute(delete(AuditRecord).where(AuditRecord.seq == 6))
+    report = await verify(ctx)
+    assert report.first_bad_seq == 6
+    assert "end" in report.reason
+
+
+async def test_insertion_is_detected(ctx):
+    await append_many(ctx, 6)
+    async with ctx.db.transaction() as session:
+        neighbour = (
+            await session.execute(
+                select(AuditRecord.at, AuditRecord.mac).where(AuditRecord.seq == 3)
+            )
+        ).one()
+        # Renumber 4..6 to 5..7 and slip a forged record in at 4, reusing a neighbour's mac.
+        for seq in (6, 5, 4):
+            await session.execute(
+                update(AuditRecord).where(AuditRecord.seq == seq).values(seq=seq + 1)
+            )
+        await session.execute(
+            insert(AuditRecord).values(
+                seq=4, at=neighbour.at, action="bluetooth_pin.revealed", details="{}",
+                prev_mac=neighbour.mac, mac=neighbour.mac,
+            )
+        )  # fmt: skip
+        await session.execute(update(AuditHead).values(seq=7))
+    report = await verify(ctx)
+    assert report.first_bad_seq == 4
+
+
+async def test_reordering_is_detected(ctx):
+    await append_many(ctx, 6)
+    async with ctx.db.transaction() as session:
+        await session.execute(update(AuditRecord).where(AuditRecord.seq == 2).values(seq=100))
+        await session.execute(update(AuditRecord).where(AuditRecord.seq == 5).values(seq=2))
+        await session.execute(update(AuditRecord).where(AuditRecord.seq == 100).values(seq=5))
+    report = await verify(ctx)
+    assert report.first_bad_seq == 2
+
+
+@pytest.mark.parametrize("field", ["action", "details", "basis"])
+async def test_every_field_is_covered_by_the_mac(ctx, field):
+    await append_many(ctx, 3)
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            update(AuditRecord).where(AuditRecord.seq == 2).values({field: '{"i": 99}'})
+        )
+    assert (await verify(ctx)).first_bad_seq == 2
