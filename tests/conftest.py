@@ -50,6 +50,7 @@ class Canaries:
 
 
 ALL_CANARIES = Canaries()
+ALL_CANARIES.add("correct horse battery staple")  # tests/server/support.py PASSWORD
 
 
 class _Collector(logging.Handler):
@@ -111,6 +112,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def canaries() -> Iterator[Canaries]:
     mine = Canaries()
+    mine.add(*ALL_CANARIES.values)
     yield mine
     ALL_CANARIES.add(*mine.values)
 

@@ -123,3 +123,32 @@ async def test_request_id_round_trips(ctx):
         assert response.json()["status"] == "ok"
         forged = await client.get("/health", headers={"X-Request-ID": "bad id\nwith newline"})
         assert forged.headers["x-request-id"] != "bad id\nwith newline"
+
+
+async def test_password_change_revokes_sessions(ctx):
+    async with client_for(ctx) as client:
+        await client.post("/api/users", json={"email": "new@example.com", "password": PASSWORD})
+        token = (
+            await client.post(
+                "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}
+            )
+        ).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        wrong = await client.post(
+            "/api/auth/password",
+            json={"current_password": "nope-nope", "new_password": "a new long passphrase"},
+            headers=headers,
+        )
+        assert wrong.status_code == 401
+        changed = await client.post(
+            "/api/auth/password",
+            json={"current_password": PASSWORD, "new_password": "a new long passphrase"},
+            headers=headers,
+        )
+        assert changed.status_code == 204
+        assert (await client.get("/api/me", headers=headers)).status_code == 401
+        again = await client.post(
+            "/api/auth/login",
+            json={"email": "new@example.com", "password": "a new long passphrase"},
+        )
+        assert again.status_code == 200

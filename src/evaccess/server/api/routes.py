@@ -40,6 +40,12 @@ async def logout(ctx: Ctx, token: Token) -> None:
     await accounts.logout(ctx, token)
 
 
+@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActor) -> None:
+    """Change your password; all your sessions end (log in again)."""
+    await accounts.change_password(ctx, actor, body.current_password, body.new_password)
+
+
 @router.post("/users", response_model=s.UserOut, status_code=201, tags=["auth"])
 async def signup(body: s.SignupIn, ctx: Ctx) -> s.UserOut:
     user = await accounts.create_user(ctx, body.email, body.password)

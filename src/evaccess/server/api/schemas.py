@@ -31,6 +31,11 @@ class SignupIn(In):
     password: str = Field(max_length=256)
 
 
+class PasswordChangeIn(In):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256)
+
+
 class UserOut(BaseModel):
     id: str
     email: str

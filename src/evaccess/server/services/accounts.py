@@ -168,6 +168,35 @@ async def logout(ctx: Context, token: str) -> None:
             api_token.revoked_at = ctx.clock.now()
 
 
+async def change_password(ctx: Context, actor: Actor, current: str, new: str) -> None:
+    """Change one's own password; every other token of the account is revoked."""
+    from sqlalchemy import update
+
+    check_password(new, actor.email)
+    async with ctx.db.read() as session:
+        user = await session.get_one(User, actor.user_id)
+    if not await _verify(ctx, user.password_hash, current):
+        ctx.login_throttle.failure(f"account:{actor.email}")
+        raise NotAuthenticated("the current password is wrong")
+    fresh = await asyncio.to_thread(ctx.passwords.hash, new)
+    async with ctx.db.transaction() as session:
+        (await session.get_one(User, actor.user_id)).password_hash = fresh
+        await session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == actor.user_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=ctx.clock.now())
+        )
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="user.password_changed",
+                actor_id=actor.user_id,
+                subject_id=actor.user_id,
+                request_id=actor.request_id,
+            ),
+        )
+
+
 async def user_by_email(ctx: Context, email: str) -> User:
     from evaccess.domain.errors import NotFound
 
