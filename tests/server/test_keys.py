@@ -11,7 +11,7 @@ import pytest
 
 from evaccess.domain.errors import ConfigurationError, IntegrityFailure
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider
-from evaccess.server.services import bluetooth_pins
+from evaccess.server.services import rotation
 from evaccess.server.vault import PinVault, Sealed
 from tests.server.support import build_world, client_for, confirm_pin_push
 
@@ -63,8 +63,8 @@ async def test_rotation_reencrypts_while_reveals_keep_working(ctx, canaries, rng
         canaries.add(push.pin)
     version = ctx.keys.add_vault_key(rng)
     assert version == 2
-    assert await bluetooth_pins.rotate_keys(ctx) == 2
-    assert await bluetooth_pins.rotate_keys(ctx) == 0
+    assert await rotation.rotate_keys(ctx) == 2
+    assert await rotation.rotate_keys(ctx) == 0
     async with client_for(ctx) as client:
         for key, pin in pins.items():
             response = await client.post(

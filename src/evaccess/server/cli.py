@@ -14,7 +14,7 @@ from evaccess.domain.access import Role
 from evaccess.domain.clock import SystemRandom
 from evaccess.server.bootstrap import BootstrapAdmin, build_context, migrate
 from evaccess.server.context import Context
-from evaccess.server.services import accounts, bluetooth_pins, chargers, organisations
+from evaccess.server.services import accounts, chargers, organisations, rotation
 from evaccess.server.services.relations import Actor
 from evaccess.server.settings import Settings, load_settings
 
@@ -196,10 +196,10 @@ async def rotate_keys() -> None:
     ctx, _ = await _admin_context()
     try:
         version = ctx.keys.add_vault_key(SystemRandom())
-        count = await bluetooth_pins.rotate_keys(ctx)
+        count = await rotation.rotate_keys(ctx)
     finally:
         await ctx.db.dispose()
-    console.out.print(f"re-encrypted {count} Bluetooth PIN record(s) under key version {version}")
+    console.out.print(f"re-encrypted {count} sealed value(s) under key version {version}")
 
 
 @audit_app.command("verify")

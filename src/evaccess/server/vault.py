@@ -31,8 +31,14 @@ class Sealed:
     key_version: int
 
 
-def _associated_data(charger_id: str, key_version: int) -> bytes:
-    return f"evaccess/bluetooth-pin/v1|charger={charger_id}|key={key_version}".encode()
+BLUETOOTH_PIN = "bluetooth-pin"
+KEYPAD_PIN = "keypad-pin"
+"""Purposes: a keypad PIN is sealed only for organisations that opted into offline keypad
+use (its subject is ``space:user``); the purpose is bound like the subject."""
+
+
+def _associated_data(purpose: str, subject: str, key_version: int) -> bytes:
+    return f"evaccess/{purpose}/v1|subject={subject}|key={key_version}".encode()
 
 
 class PinVault:
@@ -40,30 +46,30 @@ class PinVault:
         self._keys = keys
         self._rng = rng
 
-    def seal(self, charger_id: str, pin: str) -> Sealed:
+    def seal(self, subject: str, pin: str, *, purpose: str = BLUETOOTH_PIN) -> Sealed:
         ring = self._keys.load()
         version = ring.vault_version
         nonce = self._rng.token_bytes(NONCE_BYTES)
         body = AESGCM(ring.vault[version]).encrypt(
-            nonce, pin.encode(), _associated_data(charger_id, version)
+            nonce, pin.encode(), _associated_data(purpose, subject, version)
         )
         return Sealed(ciphertext=nonce + body, key_version=version)
 
-    def open(self, charger_id: str, sealed: Sealed) -> str:
+    def open(self, subject: str, sealed: Sealed, *, purpose: str = BLUETOOTH_PIN) -> str:
         key = self._keys.load().vault.get(sealed.key_version)
         if key is None:
             raise IntegrityFailure(
-                f"the Bluetooth PIN is sealed under key version {sealed.key_version}, "
+                f"a {purpose.replace('-', ' ')} is sealed under key version {sealed.key_version}, "
                 "which this server does not have"
             )
         nonce, body = sealed.ciphertext[:NONCE_BYTES], sealed.ciphertext[NONCE_BYTES:]
         try:
             plain = AESGCM(key).decrypt(
-                nonce, body, _associated_data(charger_id, sealed.key_version)
+                nonce, body, _associated_data(purpose, subject, sealed.key_version)
             )
         except InvalidTag:
             raise IntegrityFailure(
-                "the stored Bluetooth PIN failed authentication (tampered or misplaced)"
+                f"a stored {purpose.replace('-', ' ')} failed authentication (tampered or misplaced)"
             ) from None
         return plain.decode()
 

@@ -232,8 +232,26 @@ class KeypadPin(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     digits: Mapped[int] = mapped_column(Integer)
+    sealed_pin: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """Only in organisations that opted into offline keypad use (local lists need the code)."""
+    sealed_key_version: Mapped[int | None] = mapped_column(Integer)
     set_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LocalListEntry(Base):
+    """What a charger's OCPP local authorization list holds, as the charger last accepted
+    it: the basis of every differential update."""
+
+    __tablename__ = "local_list_entries"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    sealed_pin: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_key_version: Mapped[int] = mapped_column(Integer)
 
 
 class Transaction(Base):

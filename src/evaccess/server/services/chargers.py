@@ -28,7 +28,7 @@ from evaccess.server.db.models import (
     SecurityEvent,
     User,
 )
-from evaccess.server.services import bluetooth_pins
+from evaccess.server.services import bluetooth_pins, local_lists
 from evaccess.server.services.accounts import normalise_email, token_digest
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import (
@@ -289,7 +289,9 @@ async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> G
         )
         if member is None:
             raise NotFound("no such member in this charger's organisation")
-        return await _grant(session, ctx, actor, charger, user_id, GrantKind.USER, None)
+        grant = await _grant(session, ctx, actor, charger, user_id, GrantKind.USER, None)
+    ctx.notifier.poke(charger.serial)
+    return grant
 
 
 async def _grant(
@@ -323,6 +325,7 @@ async def _grant(
     )
     session.add(grant)
     await session.flush()
+    await local_lists.sync(session, ctx, charger)  # the caller pokes after commit
     await ctx.audit.append(
         session,
         AuditEntry(
@@ -376,6 +379,8 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
                 "ownership ends by transfer, not by revoking a grant", code="owner_grant"
             )
         grant.revoked_at = ctx.clock.now()
+        await session.flush()
+        list_changed = await local_lists.sync(session, ctx, charger) is not None
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -388,6 +393,8 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
                 details={"kind": grant.kind},
             ),
         )
+    if list_changed:
+        ctx.notifier.poke(charger.serial)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -468,6 +475,7 @@ async def accept_invitation(ctx: Context, actor: Actor, token: str) -> Grant:
             invitation.service_expires_at,
         )  # fmt: skip
         grant.ownership_id = invitation.ownership_id
+    ctx.notifier.poke(charger.serial)
     return grant
 
 

@@ -17,8 +17,10 @@ from evaccess.domain.errors import EvAccessError, LockedOut, NotFound, PinReject
 from evaccess.domain.pins import KeypadPinRules, PinSpaceCrowding, trivial_reasons
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, KeypadPin, Organisation
+from evaccess.server.services import local_lists
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor, charger_bases, org_role, require_org_action
+from evaccess.server.vault import KEYPAD_PIN
 
 REJECTED = "this keypad PIN cannot be used; choose another, or let the server generate one"
 GENERATE_ATTEMPTS = 20
@@ -104,6 +106,13 @@ async def _store(
                         KeypadPin.pin_space_id == org.root_id, KeypadPin.user_id == user_id
                     )
                 )
+                sealed = (
+                    ctx.vault.seal(
+                        local_lists.keypad_subject(org.root_id, user_id), pin, purpose=KEYPAD_PIN
+                    )
+                    if org.offline_keypad
+                    else None
+                )
                 session.add(
                     KeypadPin(
                         pin_space_id=org.root_id,
@@ -112,9 +121,12 @@ async def _store(
                         digits=rules.digits,
                         set_by=actor.user_id,
                         updated_at=ctx.clock.now(),
+                        sealed_pin=sealed.ciphertext if sealed else None,
+                        sealed_key_version=sealed.key_version if sealed else None,
                     )
                 )
                 await session.flush()
+                pokes = await local_lists.sync_for_user(session, ctx, org.root_id, user_id)
                 await ctx.audit.append(
                     session,
                     AuditEntry(
@@ -126,6 +138,8 @@ async def _store(
                         details={"generated": generated},
                     ),
                 )
+            for serial in pokes:
+                ctx.notifier.poke(serial)
             return True
         except IntegrityError:
             continue  # a concurrent writer won a unique index: look again
@@ -154,6 +168,7 @@ async def delete_pin(ctx: Context, actor: Actor, org_id: str, user_id: str) -> N
         )
         if not result.rowcount:  # type: ignore[attr-defined]
             raise NotFound("no keypad PIN to delete")
+        pokes = await local_lists.sync_for_user(session, ctx, org.root_id, user_id)
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -164,6 +179,8 @@ async def delete_pin(ctx: Context, actor: Actor, org_id: str, user_id: str) -> N
                 request_id=actor.request_id,
             ),
         )
+    for serial in pokes:
+        ctx.notifier.poke(serial)
 
 
 async def crowding(ctx: Context, actor: Actor, org_id: str) -> PinSpaceCrowding:

@@ -18,12 +18,13 @@ from evaccess.server.db.models import (
     Charger,
     ChargerSetting,
     ConnectorStatus,
+    Organisation,
     SecurityEvent,
     Transaction,
     TransactionEventRecord,
 )
 from evaccess.server.ocpp import backend as port
-from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
+from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.chargers import verify_ocpp_password
 
@@ -228,12 +229,14 @@ class DbOcppBackend:
                     case outbox.CommandKind.REENABLE_PIN_PAIRING:
                         commands.append(port.ReenablePinPairing(command_id=command.id))
                     case outbox.CommandKind.SEND_LOCAL_LIST:
-                        continue  # offline keypad lists: organisations opt in (docs/security.md)
+                        org = await session.get_one(Organisation, charger.organisation_id)
+                        commands.append(local_lists.command_for(self._ctx, command, org))
         return commands
 
     async def command_result(self, charger_id: str, command_id: str, *, accepted: bool) -> None:
         from evaccess.server.db.models import OutboxCommand
 
+        requeued = False
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)
             command = await session.get(OutboxCommand, command_id)
@@ -241,9 +244,17 @@ class DbOcppBackend:
                 return
             if command.kind == outbox.CommandKind.SET_BLUETOOTH_PIN:
                 await bluetooth_pins.confirm_push(session, self._ctx, charger, command, accepted)
-            else:
-                command.completed_at = command.completed_at or self._ctx.clock.now()
-                command.accepted = accepted
+                return
+            command.completed_at = command.completed_at or self._ctx.clock.now()
+            command.accepted = accepted
+            if command.kind == outbox.CommandKind.SEND_LOCAL_LIST and accepted:
+                # The charger holds what it accepted, even if a newer update superseded
+                # this one meanwhile: record it, then recompute what is still missing.
+                await local_lists.accepted(session, charger, command)
+                await session.flush()
+                requeued = await local_lists.sync(session, self._ctx, charger) is not None
+        if requeued:
+            self._ctx.notifier.poke(charger_id)
 
     async def pin_changed_by_charger(self, charger_id: str, new_pin: str) -> bool:
         async with self._ctx.db.transaction() as session:
@@ -273,3 +284,10 @@ class DbOcppBackend:
     async def local_list_version(self, charger_id: str) -> int:
         async with self._ctx.db.read() as session:
             return (await self._charger(session, charger_id)).local_list_version
+
+    async def request_local_list_resync(self, charger_id: str, *, charger_version: int) -> None:
+        async with self._ctx.db.transaction() as session:
+            charger = await self._charger(session, charger_id)
+            await local_lists.sync(
+                session, self._ctx, charger, full=True, min_version=charger_version
+            )

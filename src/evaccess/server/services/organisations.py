@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from evaccess.domain.access import OrgAction, Role
@@ -13,6 +13,7 @@ from evaccess.domain.pins import DEFAULT_KEYPAD_DIGITS, KeypadPinRules
 from evaccess.server.context import Context
 from evaccess.server.db.models import AuditRecord, KeypadPin, Membership, Organisation, User
 from evaccess.server.db.types import new_id
+from evaccess.server.services import local_lists
 from evaccess.server.services.accounts import normalise_email
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor, org_role, require_org_action
@@ -226,9 +227,19 @@ async def update_settings(
             KeypadPinRules(digits=keypad_pin_digits)
             for each in tree:
                 each.keypad_pin_digits = keypad_pin_digits
+        pokes: list[str] = []
         if offline_keypad is not None:
             for each in tree:
                 each.offline_keypad = offline_keypad
+            if not offline_keypad:
+                # Opting out removes the sealed copies: only the digests remain.
+                await session.execute(
+                    update(KeypadPin)
+                    .where(KeypadPin.pin_space_id == org.root_id)
+                    .values(sealed_pin=None, sealed_key_version=None)
+                )
+            await session.flush()
+            pokes = await local_lists.sync_tree(session, ctx, org.root_id)
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -239,6 +250,8 @@ async def update_settings(
                 details={"keypad_pin_digits": keypad_pin_digits, "offline_keypad": offline_keypad},
             ),
         )
+    for serial in pokes:
+        ctx.notifier.poke(serial)
     return org
 
 

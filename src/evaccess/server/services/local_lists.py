@@ -1,0 +1,198 @@
+"""Offline keypad use: the OCPP local authorization lists of an organisation's keypad
+chargers (an organisation opt-in, off by default; docs/security.md says what it exposes).
+
+The server knows keypad PINs only as HMAC digests, which a charger cannot check; so in
+organisations that opt in, a keypad PIN is also sealed with the vault when it is set, and
+each charger's list holds the codes of the people allowed at that charger, nobody else.
+``local_list_entries`` records what the charger last accepted: every differential update is
+computed against it, and versions only grow.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evaccess.domain.access import Basis, ChargerAction, GrantKind, allowed_bases
+from evaccess.server.context import Context
+from evaccess.server.db.models import (
+    Charger,
+    Grant,
+    KeypadPin,
+    LocalListEntry,
+    Organisation,
+    OutboxCommand,
+)
+from evaccess.server.ocpp import backend as port
+from evaccess.server.services import outbox
+from evaccess.server.services.relations import active_grant
+from evaccess.server.vault import KEYPAD_PIN, Sealed
+
+Code = tuple[bytes, int]  # sealed PIN, key version
+
+
+def keypad_subject(pin_space_id: str, user_id: str) -> str:
+    return f"{pin_space_id}:{user_id}"
+
+
+async def _desired(
+    session: AsyncSession, ctx: Context, charger: Charger, org: Organisation
+) -> dict[str, Code]:
+    if not (charger.has_keypad and org.offline_keypad):
+        return {}
+    rows = (
+        await session.execute(
+            select(Grant.user_id, Grant.kind, KeypadPin.sealed_pin, KeypadPin.sealed_key_version)
+            .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
+            .where(
+                Grant.charger_id == charger.id,
+                active_grant(ctx.clock),
+                KeypadPin.pin_space_id == org.root_id,
+                KeypadPin.sealed_pin.is_not(None),
+            )
+        )
+    ).all()
+    return {
+        user_id: (sealed, version)
+        for user_id, kind, sealed, version in rows
+        if sealed is not None
+        and version is not None
+        and allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))])
+    }
+
+
+async def sync(
+    session: AsyncSession,
+    ctx: Context,
+    charger: Charger,
+    *,
+    full: bool = False,
+    min_version: int = 0,
+) -> OutboxCommand | None:
+    """Queue the list update that brings the charger to what it should hold (``full``: the
+    whole list, replacing the charger's). ``None`` when nothing needs sending."""
+    org = await session.get_one(Organisation, charger.organisation_id)
+    desired = await _desired(session, ctx, charger, org)
+    current = {
+        e.user_id: (e.sealed_pin, e.sealed_key_version)
+        for e in (
+            await session.scalars(
+                select(LocalListEntry).where(LocalListEntry.charger_id == charger.id)
+            )
+        ).all()
+    }
+    if full:
+        to_set, to_remove = desired, {}
+    else:
+        to_set = {u: c for u, c in desired.items() if current.get(u) != c}
+        to_remove = {u: c for u, c in current.items() if desired.get(u) != c}
+    if not full and not to_set and not to_remove:
+        await _cancel_open(session, ctx, charger)
+        return None
+    version = max(charger.local_list_version, min_version) + 1
+    return await outbox.queue(
+        session,
+        ctx,
+        charger.id,
+        outbox.CommandKind.SEND_LOCAL_LIST,
+        version=version,
+        full=full,
+        set={u: _encode(c) for u, c in to_set.items()},
+        remove={u: _encode(c) for u, c in to_remove.items()},
+    )
+
+
+async def _cancel_open(session: AsyncSession, ctx: Context, charger: Charger) -> None:
+    for command in await outbox.open_commands(session, charger.id):
+        if command.kind == outbox.CommandKind.SEND_LOCAL_LIST:
+            command.completed_at = ctx.clock.now()
+
+
+async def sync_for_user(
+    session: AsyncSession, ctx: Context, pin_space_id: str, user_id: str
+) -> list[str]:
+    """After a user's keypad PIN changed: update every keypad charger of the tree they may
+    use. Returns the serials to poke."""
+    chargers = (
+        await session.scalars(
+            select(Charger)
+            .join(Organisation, Organisation.id == Charger.organisation_id)
+            .join(Grant, Grant.charger_id == Charger.id)
+            .where(
+                Organisation.root_id == pin_space_id,
+                Organisation.offline_keypad.is_(True),
+                Charger.has_keypad.is_(True),
+                Grant.user_id == user_id,
+                active_grant(ctx.clock),
+            )
+            .distinct()
+        )
+    ).all()
+    return [c.serial for c in chargers if await sync(session, ctx, c) is not None]
+
+
+async def sync_tree(session: AsyncSession, ctx: Context, root_id: str) -> list[str]:
+    """After the organisation's offline setting changed: every keypad charger of the tree."""
+    chargers = (
+        await session.scalars(
+            select(Charger)
+            .join(Organisation, Organisation.id == Charger.organisation_id)
+            .where(Organisation.root_id == root_id, Charger.has_keypad.is_(True))
+        )
+    ).all()
+    return [c.serial for c in chargers if await sync(session, ctx, c) is not None]
+
+
+def command_for(ctx: Context, command: OutboxCommand, org: Organisation) -> port.SendLocalList:
+    args = outbox.arguments(command)
+
+    def code(user_id: str, encoded: list[Any]) -> str:
+        sealed = Sealed(ciphertext=base64.b64decode(encoded[0]), key_version=int(encoded[1]))
+        return ctx.vault.open(keypad_subject(org.root_id, user_id), sealed, purpose=KEYPAD_PIN)
+
+    return port.SendLocalList(
+        command_id=command.id,
+        version=int(args["version"]),
+        full=bool(args["full"]),
+        entries=tuple(
+            port.LocalListEntry(id_token=code(u, c), user_id=u)
+            for u, c in sorted(args["set"].items())
+        ),
+        removed=tuple(code(u, c) for u, c in sorted(args["remove"].items())),
+    )
+
+
+async def accepted(session: AsyncSession, charger: Charger, command: OutboxCommand) -> None:
+    """The charger accepted a list update: record what it now holds and its version."""
+    args = outbox.arguments(command)
+    changed = set(args["set"]) | set(args["remove"])
+    if args["full"]:
+        await session.execute(delete(LocalListEntry).where(LocalListEntry.charger_id == charger.id))
+    elif changed:
+        await session.execute(
+            delete(LocalListEntry).where(
+                LocalListEntry.charger_id == charger.id, LocalListEntry.user_id.in_(changed)
+            )
+        )
+    for user_id, encoded in args["set"].items():
+        sealed, version = _decode(encoded)
+        session.add(
+            LocalListEntry(
+                charger_id=charger.id,
+                user_id=user_id,
+                sealed_pin=sealed,
+                sealed_key_version=version,
+            )
+        )
+    charger.local_list_version = max(charger.local_list_version, int(args["version"]))
+
+
+def _encode(code: Code) -> list[Any]:
+    return [base64.b64encode(code[0]).decode(), code[1]]
+
+
+def _decode(encoded: list[Any]) -> Code:
+    return base64.b64decode(encoded[0]), int(encoded[1])
