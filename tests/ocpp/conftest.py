@@ -125,7 +125,6 @@ def frame_recorder() -> Iterator[FrameRecorder]:
         patch.setattr(OcppSession, "_send", send)
         patch.setattr(OcppSession, "_on_call", on_call)
         yield recorder
-    assert recorder.frames, "the suite recorded no server frame"
 
 
 @pytest.fixture(autouse=True)
