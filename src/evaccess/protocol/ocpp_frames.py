@@ -171,8 +171,10 @@ def parse_frame(text: str | bytes) -> Frame:
     )
 
 
-def _dumps(message: list[Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+# One encoder for the process: json.dumps with options builds a new one on every call.
+_dumps: Final[Callable[[Any], str]] = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False
+).encode
 
 
 def encode_call(message_id: str, action: str, payload: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ from evaccess.server.ocpp.backend import (
 )
 
 HEARTBEAT_INTERVAL_S: Final = 300
-"""BootNotification interval (2.0.1 B01.FR.?; 1.6 §4.2): seconds between Heartbeats."""
+"""BootNotificationResponse ``interval`` (2.0.1 B01; 1.6 §4.2): seconds between Heartbeats."""
 
 V16_STOP_SEQ_NO: Final = 2**31 - 1
 """1.6J has no seqNo: Start is 0, MeterValues use their epoch second, Stop this maximum."""

@@ -26,7 +26,7 @@ from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -251,10 +251,16 @@ async def serve_ocpp(
     port: int = 0,
     ssl: ssl_module.SSLContext | None = None,
     clock: Clock | None = None,
-    **options: Any,
+    call_timeout_s: float = CALL_TIMEOUT_S,
+    bytes_per_message: int = BYTES_PER_MESSAGE,
 ) -> OcppServer:
     """Start the OCPP-J endpoint on the running loop (port 0: any free port)."""
-    server = OcppServer(backend, clock=clock or SystemClock(), **options)
+    server = OcppServer(
+        backend,
+        clock=clock or SystemClock(),
+        call_timeout_s=call_timeout_s,
+        bytes_per_message=bytes_per_message,
+    )
     await server._start(host=host, port=port, ssl=ssl)
     log.info("OCPP endpoint listening on port %d (%s)", server.port, "wss" if ssl else "ws")
     return server
