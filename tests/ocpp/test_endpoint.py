@@ -495,12 +495,36 @@ async def test_frame_beyond_transport_limit_closes_with_1009(open_charger) -> No
     assert charger.ws.close_code == 1009
 
 
-async def test_reconnect_replaces_old_session(open_charger, server: OcppServer) -> None:
+async def test_reconnect_replaces_old_session(
+    open_charger, server: OcppServer, backend: InMemoryOcppBackend
+) -> None:
     first = await open_charger()
     second = await open_charger()
     await asyncio.wait_for(first.ws.wait_closed(), 5)
     assert (await second.call("Heartbeat", {}))[0] == 3
+    await asyncio.sleep(0.05)
     assert server.stats()["connected"] == 1
+    assert backend.chargers["CP1"].online  # the old session did not mark it offline
+    await second.close()
+    await _until(lambda: not backend.chargers["CP1"].online)
+    assert server.stats()["connected"] == 0
+
+
+async def test_rfid_transaction_token_is_not_a_keycode(
+    open_charger, backend: InMemoryOcppBackend
+) -> None:
+    charger = await open_charger()
+    event = {
+        "eventType": "Started",
+        "timestamp": NOW,
+        "triggerReason": "Authorized",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "tx-rfid"},
+        "idToken": {"idToken": KEYCODE, "type": "ISO14443"},
+    }
+    reply = await charger.call("TransactionEvent", event)
+    assert reply[2] == {"idTokenInfo": {"status": "Unknown"}}
+    assert backend.chargers["CP1"].keypad.consecutive_failures == 0
 
 
 async def _until(predicate, timeout: float = 5.0) -> None:

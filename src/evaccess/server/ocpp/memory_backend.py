@@ -22,7 +22,7 @@ from itertools import count
 from evaccess.domain import lockout
 from evaccess.domain.clock import Clock, RandomSource, SystemRandom
 from evaccess.domain.lockout import KEYPAD_RULES, LockoutRules, LockoutState
-from evaccess.protocol.ocpp_components import SecurityEventType
+from evaccess.protocol.ocpp_components import KEYCODE_TOKEN_TYPE, SecurityEventType
 from evaccess.server.ocpp.backend import (
     AuthorizeResult,
     AuthOutcome,
@@ -299,7 +299,11 @@ class InMemoryOcppBackend:
             replace(event, id_token=None)  # the code itself is not kept with the transaction
         )
         answer = None
-        if event.id_token is not None and event.event_type is TransactionEventType.STARTED:
+        if (
+            event.id_token is not None
+            and event.id_token_type == KEYCODE_TOKEN_TYPE
+            and event.event_type is TransactionEventType.STARTED
+        ):
             answer = await self.authorize_keycode(charger_id, event.id_token)
         self._transaction_answers[key] = answer
         return answer

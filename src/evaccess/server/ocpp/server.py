@@ -131,7 +131,7 @@ class OcppServer:
 
     def poke(self, charger_id: str) -> None:
         """Something waits in the outbox for ``charger_id``: send it if it is connected
-        (otherwise it goes out on the next connect)."""
+        (otherwise it goes out on the next connect). Call it on the server's event loop."""
         session = self.sessions.get(charger_id)
         if session is not None:
             session.poke()
@@ -221,11 +221,16 @@ class OcppServer:
             bytes_per_message=self.bytes_per_message,
         )
         self.sessions[charger_id] = session
+        await self.backend.connection_changed(charger_id, online=True, protocol=session.version)
         try:
             await session.run()
         finally:
+            # A replaced session must not mark its successor's charger offline.
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
+                await self.backend.connection_changed(
+                    charger_id, online=False, protocol=session.version
+                )
 
     async def _start(self, *, host: str, port: int, ssl: ssl_module.SSLContext | None) -> None:
         self._server = await serve(

@@ -138,8 +138,6 @@ class OcppSession:
 
     async def run(self) -> None:
         """Serve the connection until it closes."""
-        backend = self._ctx.backend
-        await backend.connection_changed(self.charger_id, online=True, protocol=self.version)
         try:
             # On every connect: ask for the local list version (2.0.1 D02), then the outbox.
             self._jobs.append(
@@ -158,7 +156,6 @@ class OcppSession:
             if self._in_flight is not None and self._in_flight.timer is not None:
                 self._in_flight.timer.cancel()
             self._in_flight = None
-            await backend.connection_changed(self.charger_id, online=False, protocol=self.version)
 
     def poke(self) -> None:
         """Fetch ``pending_commands`` and send what is new (``ChargerNotifier.poke``)."""
