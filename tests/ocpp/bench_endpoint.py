@@ -8,7 +8,7 @@ Three servers, each in its own process, driven by a lean raw-frame client in thi
   permessage-deflate off for a fair memory figure);
 * ``echo``: a websockets server echoing every message (the ceiling).
 
-    .venv/bin/python tests/ocpp/bench_endpoint.py [--seconds 5] [--idle 10000]
+    .venv/bin/python tests/ocpp/bench_endpoint.py [--seconds 3] [--rounds 3] [--idle 10000]
 
 Figures: closed-loop Authorize round trips/s at 1, 100 and 1000 chargers with server CPU
 µs per round trip; open-loop p50/p99 latency at 3,000 msg/s over 1000 chargers; server RSS
@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -184,73 +185,119 @@ def _start_server(kind: str, chargers: int) -> tuple[subprocess.Popen[str], int]
     return process, int(process.stdout.readline())
 
 
-async def _bench(kind: str, seconds: float, idle: int) -> None:
-    for count in (1, 100, 1000):
-        process, port = _start_server(kind, count)
-        try:
-            clients = await _open(port, count, echo=kind == "echo")
-            await _closed_loop(clients, 0.5)  # warm up (schemas compile lazily)
-            cpu0 = _cpu_s(process.pid)
-            done = await _closed_loop(clients, seconds)
-            cpu = _cpu_s(process.pid) - cpu0
+async def _throughput(kind: str, count: int, seconds: float) -> tuple[float, float]:
+    """Closed loop: (round trips/s, server CPU µs per round trip)."""
+    process, port = _start_server(kind, count)
+    try:
+        clients = await _open(port, count, echo=kind == "echo")
+        await _closed_loop(clients, 0.5)  # warm up (schemas compile lazily)
+        cpu0 = _cpu_s(process.pid)
+        done = await _closed_loop(clients, seconds)
+        cpu = _cpu_s(process.pid) - cpu0
+        for client in clients:
+            await client.ws.close()
+        return done / seconds, cpu / done * 1e6
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def _latency(kind: str, seconds: float) -> tuple[float, float, float]:
+    """Open loop, 3,000 msg/s over 1000 chargers: (p50 ms, p99 ms, server CPU share)."""
+    process, port = _start_server(kind, 1000)
+    try:
+        clients = await _open(port, 1000, echo=kind == "echo")
+        await _closed_loop(clients, 0.5)
+        cpu0, t0 = _cpu_s(process.pid), time.perf_counter()
+        latencies = sorted(await _open_loop(clients, 3000, seconds))
+        cpu_share = (_cpu_s(process.pid) - cpu0) / (time.perf_counter() - t0)
+        for client in clients:
+            await client.ws.close()
+        return (
+            latencies[len(latencies) // 2] * 1000,
+            latencies[int(len(latencies) * 0.99)] * 1000,
+            cpu_share,
+        )
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def _idle_memory(kind: str, idle: int) -> tuple[int, float, float]:
+    """(chargers held, server RSS MB, KB per idle charger)."""
+    process, port = _start_server(kind, idle)
+    try:
+        await asyncio.sleep(0.5)
+        warm = await _open(port, 1, echo=kind == "echo")
+        await warm[0].authorize()
+        before = _rss_kb(process.pid)
+        clients = await _open(port, idle, echo=kind == "echo")
+        # One exchange each (evaccess also asks GetLocalListVersion): sessions settled.
+        await asyncio.gather(*(c.authorize() for c in clients))
+        await asyncio.sleep(1.0)
+        after = _rss_kb(process.pid)
+        return len(clients), after / 1024, (after - before) / len(clients)
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def _bench(kinds: list[str], seconds: float, rounds: int, idle: int, parts: set[str]) -> None:
+    print(f"{rounds} rounds of {seconds:.0f} s, kinds interleaved; medians", flush=True)
+    for count in (1, 100, 1000) if "throughput" in parts else ():
+        results: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
+        for _ in range(rounds):
+            for kind in kinds:
+                results[kind].append(await _throughput(kind, count, seconds))
+        rates = {kind: statistics.median(r for r, _ in results[kind]) for kind in kinds}
+        for kind in kinds:
+            cpu = statistics.median(c for _, c in results[kind])
+            ratios = "".join(
+                f", {rates[kind] / rates[other]:.2f}x {other}" for other in kinds if other != kind
+            )
             print(
-                f"{kind:9s} closed loop {count:5d} chargers: {done / seconds:8.0f} round trips/s,"
-                f" server CPU {cpu / done * 1e6:6.1f} µs/round trip",
+                f"closed loop {count:5d} chargers {kind:9s}: {rates[kind]:7.0f} round trips/s,"
+                f" server CPU {cpu:6.1f} µs/round trip (one core: {1e6 / cpu:6.0f}/s){ratios}",
                 flush=True,
             )
-            if count == 1000:
-                latencies = sorted(await _open_loop(clients, 3000, seconds))
-                p50 = latencies[len(latencies) // 2] * 1000
-                p99 = latencies[int(len(latencies) * 0.99)] * 1000
-                cpu0 = _cpu_s(process.pid)
-                print(
-                    f"{kind:9s} open loop 3000 msg/s, 1000 chargers: p50 {p50:.2f} ms,"
-                    f" p99 {p99:.2f} ms ({len(latencies) / seconds:.0f} msg/s achieved)",
-                    flush=True,
-                )
-            for client in clients:
-                await client.ws.close()
-        finally:
-            process.kill()
-            process.wait()
-    if idle:
-        process, port = _start_server(kind, idle)
-        try:
-            await asyncio.sleep(0.5)
-            warm = await _open(port, 1, echo=kind == "echo")
-            await warm[0].authorize()
-            before = _rss_kb(process.pid)
-            clients = await _open(port, idle, echo=kind == "echo")
-            for client in clients[:10]:
-                await client.authorize()
-            if kind == "evaccess":
-                # Every charger answered the server's GetLocalListVersion: sessions settled.
-                await asyncio.gather(*(c.authorize() for c in clients))
-            await asyncio.sleep(1.0)
-            after = _rss_kb(process.pid)
+    for kind in kinds if "latency" in parts else ():
+        runs = [await _latency(kind, seconds) for _ in range(rounds)]
+        p50 = statistics.median(r[0] for r in runs)
+        p99 = statistics.median(r[1] for r in runs)
+        share = statistics.median(r[2] for r in runs)
+        print(
+            f"open loop 3000 msg/s, 1000 chargers {kind:9s}: p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+            f" server CPU {share * 100:.0f}%",
+            flush=True,
+        )
+    if idle and "idle" in parts:
+        for kind in kinds:
+            held, rss, per = await _idle_memory(kind, idle)
             print(
-                f"{kind:9s} idle: {len(clients)} chargers held, server RSS {after / 1024:.0f} MB,"
-                f" {(after - before) / len(clients):.1f} KB per idle charger",
+                f"idle {kind:9s}: {held} chargers held in one process, RSS {rss:.0f} MB,"
+                f" {per:.1f} KB per idle charger",
                 flush=True,
             )
-        finally:
-            process.kill()
-            process.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", choices=["evaccess", "library", "echo"])
     parser.add_argument("--chargers", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--kinds", default="evaccess,library,echo")
+    parser.add_argument("--parts", default="throughput,latency,idle")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve, args.chargers))
         return
-    for kind in args.kinds.split(","):
-        asyncio.run(_bench(kind, args.seconds, args.idle))
+    asyncio.run(
+        _bench(
+            args.kinds.split(","), args.seconds, args.rounds, args.idle, set(args.parts.split(","))
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -602,3 +602,19 @@ async def test_security_profile_2_basic_auth_over_tls(
             )
     finally:
         await server.close()
+
+
+async def test_backend_failure_is_internal_error_without_secret(
+    open_charger, backend: InMemoryOcppBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(charger_id: str, code: str) -> None:
+        raise RuntimeError(f"database down while checking {code}")
+
+    backend.authorize_keycode = broken  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    charger = await open_charger()
+    reply = await charger.call("Authorize", {"idToken": keycode_token(KEYCODE)})
+    assert reply[:4] == [4, reply[1], "InternalError", "internal error"]
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert any("RuntimeError" in r.getMessage() for r in caplog.records)
+    assert_no_secret_logged(caplog)

@@ -235,9 +235,14 @@ class OcppSession:
             return
         try:
             reply = await handler(self._ctx, call.payload)
-        except Exception:
+        except Exception as exc:
             # The exception may quote a token: log its type and where, never its text.
-            log.error("charger %s: %s handler failed", self.charger_id, call.action, exc_info=False)
+            log.error(
+                "charger %s: %s handler failed: %s",
+                self.charger_id,
+                call.action,
+                type(exc).__name__,
+            )
             await self._send_error(call.message_id, RpcError.INTERNAL_ERROR, "internal error")
             return
         await self._send(encode_call_result(call.message_id, reply.payload))
@@ -313,7 +318,15 @@ class OcppSession:
             return
         self._jobs.popleft()
         self._in_flight = None
-        await job.on_done(accepted, payload if accepted else {})
+        try:
+            await job.on_done(accepted, payload if accepted else {})
+        except Exception as exc:
+            # The command stays pending in the backend; the next poke or connect retries.
+            log.error(
+                "charger %s: recording a command result failed: %s",
+                self.charger_id,
+                type(exc).__name__,
+            )
         if self._jobs:
             await self._send_next()
         else:
