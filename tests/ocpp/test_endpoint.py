@@ -618,3 +618,24 @@ async def test_backend_failure_is_internal_error_without_secret(
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert any("RuntimeError" in r.getMessage() for r in caplog.records)
     assert_no_secret_logged(caplog)
+
+
+async def test_refused_differential_update_brings_a_full_list(
+    open_charger, backend: InMemoryOcppBackend
+) -> None:
+    backend.opt_into_local_list("org-1")
+    charger = await open_charger()
+    await charger.next_server_call("GetLocalListVersion")
+    accept = charger.responders["SendLocalList"]
+    charger.responders["SendLocalList"] = lambda p: (
+        {"status": "VersionMismatch"} if p["updateType"] == "Differential" else accept(p)
+    )
+    backend.add_keycode("user-4", "8642", organisation_id="org-1")
+    differential = await charger.next_server_call("SendLocalList")
+    assert differential[3]["updateType"] == "Differential"
+    full = await charger.next_server_call("SendLocalList")
+    assert full[3]["updateType"] == "Full"
+    assert full[3]["versionNumber"] > differential[3]["versionNumber"]
+    codes = [e["idToken"]["idToken"] for e in full[3]["localAuthorizationList"]]
+    assert codes == ["8642"]
+    await _until(lambda: backend.chargers["CP1"].list_version == full[3]["versionNumber"])

@@ -265,7 +265,9 @@ class OcppSession:
                         _Job(
                             command_id=cid,
                             steps=command_steps(command, self.version),
-                            on_done=self._command_done_callback(cid),
+                            on_done=self._command_done_callback(
+                                cid, local_list=isinstance(command, SendLocalList)
+                            ),
                             local_list=isinstance(command, SendLocalList),
                         )
                     )
@@ -327,10 +329,7 @@ class OcppSession:
                 self.charger_id,
                 type(exc).__name__,
             )
-        if self._jobs:
-            await self._send_next()
-        else:
-            self.poke()  # a result may have queued more (e.g. a local list resync)
+        await self._send_next()
 
     def _valid_response(self, step: Step, payload: dict[str, Any]) -> bool:
         try:
@@ -346,7 +345,7 @@ class OcppSession:
         return True
 
     def _command_done_callback(
-        self, command_id: str
+        self, command_id: str, *, local_list: bool
     ) -> Callable[[bool, dict[str, Any]], Awaitable[None]]:
         async def done(accepted: bool, payload: dict[str, Any]) -> None:
             self._queued_ids.discard(command_id)
@@ -356,6 +355,8 @@ class OcppSession:
             else:
                 self._counters.commands_rejected += 1
             await self._ctx.backend.command_result(self.charger_id, command_id, accepted=accepted)
+            if local_list and not accepted:
+                self.poke()  # a refused list update makes the backend queue a full list
 
         return done
 
@@ -376,3 +377,4 @@ class OcppSession:
                 self._jobs.remove(job)
                 if job.command_id is not None:
                     self._queued_ids.discard(job.command_id)
+            self.poke()
