@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import random
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -639,3 +640,84 @@ async def test_refused_differential_update_brings_a_full_list(
     codes = [e["idToken"]["idToken"] for e in full[3]["localAuthorizationList"]]
     assert codes == ["8642"]
     await _until(lambda: backend.chargers["CP1"].list_version == full[3]["versionNumber"])
+
+
+def _mutations(rng: random.Random, frame: list) -> str:
+    """One damaged variant of a valid CALL: truncated text, a field dropped or retyped,
+    a junk field, a wrong message type, or nesting swapped."""
+    kind = rng.randrange(6)
+    text = json.dumps(frame)
+    if kind == 0:
+        return text[: rng.randrange(1, len(text))]
+    payload = json.loads(json.dumps(frame[3]))
+    if kind == 1 and payload:
+        payload.pop(rng.choice(list(payload)))
+    elif kind == 2 and payload:
+        key = rng.choice(list(payload))
+        # A secret in a field that is not secret is the charger's fault; a secret in
+        # a field that does not belong there must still stay out of the logs.
+        payload[key] = rng.choice([None, 7, 1.5, True, [], "fuzz", {"x": KEYCODE}])
+    elif kind == 3:
+        payload[rng.choice(["pin", "junk", "idTag"])] = KEYCODE
+    elif kind == 4:
+        return json.dumps([rng.choice([0, 1, 5, "2", None]), *frame[1:]])
+    else:
+        return json.dumps([2, frame[1], frame[2], [payload]])
+    return json.dumps([2, frame[1], frame[2], payload])
+
+
+@pytest.mark.parametrize("version", ["ocpp2.0.1", "ocpp1.6"])
+async def test_fuzzed_frames_always_get_a_clean_answer(
+    open_charger, caplog: pytest.LogCaptureFixture, version: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rng = random.Random(1234)
+    if version == "ocpp2.0.1":
+        valid = [
+            ["Authorize", {"idToken": keycode_token(KEYCODE)}],
+            ["BootNotification", BOOT_V201],
+            [
+                "TransactionEvent",
+                {
+                    "eventType": "Started",
+                    "timestamp": NOW,
+                    "triggerReason": "Authorized",
+                    "seqNo": 0,
+                    "transactionInfo": {"transactionId": "f"},
+                    "idToken": keycode_token(KEYCODE),
+                },
+            ],
+            [
+                "DataTransfer",
+                {
+                    "vendorId": VENDOR_ID,
+                    "messageId": "BluetoothPinChanged",
+                    "data": {"pin": KEYCODE},
+                },
+            ],
+        ]
+    else:
+        valid = [
+            ["Authorize", {"idTag": KEYCODE}],
+            ["BootNotification", BOOT_V16],
+            [
+                "StartTransaction",
+                {"connectorId": 1, "idTag": KEYCODE, "meterStart": 0, "timestamp": NOW},
+            ],
+        ]
+    charger = await open_charger(version=version)
+    for n in range(150):
+        action, payload = rng.choice(valid)
+        text = _mutations(rng, [2, f"f{n}", action, payload])
+        await charger.ws.send(text)
+        try:
+            reply = await asyncio.wait_for(charger.replies.get(), 5)
+        except TimeoutError:
+            pytest.fail(f"no answer to a fuzzed frame: {text[:80]}")
+        assert reply[0] in (3, 4)
+        assert reply[1] in (f"f{n}", "-1")
+        if reply[0] == 4:
+            assert reply[4] == {}
+            assert KEYCODE not in json.dumps(reply)
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert_no_secret_logged(caplog)

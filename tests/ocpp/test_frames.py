@@ -149,9 +149,10 @@ def test_redact_masks_every_secret_field() -> None:
         "localAuthorizationList": [{"idTag": "4713"}],
         "key": "EvAccessBluetoothPin",
         "value": "402914",
+        "customData": {"vendorId": "x", "anything": "4715"},
     }
     text = json.dumps(redact(payload))
-    for secret in ("4711", "4712", "4713", "402913", "402914", "731846"):
+    for secret in ("4711", "4712", "4713", "4715", "402913", "402914", "731846"):
         assert secret not in text
     assert "KeyCode" in text
     assert "EvAccessBluetoothPin" in text

@@ -290,8 +290,9 @@ REDACTED: Final = "***"
 _SECRET_KEYS: Final = frozenset(
     {"idToken", "idTag", "parentIdTag", "attributeValue", "value", "pin", "password", "code"}
 )
-_OPAQUE_KEYS: Final = frozenset({"data"})
-"""Masked whatever their type (a 2.0.1 DataTransfer ``data`` may be an object)."""
+_OPAQUE_KEYS: Final = frozenset({"data", "customData"})
+"""Masked whatever their type: a 2.0.1 DataTransfer ``data`` may be an object, and
+``customData`` is the one place where the 2.0.1 schemas allow fields of any name."""
 
 
 def redact(payload: Any) -> Any:
@@ -312,7 +313,11 @@ def redact(payload: Any) -> Any:
 
 
 def describe_frame(frame: Frame | str) -> str:
-    """A one-line, redacted description of a frame for logs."""
+    """A one-line, redacted description of a frame for logs.
+
+    Key-based masking is only complete for payloads that passed their schema (the OCA
+    schemas forbid unknown fields outside ``customData``): callers log a received payload
+    only after validation, and otherwise just its action and the error."""
     if isinstance(frame, str):
         try:
             frame = parse_frame(frame)

@@ -192,8 +192,6 @@ class OcppSession:
             if exc.answerable:
                 await self._send_error(exc.message_id, exc.error, exc.description)
             return
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("charger %s -> %s", self.charger_id, describe_frame(frame))
         if isinstance(frame, Call):
             await self._on_call(frame, len(message))
         elif isinstance(frame, CallResult):
@@ -203,6 +201,8 @@ class OcppSession:
 
     async def _send_error(self, message_id: str, error: RpcError, description: str) -> None:
         self._counters.call_errors_sent += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("charger %s -> message %s refused: %s", self.charger_id, message_id, error)
         await self._send(encode_call_error(message_id, error, description, self.version))
 
     async def _on_call(self, call: Call, size: int) -> None:
@@ -233,6 +233,9 @@ class OcppSession:
         except FrameError as exc:
             await self._send_error(call.message_id, exc.error, exc.description)
             return
+        if log.isEnabledFor(logging.DEBUG):
+            # Only a payload that passed its schema is logged (masking needs known fields).
+            log.debug("charger %s -> %s", self.charger_id, describe_frame(call))
         try:
             reply = await handler(self._ctx, call.payload)
         except Exception as exc:
@@ -313,6 +316,14 @@ class OcppSession:
         job = in_flight.job
         step = job.steps[job.index]
         accepted = not error and self._valid_response(step, payload) and step.accepted(payload)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "charger %s -> answer to %s %s: %s",
+                self.charger_id,
+                message_id,
+                step.action,
+                "accepted" if accepted else "refused or invalid",
+            )
         if accepted and job.index + 1 < len(job.steps):
             job.index += 1
             self._in_flight = None
