@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -122,6 +123,90 @@ class Client:
             if frame[1] == message_id:
                 return
 
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def _client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame (RFC 6455 §5.2) with the all-zero masking key, which leaves
+    the payload as it is: the client spends nothing on masking."""
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    return header + b"\x00\x00\x00\x00" + payload
+
+
+class LeanClient:
+    """A charger on raw asyncio streams: the handshake by hand, one pre-built Authorize
+    frame (OCPP-J needs a unique id only among outstanding calls), replies recognised by
+    their first bytes. It costs the load generator far less CPU than the server under test,
+    so the figures measure the server (docs/ocpp.md notes: a library client costs as much
+    as the server)."""
+
+    FRAME = _client_frame(json.dumps([2, "1", "Authorize", AUTHORIZE]).encode())
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, echo: bool
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.echo = echo
+
+    @classmethod
+    async def open(cls, port: int, n: int, *, echo: bool) -> LeanClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        token = base64.b64encode(f"CP{n}:{PASSWORD}".encode()).decode()
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ocpp/CP{n} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: ocpp2.0.1\r\nAuthorization: Basic {token}\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n", 1)[0], head[:40]
+        return cls(reader, writer, echo=echo)
+
+    async def _message(self) -> tuple[int, bytes]:
+        header = await self.reader.readexactly(2)
+        length = header[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return header[0] & 0x0F, await self.reader.readexactly(length)
+
+    async def authorize(self) -> None:
+        self.writer.write(self.FRAME)
+        while True:
+            opcode, payload = await self._message()
+            if opcode == 0x9:  # ping -> pong
+                self.writer.write(_client_frame(payload, 0xA))
+                continue
+            if opcode != 0x1:
+                continue
+            if self.echo or payload.startswith(b"[3"):
+                return
+            if payload.startswith(b"[2"):  # a server CALL (GetLocalListVersion)
+                message_id = json.loads(payload)[1]
+                answer = json.dumps([3, message_id, {"versionNumber": 0}]).encode()
+                self.writer.write(_client_frame(answer))
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+async def _open_lean(port: int, count: int, *, echo: bool = False) -> list[LeanClient]:
+    clients: list[LeanClient] = []
+    for start in range(0, count, 500):
+        batch = range(start, min(count, start + 500))
+        clients += await asyncio.gather(*(LeanClient.open(port, n, echo=echo) for n in batch))
+    return clients
+
 
 async def _open(port: int, count: int, *, echo: bool = False) -> list[Client]:
     async def one(n: int) -> Client:
@@ -142,11 +227,11 @@ async def _open(port: int, count: int, *, echo: bool = False) -> list[Client]:
     return clients
 
 
-async def _closed_loop(clients: list[Client], seconds: float) -> int:
+async def _closed_loop(clients: Sequence[Client | LeanClient], seconds: float) -> int:
     done = 0
     deadline = time.perf_counter() + seconds
 
-    async def run(client: Client) -> None:
+    async def run(client: Client | LeanClient) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
             await client.authorize()
@@ -156,11 +241,13 @@ async def _closed_loop(clients: list[Client], seconds: float) -> int:
     return done
 
 
-async def _open_loop(clients: list[Client], rate: float, seconds: float) -> list[float]:
+async def _open_loop(
+    clients: Sequence[Client | LeanClient], rate: float, seconds: float
+) -> list[float]:
     latencies: list[float] = []
     per_client = rate / len(clients)
 
-    async def run(client: Client) -> None:
+    async def run(client: Client | LeanClient) -> None:
         await asyncio.sleep(random.random() / per_client)
         next_at = time.perf_counter()
         end = next_at + seconds
@@ -189,13 +276,13 @@ async def _throughput(kind: str, count: int, seconds: float) -> tuple[float, flo
     """Closed loop: (round trips/s, server CPU µs per round trip)."""
     process, port = _start_server(kind, count)
     try:
-        clients = await _open(port, count, echo=kind == "echo")
+        clients = await _open_lean(port, count, echo=kind == "echo")
         await _closed_loop(clients, 0.5)  # warm up (schemas compile lazily)
         cpu0 = _cpu_s(process.pid)
         done = await _closed_loop(clients, seconds)
         cpu = _cpu_s(process.pid) - cpu0
         for client in clients:
-            await client.ws.close()
+            await client.close()
         return done / seconds, cpu / done * 1e6
     finally:
         process.kill()
@@ -206,13 +293,13 @@ async def _latency(kind: str, seconds: float) -> tuple[float, float, float]:
     """Open loop, 3,000 msg/s over 1000 chargers: (p50 ms, p99 ms, server CPU share)."""
     process, port = _start_server(kind, 1000)
     try:
-        clients = await _open(port, 1000, echo=kind == "echo")
+        clients = await _open_lean(port, 1000, echo=kind == "echo")
         await _closed_loop(clients, 0.5)
         cpu0, t0 = _cpu_s(process.pid), time.perf_counter()
         latencies = sorted(await _open_loop(clients, 3000, seconds))
         cpu_share = (_cpu_s(process.pid) - cpu0) / (time.perf_counter() - t0)
         for client in clients:
-            await client.ws.close()
+            await client.close()
         return (
             latencies[len(latencies) // 2] * 1000,
             latencies[int(len(latencies) * 0.99)] * 1000,

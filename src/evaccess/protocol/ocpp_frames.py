@@ -265,7 +265,9 @@ class SchemaRegistry:
         message_id: str = UNKNOWN_MESSAGE_ID,
     ) -> None:
         """Raise :class:`FrameError` (rule and field path only) when ``payload`` is invalid."""
-        validate = self.validator(version, action, direction)
+        validate = self._compiled.get((version, action, direction))  # the hot path
+        if validate is None:
+            validate = self.validator(version, action, direction)
         if validate is None:
             raise FrameError(RpcError.NOT_IMPLEMENTED, "unknown action", message_id=message_id)
         try:

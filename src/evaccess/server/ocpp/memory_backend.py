@@ -126,7 +126,7 @@ class InMemoryOcppBackend:
 
     def _keycode_key(self, organisation_id: str, code: str) -> bytes:
         message = organisation_id.encode() + b"\x00" + code.encode()
-        return hmac.new(self._pepper, message, hashlib.sha256).digest()
+        return hmac.digest(self._pepper, message, "sha256")
 
     def add_keycode(
         self,
@@ -275,7 +275,8 @@ class InMemoryOcppBackend:
             )
         user = self.keycodes.get(self._keycode_key(charger.organisation_id, code))
         if user is not None and (user.chargers is None or charger_id in user.chargers):
-            charger.keypad = lockout.record_success(charger.keypad)
+            if charger.keypad.consecutive_failures:
+                charger.keypad = lockout.record_success(charger.keypad)
             return AuthorizeResult(accepted=True, user_id=user.user_id)
         charger.keypad, event = lockout.record_failure(charger.keypad, now, self.keypad_rules)
         if event is not None:
