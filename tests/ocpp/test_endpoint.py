@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from evaccess.protocol.ocpp_components import BLUETOOTH_COMPONENT, VENDOR_ID
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
-from evaccess.server.ocpp.server import OcppServer, serve_ocpp
+from evaccess.server.ocpp.server import OcppServer, serve_ocpp, server_tls_context
 
 from .conftest import (
     BLUETOOTH_PIN,
@@ -577,9 +577,8 @@ async def test_security_profile_2_basic_auth_over_tls(
     tmp_path: Path, backend: InMemoryOcppBackend, clock
 ) -> None:
     cert_path, key_path = _self_signed(tmp_path)
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.minimum_version = ssl.TLSVersion.TLSv1_2
-    server_tls.load_cert_chain(cert_path, key_path)
+    server_tls = server_tls_context(cert_path, key_path)
+    assert server_tls.minimum_version == ssl.TLSVersion.TLSv1_2
     client_tls = ssl.create_default_context(cafile=str(cert_path))
     server = await serve_ocpp(backend, host="127.0.0.1", port=0, ssl=server_tls, clock=clock)
     try:

@@ -26,6 +26,7 @@ from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
@@ -247,6 +248,15 @@ class OcppServer:
             ping_interval=None,  # chargers ping (WebSocketPingInterval); no task per socket
             logger=_NoFrameDebug(logging.getLogger("evaccess.server.ocpp.transport"), {}),
         )
+
+
+def server_tls_context(cert_file: str | Path, key_file: str | Path) -> ssl_module.SSLContext:
+    """TLS for security profile 2 (2.0.1 Part 2 A00: Basic Auth inside TLS 1.2 or newer;
+    the charger verifies the CSMS certificate)."""
+    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 async def serve_ocpp(
