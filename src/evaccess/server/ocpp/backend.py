@@ -156,6 +156,12 @@ class OcppBackend(Protocol):
     async def local_list_version(self, charger_id: str) -> int:
         """The version the server last had the charger accept (0: none)."""
 
+    async def request_local_list_resync(self, charger_id: str, *, charger_version: int) -> None:
+        """GetLocalListVersion on connect found ``charger_version`` on the charger, which is
+        not ``local_list_version``: queue a full ``SendLocalList`` whose version is greater
+        than both (versions only grow; an empty list for organisations that did not opt in)
+        and drop the list updates still queued for the charger: the full list supersedes them."""
+
 
 class ChargerNotifier(Protocol):
     """Implemented by the OCPP endpoint: something is waiting for this charger."""

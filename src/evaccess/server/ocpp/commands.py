@@ -1,0 +1,169 @@
+"""Server -> charger calls: each outbox command as OCPP 2.0.1 and 1.6J requests.
+
+A command becomes one or more *steps* (one CALL each; 1.6J ChangeConfiguration carries one
+key per call, OCPP 1.6 §5.3) and counts as accepted only when every step is. Values the
+charger must keep secret (the Bluetooth PIN) travel only in the request payload: the
+endpoint's logs mask them (``protocol.ocpp_frames.redact``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from evaccess.protocol.ocpp_components import (
+    BLUETOOTH_COMPONENT,
+    KEYCODE_TOKEN_TYPE,
+    V16_CONFIGURATION_KEYS,
+    BluetoothVariable,
+)
+from evaccess.protocol.ocpp_frames import OcppVersion
+from evaccess.server.ocpp.backend import (
+    ChargerCommand,
+    ReenablePinPairing,
+    RevokeCredentials,
+    SendLocalList,
+    SetBluetoothPin,
+)
+
+ALL_PHONES: Final = "*"
+
+# SetVariableStatusEnumType (2.0.1) / ConfigurationStatus (1.6) values that mean "applied".
+_APPLIED: Final = frozenset({"Accepted", "RebootRequired"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Step:
+    """One CALL and how to read its CALLRESULT."""
+
+    action: str
+    payload: dict[str, Any]
+    accepted: Callable[[dict[str, Any]], bool]
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _settings(command: ChargerCommand) -> list[tuple[BluetoothVariable, str]]:
+    """The Bluetooth component variables a command writes, in order."""
+    if isinstance(command, SetBluetoothPin):
+        settings = [
+            (BluetoothVariable.PIN_REQUIRED, _bool(command.required)),
+            (BluetoothVariable.PIN_CHANGEABLE, _bool(command.changeable)),
+        ]
+        if command.pin is not None:
+            settings.insert(0, (BluetoothVariable.PIN, command.pin))
+        return settings
+    if isinstance(command, RevokeCredentials):
+        return [(BluetoothVariable.REVOKE_CREDENTIALS, command.phone_id or ALL_PHONES)]
+    if isinstance(command, ReenablePinPairing):
+        return [(BluetoothVariable.PIN_PAIRING_ENABLED, "true")]
+    raise TypeError(type(command).__name__)
+
+
+def _all_variables_applied(payload: dict[str, Any]) -> bool:
+    results = payload.get("setVariableResult", [])
+    return bool(results) and all(r.get("attributeStatus") in _APPLIED for r in results)
+
+
+def _configuration_applied(payload: dict[str, Any]) -> bool:
+    return payload.get("status") in _APPLIED
+
+
+def _list_accepted(payload: dict[str, Any]) -> bool:
+    return payload.get("status") == "Accepted"
+
+
+def _send_local_list_v201(command: SendLocalList) -> dict[str, Any]:
+    """SendLocalListRequest (2.0.1 D01); an entry without idTokenInfo is a removal (D01.FR.17)."""
+    entries: list[dict[str, Any]] = [
+        {
+            "idToken": {"idToken": entry.id_token, "type": KEYCODE_TOKEN_TYPE},
+            "idTokenInfo": {"status": "Accepted"},
+        }
+        for entry in command.entries
+    ]
+    entries += [
+        {"idToken": {"idToken": code, "type": KEYCODE_TOKEN_TYPE}} for code in command.removed
+    ]
+    payload: dict[str, Any] = {
+        "versionNumber": command.version,
+        "updateType": "Full" if command.full else "Differential",
+    }
+    if entries:
+        payload["localAuthorizationList"] = entries
+    return payload
+
+
+def _send_local_list_v16(command: SendLocalList) -> dict[str, Any]:
+    """SendLocalList.req (1.6 §6.40); an entry without idTagInfo is a removal (§5.15)."""
+    entries: list[dict[str, Any]] = [
+        {"idTag": entry.id_token, "idTagInfo": {"status": "Accepted"}} for entry in command.entries
+    ]
+    entries += [{"idTag": code} for code in command.removed]
+    payload: dict[str, Any] = {
+        "listVersion": command.version,
+        "updateType": "Full" if command.full else "Differential",
+    }
+    if entries:
+        payload["localAuthorizationList"] = entries
+    return payload
+
+
+def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, ...]:
+    """The CALLs that carry ``command`` to a charger speaking ``version``."""
+    if isinstance(command, SendLocalList):
+        if version is OcppVersion.V201:
+            return (
+                Step(
+                    action="SendLocalList",
+                    payload=_send_local_list_v201(command),
+                    accepted=_list_accepted,
+                ),
+            )
+        return (
+            Step(
+                action="SendLocalList",
+                payload=_send_local_list_v16(command),
+                accepted=_list_accepted,
+            ),
+        )
+    settings = _settings(command)
+    if version is OcppVersion.V201:
+        # SetVariables on the custom component (2.0.1 B05); all variables in one request.
+        data = [
+            {
+                "attributeValue": value,
+                "component": {"name": BLUETOOTH_COMPONENT},
+                "variable": {"name": variable.value},
+            }
+            for variable, value in settings
+        ]
+        return (
+            Step(
+                action="SetVariables",
+                payload={"setVariableData": data},
+                accepted=_all_variables_applied,
+            ),
+        )
+    return tuple(
+        Step(
+            action="ChangeConfiguration",
+            payload={"key": V16_CONFIGURATION_KEYS[variable], "value": value},
+            accepted=_configuration_applied,
+        )
+        for variable, value in settings
+    )
+
+
+def local_list_version_step(version: OcppVersion) -> Step:
+    """GetLocalListVersion (2.0.1 D02; 1.6 §5.10): asked on every connect."""
+    return Step(action="GetLocalListVersion", payload={}, accepted=lambda _payload: True)
+
+
+def reported_list_version(payload: dict[str, Any], version: OcppVersion) -> int:
+    key = "versionNumber" if version is OcppVersion.V201 else "listVersion"
+    value = payload.get(key, 0)
+    return value if isinstance(value, int) else 0

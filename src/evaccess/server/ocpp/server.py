@@ -1,0 +1,281 @@
+"""The OCPP-J endpoint ``ws[s]://HOST:PORT/ocpp/{charger_id}`` on ``websockets``.
+
+Embeddable: nothing is wired at import; ``serve_ocpp`` starts one server on the running
+event loop and returns an ``OcppServer`` (``.port``, ``.notifier``, ``.stats()``,
+``.close()``). The lead's one line in ``evaccess server run``::
+
+    ocpp = await serve_ocpp(backend, host=host, port=ocpp_port, ssl=tls, clock=SystemClock())
+
+Handshake (OCPP 2.0.1 Part 4 §3; OCPP-J 1.6 §3-4):
+
+* Basic Auth, username = charger id (security profile 1; profile 2 is the same over TLS
+  when ``ssl`` is given, 2.0.1 Part 2 A00.FR.2xx). A missing header, an unknown charger or
+  a wrong password is refused with HTTP 401 before the upgrade and counted.
+* Subprotocols ``ocpp2.0.1`` and ``ocpp1.6``. When none of the offered ones matches, the
+  handshake completes without ``Sec-WebSocket-Protocol`` and the server then closes
+  (OCPP-J 1.6 §4.1.2 / 2.0.1 Part 4 §3.1.2), instead of websockets' default HTTP 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import ssl as ssl_module
+from base64 import b64decode
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Final
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from evaccess.domain.clock import Clock, SystemClock
+from evaccess.protocol.ocpp_components import SUBPROTOCOLS
+from evaccess.protocol.ocpp_frames import OcppVersion, SchemaRegistry
+from evaccess.server.ocpp.backend import AuthOutcome, ChargerNotifier, OcppBackend
+from evaccess.server.ocpp.session import OcppSession, SessionCounters
+
+log = logging.getLogger("evaccess.server.ocpp")
+
+PATH_PREFIX: Final = "/ocpp/"
+BYTES_PER_MESSAGE: Final = 64 * 1024
+"""Answered with CALLERROR FormatViolation above this (2.0.1 DeviceDataCtrlr.BytesPerMessage)."""
+MAX_FRAME_BYTES: Final = 4 * BYTES_PER_MESSAGE
+"""websockets closes the connection (1009, RFC 6455 §7.4.1) above this: never read."""
+CALL_TIMEOUT_S: Final = 30.0
+WRITE_LIMIT: Final = 16 * 1024
+
+
+class _NoFrameDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs frame contents at DEBUG: PINs would reach the log. Only its INFO and
+    above pass; the session's own frame log (redacted) replaces it."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+@dataclass(kw_only=True, slots=True)
+class HandshakeCounters:
+    accepted: int = 0
+    refused_missing_credentials: int = 0
+    refused_unknown_charger: int = 0
+    refused_bad_password: int = 0
+    refused_bad_path: int = 0
+    no_subprotocol: int = 0
+
+
+def charger_id_from_path(path: str) -> str | None:
+    """``/ocpp/{charger_id}`` (percent-decoded), or None for any other path."""
+    route = urlsplit(path).path
+    if not route.startswith(PATH_PREFIX):
+        return None
+    charger_id = unquote(route[len(PATH_PREFIX) :])
+    if not charger_id or "/" in charger_id or len(charger_id) > 48:
+        return None  # identity is CiString48 (2.0.1 Part 4 §3.1.1)
+    return charger_id
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """(username, password) from ``Authorization: Basic ...`` (RFC 7617)."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, separator, password = decoded.partition(":")
+    return (username, password) if separator else None
+
+
+class OcppServer:
+    """A running endpoint; also the ``ChargerNotifier`` the server's services poke."""
+
+    def __init__(
+        self,
+        backend: OcppBackend,
+        *,
+        clock: Clock,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+        bytes_per_message: int = BYTES_PER_MESSAGE,
+        schemas: SchemaRegistry | None = None,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.call_timeout_s = call_timeout_s
+        self.bytes_per_message = bytes_per_message
+        self.schemas = schemas or SchemaRegistry()
+        self.sessions: dict[str, OcppSession] = {}
+        self.handshakes = HandshakeCounters()
+        self.counters = SessionCounters()
+        self._background: set[asyncio.Task[None]] = set()
+        self._server: Server | None = None
+
+    @property
+    def notifier(self) -> ChargerNotifier:
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def poke(self, charger_id: str) -> None:
+        """Something waits in the outbox for ``charger_id``: send it if it is connected
+        (otherwise it goes out on the next connect). Call it on the server's event loop."""
+        session = self.sessions.get(charger_id)
+        if session is not None:
+            session.poke()
+
+    def stats(self) -> dict[str, int]:
+        """Handshake refusals, connected chargers and message counters."""
+        return {
+            "connected": len(self.sessions),
+            **asdict(self.handshakes),
+            **asdict(self.counters),
+        }
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._background):
+            task.cancel()
+
+    # --- handshake ---------------------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        charger_id = charger_id_from_path(request.path)
+        if charger_id is None:
+            self.handshakes.refused_bad_path += 1
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        credentials = basic_credentials(request)
+        if credentials is None:
+            self.handshakes.refused_missing_credentials += 1
+            return self._unauthorized(connection)
+        username, password = credentials
+        if username != charger_id:
+            self.handshakes.refused_unknown_charger += 1
+            return self._unauthorized(connection)
+        outcome = await self.backend.authenticate(charger_id, password)
+        if outcome is AuthOutcome.UNKNOWN_CHARGER:
+            self.handshakes.refused_unknown_charger += 1
+            return self._unauthorized(connection)
+        if outcome is not AuthOutcome.ACCEPTED:
+            self.handshakes.refused_bad_password += 1
+            return self._unauthorized(connection)
+        return None
+
+    @staticmethod
+    def _unauthorized(connection: ServerConnection) -> Response:
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        # Ours in our order of preference; None completes the handshake without the header.
+        for supported in SUBPROTOCOLS:
+            if supported in subprotocols:
+                return Subprotocol(supported)
+        return None
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        if connection.subprotocol is None:
+            self.handshakes.no_subprotocol += 1
+            await connection.close(CloseCode.PROTOCOL_ERROR, "no supported OCPP subprotocol")
+            return
+        assert connection.request is not None
+        charger_id = charger_id_from_path(connection.request.path)
+        assert charger_id is not None  # checked in _process_request
+        self.handshakes.accepted += 1
+        previous = self.sessions.get(charger_id)
+        if previous is not None:
+            # A charger reconnecting before its old socket timed out: the new one wins.
+            await previous.connection.close(CloseCode.GOING_AWAY, "replaced by a new connection")
+        session = OcppSession(
+            charger_id=charger_id,
+            version=OcppVersion(connection.subprotocol),
+            connection=connection,
+            backend=self.backend,
+            clock=self.clock,
+            schemas=self.schemas,
+            counters=self.counters,
+            background=self._background,
+            call_timeout_s=self.call_timeout_s,
+            bytes_per_message=self.bytes_per_message,
+        )
+        self.sessions[charger_id] = session
+        await self.backend.connection_changed(charger_id, online=True, protocol=session.version)
+        try:
+            await session.run()
+        finally:
+            # A replaced session must not mark its successor's charger offline.
+            if self.sessions.get(charger_id) is session:
+                del self.sessions[charger_id]
+                await self.backend.connection_changed(
+                    charger_id, online=False, protocol=session.version
+                )
+
+    async def _start(self, *, host: str, port: int, ssl: ssl_module.SSLContext | None) -> None:
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            ssl=ssl,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression=None,  # permessage-deflate costs ~40 KB per connection
+            max_size=MAX_FRAME_BYTES,
+            max_queue=4,
+            write_limit=WRITE_LIMIT,
+            ping_interval=None,  # chargers ping (WebSocketPingInterval); no task per socket
+            logger=_NoFrameDebug(logging.getLogger("evaccess.server.ocpp.transport"), {}),
+        )
+
+
+def server_tls_context(cert_file: str | Path, key_file: str | Path) -> ssl_module.SSLContext:
+    """TLS for security profile 2 (2.0.1 Part 2 A00: Basic Auth inside TLS 1.2 or newer;
+    the charger verifies the CSMS certificate)."""
+    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+async def serve_ocpp(
+    backend: OcppBackend,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl: ssl_module.SSLContext | None = None,
+    clock: Clock | None = None,
+    call_timeout_s: float = CALL_TIMEOUT_S,
+    bytes_per_message: int = BYTES_PER_MESSAGE,
+) -> OcppServer:
+    """Start the OCPP-J endpoint on the running loop (port 0: any free port)."""
+    server = OcppServer(
+        backend,
+        clock=clock or SystemClock(),
+        call_timeout_s=call_timeout_s,
+        bytes_per_message=bytes_per_message,
+    )
+    await server._start(host=host, port=port, ssl=ssl)
+    log.info("OCPP endpoint listening on port %d (%s)", server.port, "wss" if ssl else "ws")
+    return server

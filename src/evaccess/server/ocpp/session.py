@@ -1,0 +1,391 @@
+"""One charger's OCPP-J session: inbound dispatch and the outbound command path.
+
+Inbound CALLs are parsed, validated with compiled schemas and dispatched through
+``handlers.HANDLERS`` one at a time (OCPP-J allows one outstanding CALL per direction,
+2.0.1 Part 4 §4.1.1). Outbound, the session is a small state machine driven by the same
+receive loop: at most one server CALL in flight; its CALLRESULT (or CALLERROR, or timeout)
+completes the step and sends the next. Nothing awaits a charger's answer inside a request
+handler, and no task lives for the whole connection besides the one websockets runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from evaccess.domain.clock import Clock
+from evaccess.protocol.ocpp_frames import (
+    Call,
+    CallResult,
+    Direction,
+    FrameError,
+    OcppVersion,
+    RpcError,
+    SchemaRegistry,
+    describe_frame,
+    encode_call,
+    encode_call_error,
+    encode_call_result,
+    parse_frame,
+)
+from evaccess.server.ocpp.backend import OcppBackend, SendLocalList
+from evaccess.server.ocpp.commands import (
+    Step,
+    command_steps,
+    local_list_version_step,
+    reported_list_version,
+)
+from evaccess.server.ocpp.handlers import HANDLERS, HandlerContext
+
+log = logging.getLogger("evaccess.server.ocpp")
+
+
+@dataclass(kw_only=True, slots=True)
+class SessionCounters:
+    """Counters shared by all sessions of one server (``OcppServer.stats``)."""
+
+    calls_received: int = 0
+    call_errors_sent: int = 0
+    calls_sent: int = 0
+    commands_accepted: int = 0
+    commands_rejected: int = 0
+    call_timeouts: int = 0
+
+
+@dataclass(kw_only=True, slots=True)
+class _Job:
+    """A command (or the local list probe) on its way to the charger."""
+
+    command_id: str | None
+    steps: tuple[Step, ...]
+    on_done: Callable[[bool, dict[str, Any]], Awaitable[None]]
+    index: int = 0
+    local_list: bool = False
+    """A SendLocalList: superseded by a full resync."""
+
+
+@dataclass(kw_only=True, slots=True)
+class _InFlight:
+    job: _Job
+    message_id: str
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+class OcppSession:
+    """The state of one connected charger (``__slots__``: thousands stay idle in memory)."""
+
+    __slots__ = (
+        "_background",
+        "_counters",
+        "_ctx",
+        "_done_ids",
+        "_fetching",
+        "_in_flight",
+        "_jobs",
+        "_message_ids",
+        "_queued_ids",
+        "_refetch",
+        "_schemas",
+        "bytes_per_message",
+        "call_timeout_s",
+        "charger_id",
+        "connection",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        charger_id: str,
+        version: OcppVersion,
+        connection: ServerConnection,
+        backend: OcppBackend,
+        clock: Clock,
+        schemas: SchemaRegistry,
+        counters: SessionCounters,
+        background: set[asyncio.Task[None]],
+        call_timeout_s: float,
+        bytes_per_message: int,
+    ) -> None:
+        self.charger_id = charger_id
+        self.version = version
+        self.connection = connection
+        self.call_timeout_s = call_timeout_s
+        self.bytes_per_message = bytes_per_message
+        self._ctx = HandlerContext(
+            charger_id=charger_id, version=version, backend=backend, clock=clock
+        )
+        self._schemas = schemas
+        self._counters = counters
+        self._background = background
+        self._jobs: deque[_Job] = deque()
+        self._queued_ids: set[str] = set()
+        self._done_ids: set[str] = set()
+        self._in_flight: _InFlight | None = None
+        self._message_ids = count(1)
+        self._fetching = False
+        self._refetch = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        try:
+            # On every connect: ask for the local list version (2.0.1 D02), then the outbox.
+            self._jobs.append(
+                _Job(
+                    command_id=None,
+                    steps=(local_list_version_step(self.version),),
+                    on_done=self._local_list_version_known,
+                )
+            )
+            self.poke()
+            async for message in self.connection:
+                await self._on_message(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._in_flight is not None and self._in_flight.timer is not None:
+                self._in_flight.timer.cancel()
+            self._in_flight = None
+
+    def poke(self) -> None:
+        """Fetch ``pending_commands`` and send what is new (``ChargerNotifier.poke``)."""
+        if self._fetching:
+            self._refetch = True
+            return
+        self._fetching = True
+        self._spawn(self._fetch())
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except ConnectionClosed:
+                pass
+            except Exception:
+                log.exception("charger %s: outbound command path failed", self.charger_id)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send(self, text: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("charger %s <- %s", self.charger_id, describe_frame(text))
+        await self.connection.send(text)
+
+    # --- inbound -----------------------------------------------------------------------
+
+    async def _on_message(self, message: str | bytes) -> None:
+        try:
+            frame = parse_frame(message)
+        except FrameError as exc:
+            if exc.answerable:
+                await self._send_error(exc.message_id, exc.error, exc.description)
+            return
+        if isinstance(frame, Call):
+            await self._on_call(frame, len(message))
+        elif isinstance(frame, CallResult):
+            await self._on_answer(frame.message_id, frame.payload, error=False)
+        else:
+            await self._on_answer(frame.message_id, {}, error=True)
+
+    async def _send_error(self, message_id: str, error: RpcError, description: str) -> None:
+        self._counters.call_errors_sent += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("charger %s -> message %s refused: %s", self.charger_id, message_id, error)
+        await self._send(encode_call_error(message_id, error, description, self.version))
+
+    async def _on_call(self, call: Call, size: int) -> None:
+        self._counters.calls_received += 1
+        if size > self.bytes_per_message:
+            # 2.0.1: a message larger than DeviceDataCtrlr.BytesPerMessage is answered
+            # with CALLERROR FormatViolation (docs/ocpp.md, "Oversized messages").
+            await self._send_error(
+                call.message_id,
+                RpcError.FORMAT_VIOLATION,
+                f"message exceeds BytesPerMessage ({self.bytes_per_message})",
+            )
+            return
+        handler = HANDLERS.get((self.version, call.action))
+        if handler is None:
+            known = self._schemas.knows(self.version, call.action)
+            error = RpcError.NOT_SUPPORTED if known else RpcError.NOT_IMPLEMENTED
+            await self._send_error(call.message_id, error, "action not supported by the CSMS")
+            return
+        try:
+            self._schemas.validate(
+                self.version,
+                call.action,
+                Direction.REQUEST,
+                call.payload,
+                message_id=call.message_id,
+            )
+        except FrameError as exc:
+            await self._send_error(call.message_id, exc.error, exc.description)
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            # Only a payload that passed its schema is logged (masking needs known fields).
+            log.debug("charger %s -> %s", self.charger_id, describe_frame(call))
+        try:
+            reply = await handler(self._ctx, call.payload)
+        except Exception as exc:
+            # The exception may quote a token: log its type and where, never its text.
+            log.error(
+                "charger %s: %s handler failed: %s",
+                self.charger_id,
+                call.action,
+                type(exc).__name__,
+            )
+            await self._send_error(call.message_id, RpcError.INTERNAL_ERROR, "internal error")
+            return
+        await self._send(encode_call_result(call.message_id, reply.payload))
+        if reply.flush_outbox:
+            self.poke()
+
+    # --- outbound ----------------------------------------------------------------------
+
+    async def _fetch(self) -> None:
+        try:
+            while True:
+                self._refetch = False
+                commands = await self._ctx.backend.pending_commands(self.charger_id)
+                for command in commands:
+                    cid = command.command_id
+                    if cid in self._queued_ids or cid in self._done_ids:
+                        continue
+                    self._queued_ids.add(cid)
+                    self._jobs.append(
+                        _Job(
+                            command_id=cid,
+                            steps=command_steps(command, self.version),
+                            on_done=self._command_done_callback(
+                                cid, local_list=isinstance(command, SendLocalList)
+                            ),
+                            local_list=isinstance(command, SendLocalList),
+                        )
+                    )
+                if not self._refetch:
+                    break
+        finally:
+            self._fetching = False
+        await self._send_next()
+
+    async def _send_next(self) -> None:
+        if self._in_flight is not None or not self._jobs:
+            return
+        job = self._jobs[0]
+        step = job.steps[job.index]
+        message_id = f"s{next(self._message_ids)}"
+        in_flight = _InFlight(job=job, message_id=message_id)
+        self._in_flight = in_flight
+        in_flight.timer = asyncio.get_running_loop().call_later(
+            self.call_timeout_s, self._on_timeout, message_id
+        )
+        self._counters.calls_sent += 1
+        await self._send(encode_call(message_id, step.action, step.payload))
+
+    def _on_timeout(self, message_id: str) -> None:
+        in_flight = self._in_flight
+        if in_flight is None or in_flight.message_id != message_id:
+            return
+        self._counters.call_timeouts += 1
+        log.warning("charger %s: no answer to %s", self.charger_id, message_id)
+        # Left pending in the backend: the next poke or reconnect sends it again.
+        self._in_flight = None
+        self._jobs.popleft()
+        if in_flight.job.command_id is not None:
+            self._queued_ids.discard(in_flight.job.command_id)
+        self._spawn(self._send_next())
+
+    async def _on_answer(self, message_id: str, payload: dict[str, Any], *, error: bool) -> None:
+        in_flight = self._in_flight
+        if in_flight is None or in_flight.message_id != message_id:
+            return  # late answer to a call that timed out
+        if in_flight.timer is not None:
+            in_flight.timer.cancel()
+        job = in_flight.job
+        step = job.steps[job.index]
+        accepted = not error and self._valid_response(step, payload) and step.accepted(payload)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "charger %s -> answer to %s %s: %s",
+                self.charger_id,
+                message_id,
+                step.action,
+                "accepted" if accepted else "refused or invalid",
+            )
+        if accepted and job.index + 1 < len(job.steps):
+            job.index += 1
+            self._in_flight = None
+            await self._send_next()
+            return
+        self._jobs.popleft()
+        self._in_flight = None
+        try:
+            await job.on_done(accepted, payload if accepted else {})
+        except Exception as exc:
+            # The command stays pending in the backend; the next poke or connect retries.
+            log.error(
+                "charger %s: recording a command result failed: %s",
+                self.charger_id,
+                type(exc).__name__,
+            )
+        await self._send_next()
+
+    def _valid_response(self, step: Step, payload: dict[str, Any]) -> bool:
+        try:
+            self._schemas.validate(self.version, step.action, Direction.RESPONSE, payload)
+        except FrameError as exc:
+            log.warning(
+                "charger %s: invalid %s response (%s)",
+                self.charger_id,
+                step.action,
+                exc.description,
+            )
+            return False
+        return True
+
+    def _command_done_callback(
+        self, command_id: str, *, local_list: bool
+    ) -> Callable[[bool, dict[str, Any]], Awaitable[None]]:
+        async def done(accepted: bool, payload: dict[str, Any]) -> None:
+            self._queued_ids.discard(command_id)
+            self._done_ids.add(command_id)
+            if accepted:
+                self._counters.commands_accepted += 1
+            else:
+                self._counters.commands_rejected += 1
+            await self._ctx.backend.command_result(self.charger_id, command_id, accepted=accepted)
+            if local_list and not accepted:
+                self.poke()  # a refused list update makes the backend queue a full list
+
+        return done
+
+    async def _local_list_version_known(self, answered: bool, payload: dict[str, Any]) -> None:
+        """2.0.1 D02 / 1.6 §5.10: a charger whose list differs gets a full list again."""
+        if not answered:
+            return  # the charger does not support local lists
+        charger_version = reported_list_version(payload, self.version)
+        backend = self._ctx.backend
+        if charger_version != await backend.local_list_version(self.charger_id):
+            await backend.request_local_list_resync(
+                self.charger_id, charger_version=charger_version
+            )
+            # The full list supersedes list updates queued before it (the backend dropped
+            # them from its outbox); the next fetch picks the full list up.
+            superseded = [job for job in self._jobs if job.local_list]
+            for job in superseded:
+                self._jobs.remove(job)
+                if job.command_id is not None:
+                    self._queued_ids.discard(job.command_id)
+            self.poke()
