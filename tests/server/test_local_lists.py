@@ -24,7 +24,9 @@ async def test_no_local_list_unless_the_organisation_opts_in(ctx, world, canarie
     canaries.add("6194")
     backend = DbOcppBackend(ctx)
     serial = world.chargers["old"].serial
-    await keypad_pins.set_pin(ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194")
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194"
+    )
     assert await lists(backend, serial) == []
 
 
@@ -32,9 +34,15 @@ async def test_local_list_lifecycle(ctx, world, canaries):
     canaries.add("6194", "6195", "7302")
     backend = DbOcppBackend(ctx)
     charger = world.chargers["old"]  # the keypad charger
-    await organisations.update_settings(ctx, world.actor("super_admin"), world.org.id, offline_keypad=True)
-    await keypad_pins.set_pin(ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194")
-    await keypad_pins.set_pin(ctx, world.actor("member"), world.org.id, world.users["member"].id, "7302")
+    await organisations.update_settings(
+        ctx, world.actor("super_admin"), world.org.id, offline_keypad=True
+    )
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194"
+    )
+    await keypad_pins.set_pin(
+        ctx, world.actor("member"), world.org.id, world.users["member"].id, "7302"
+    )
 
     [first] = await lists(backend, charger.serial)
     assert (first.version, first.full) == (1, False)
@@ -44,7 +52,9 @@ async def test_local_list_lifecycle(ctx, world, canaries):
     assert await lists(backend, charger.serial) == []
 
     # A new PIN: the old code is removed and the new one added, in one differential.
-    await keypad_pins.set_pin(ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6195")
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6195"
+    )
     [change] = await lists(backend, charger.serial)
     assert (change.version, change.full, change.removed) == (2, False, ("6194",))
     assert [e.id_token for e in change.entries] == ["6195"]
@@ -55,7 +65,11 @@ async def test_local_list_lifecycle(ctx, world, canaries):
     [added] = await lists(backend, charger.serial)
     assert [e.id_token for e in added.entries] == ["7302"]
     await backend.command_result(charger.serial, added.command_id, accepted=True)
-    grant = next(g for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id) if g.email == "member@example.com")
+    grant = next(
+        g
+        for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id)
+        if g.email == "member@example.com"
+    )
     await chargers.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
     [removed] = await lists(backend, charger.serial)
     assert (removed.version, removed.removed, removed.entries) == (4, ("7302",), ())
@@ -69,7 +83,9 @@ async def test_local_list_lifecycle(ctx, world, canaries):
     assert await backend.local_list_version(charger.serial) == 10
 
     # Opting out empties the charger's list and drops the sealed copies.
-    await organisations.update_settings(ctx, world.actor("super_admin"), world.org.id, offline_keypad=False)
+    await organisations.update_settings(
+        ctx, world.actor("super_admin"), world.org.id, offline_keypad=False
+    )
     [emptied] = await lists(backend, charger.serial)
     assert (emptied.version, emptied.removed, emptied.entries) == (11, ("6195",), ())
 
@@ -78,11 +94,21 @@ async def test_a_superseded_update_the_charger_accepted_still_counts(ctx, world,
     canaries.add("6194", "6195")
     backend = DbOcppBackend(ctx)
     serial = world.chargers["old"].serial
-    await organisations.update_settings(ctx, world.actor("super_admin"), world.org.id, offline_keypad=True)
-    await keypad_pins.set_pin(ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194")
+    await organisations.update_settings(
+        ctx, world.actor("super_admin"), world.org.id, offline_keypad=True
+    )
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6194"
+    )
     [sent] = await lists(backend, serial)
-    await keypad_pins.set_pin(ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6195")
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "6195"
+    )
     # The first update reached the charger before the second was queued.
     await backend.command_result(serial, sent.command_id, accepted=True)
     [next_update] = await lists(backend, serial)
-    assert (next_update.version, next_update.removed, [e.id_token for e in next_update.entries]) == (2, ("6194",), ["6195"])
+    assert (
+        next_update.version,
+        next_update.removed,
+        [e.id_token for e in next_update.entries],
+    ) == (2, ("6194",), ["6195"])

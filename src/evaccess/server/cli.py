@@ -31,7 +31,12 @@ def _logging(settings: Settings) -> None:
 
 def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
     url = settings.public_url or f"http://{settings.host}:{settings.port}"
-    console.out.print(f"[bold]evaccess server[/] on {url}  (API docs: {url}/docs)")
+    scheme = "wss" if settings.tls_cert else "ws"
+    ocpp_url = (
+        f"{scheme}://{settings.ocpp_host or settings.host}:{settings.ocpp_port}/ocpp/{{serial}}"
+    )
+    console.out.print(f"[bold]evaccess server[/] on {url}  (API docs: {url}/docs)", soft_wrap=True)
+    console.out.print(f"OCPP endpoint: {ocpp_url}", soft_wrap=True)
     console.out.print(
         f"database: {settings.resolved_database_url.split('://')[0]}, data in {settings.data_dir}/"
     )

@@ -1,11 +1,9 @@
 """``evaccess server run``: migrate, make sure there is an administrator, then serve the REST
-API (uvicorn) and the OCPP endpoint in one process, one event loop."""
+API (uvicorn) and the OCPP endpoint in one process, on one event loop."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 import uvicorn
@@ -13,6 +11,8 @@ import uvicorn
 from evaccess.server.api.app import create_app
 from evaccess.server.bootstrap import BootstrapAdmin, build_context, ensure_bootstrap_admin, migrate
 from evaccess.server.context import Context
+from evaccess.server.ocpp.server import serve_ocpp, server_tls_context
+from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
 log = logging.getLogger("evaccess.server")
@@ -30,24 +30,31 @@ async def serve(
     await migrate(settings)
     ctx = context or build_context(settings)
     admin = await ensure_bootstrap_admin(ctx, settings.bootstrap_admin_email)
-    app = create_app(settings, context=ctx)
+    tls = (
+        server_tls_context(settings.tls_cert, settings.tls_key)
+        if settings.tls_cert is not None and settings.tls_key is not None
+        else None
+    )
+    ocpp = await serve_ocpp(
+        DbOcppBackend(ctx),
+        host=settings.ocpp_host or settings.host,
+        port=settings.ocpp_port,
+        ssl=tls,
+        clock=ctx.clock,
+    )
+    ctx.notifier.target = ocpp.notifier
     config = uvicorn.Config(
-        app,
+        create_app(settings, context=ctx),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=True,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
     announce(settings, admin)
     try:
-        await server.serve()
+        await uvicorn.Server(config).serve()
     finally:
+        ctx.notifier.target = None
+        await ocpp.close()
         await ctx.db.dispose()
-
-
-def install_signal_handlers(stop: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
