@@ -103,7 +103,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leaked:
         session.exitstatus = 1
         where = sorted(
-            {name for name, line in zip(LOG_COLLECTOR.loggers, LOG_COLLECTOR.lines, strict=True) if scan(line, ALL_CANARIES)}
+            {
+                name
+                for name, line in zip(LOG_COLLECTOR.loggers, LOG_COLLECTOR.lines, strict=True)
+                if scan(line, ALL_CANARIES)
+            }
         )
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -17,6 +17,7 @@ from evaccess.server.context import LOGIN_RULES, PIN_SET_RULES, Context
 from evaccess.server.db.engine import Database
 from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
+from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
 from evaccess.server.services.audit import AuditEntry, AuditLog
 from evaccess.server.settings import Settings
@@ -55,6 +56,7 @@ def build_context(
         keypad_throttle=ThrottleRegistry(KEYPAD_RULES, clock),
         login_throttle=ThrottleRegistry(LOGIN_RULES, clock),
         pin_set_throttle=ThrottleRegistry(PIN_SET_RULES, clock),
+        keypad_index=KeypadIndex(clock),
     )
 
 

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.lockout import LockoutRules
 from evaccess.server.db.engine import Database
+from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
 from evaccess.server.ocpp.backend import ChargerNotifier
 from evaccess.server.services.audit import AuditLog
@@ -49,4 +50,5 @@ class Context:
     keypad_throttle: ThrottleRegistry
     login_throttle: ThrottleRegistry
     pin_set_throttle: ThrottleRegistry
+    keypad_index: KeypadIndex
     notifier: NotifierSlot = field(default_factory=NotifierSlot)

@@ -180,6 +180,14 @@ async def current_ownership(session: AsyncSession, charger_id: str) -> Ownership
     )
 
 
+def _access_changed(ctx: Context, charger: Charger, *, list_changed: bool = True) -> None:
+    """After a commit that changed who may use a charger: drop the keypad index (so nobody
+    loads the old state under a new epoch) and let the charger fetch its list update."""
+    ctx.keypad_index.invalidate()
+    if list_changed:
+        ctx.notifier.poke(charger.serial)
+
+
 async def end_ownership(
     session: AsyncSession, ctx: Context, ownership: Ownership
 ) -> dict[str, int]:
@@ -290,7 +298,7 @@ async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> G
         if member is None:
             raise NotFound("no such member in this charger's organisation")
         grant = await _grant(session, ctx, actor, charger, user_id, GrantKind.USER, None)
-    ctx.notifier.poke(charger.serial)
+    _access_changed(ctx, charger)
     return grant
 
 
@@ -393,8 +401,7 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
                 details={"kind": grant.kind},
             ),
         )
-    if list_changed:
-        ctx.notifier.poke(charger.serial)
+    _access_changed(ctx, charger, list_changed=list_changed)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -475,7 +482,7 @@ async def accept_invitation(ctx: Context, actor: Actor, token: str) -> Grant:
             invitation.service_expires_at,
         )  # fmt: skip
         grant.ownership_id = invitation.ownership_id
-    ctx.notifier.poke(charger.serial)
+    _access_changed(ctx, charger)
     return grant
 
 

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from evaccess.domain.access import ChargerAction, OrgAction, allowed_bases
+from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, allowed_bases
 from evaccess.domain.errors import EvAccessError, LockedOut, NotFound, PinRejected, Throttled
 from evaccess.domain.pins import KeypadPinRules, PinSpaceCrowding, trivial_reasons
 from evaccess.server.context import Context
-from evaccess.server.db.models import Charger, KeypadPin, Organisation
+from evaccess.server.db.models import Charger, Grant, KeypadPin, Organisation
+from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists
 from evaccess.server.services.audit import AuditEntry
-from evaccess.server.services.relations import Actor, charger_bases, org_role, require_org_action
+from evaccess.server.services.relations import Actor, active_grant, org_role, require_org_action
 from evaccess.server.vault import KEYPAD_PIN
 
 REJECTED = "this keypad PIN cannot be used; choose another, or let the server generate one"
@@ -138,6 +139,7 @@ async def _store(
                         details={"generated": generated},
                     ),
                 )
+            ctx.keypad_index.invalidate()
             for serial in pokes:
                 ctx.notifier.poke(serial)
             return True
@@ -179,6 +181,7 @@ async def delete_pin(ctx: Context, actor: Actor, org_id: str, user_id: str) -> N
                 request_id=actor.request_id,
             ),
         )
+    ctx.keypad_index.invalidate()
     for serial in pokes:
         ctx.notifier.poke(serial)
 
@@ -190,12 +193,6 @@ async def crowding(ctx: Context, actor: Actor, org_id: str) -> PinSpaceCrowding:
             select(func.count()).select_from(KeypadPin).where(KeypadPin.pin_space_id == org.root_id)
         )
     return PinSpaceCrowding(members_with_pin=int(count or 0), digits=org.keypad_pin_digits)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Resolution:
-    user_id: str | None
-    lockout_event: object | None = None
 
 
 async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
@@ -218,27 +215,51 @@ async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
 async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
     if not pin.isascii() or not pin.isdigit() or not 4 <= len(pin) <= 8:
         return None
+    keypad = ctx.keypad_index.get(charger_id)
+    if keypad is None:
+        keypad = await _load(ctx, charger_id)
+        if keypad is None:
+            return None
+        ctx.keypad_index.put(charger_id, keypad)
+    return keypad.users.get(ctx.keypad_hasher.digest(keypad.root_id, pin))
+
+
+async def _load(ctx: Context, charger_id: str) -> ChargerKeypad | None:
+    """Who may use this charger's keypad, by PIN digest (one query for the charger, one
+    for the grants joined with their holders' PINs)."""
+    epoch = ctx.keypad_index.epoch
     async with ctx.db.read() as session:
-        row = (
-            await session.execute(
-                select(Charger, Organisation.root_id)
-                .join(Organisation, Organisation.id == Charger.organisation_id)
-                .where(Charger.id == charger_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        charger, root_id = row
-        user_id = await session.scalar(
-            select(KeypadPin.user_id).where(
-                KeypadPin.pin_space_id == root_id,
-                KeypadPin.digest == ctx.keypad_hasher.digest(root_id, pin),
-            )
+        root_id = await session.scalar(
+            select(Organisation.root_id)
+            .join(Charger, Charger.organisation_id == Organisation.id)
+            .where(Charger.id == charger_id)
         )
-        if user_id is None:
+        if root_id is None:
             return None
-        bases = await charger_bases(session, user_id, charger, ctx.clock)
-    return user_id if allowed_bases(ChargerAction.USE_KEYPAD, bases) else None
+        rows = (
+            await session.execute(
+                select(KeypadPin.digest, Grant.user_id, Grant.kind, Grant.expires_at)
+                .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
+                .where(
+                    Grant.charger_id == charger_id,
+                    active_grant(ctx.clock),
+                    KeypadPin.pin_space_id == root_id,
+                )
+            )
+        ).all()
+    users = {
+        digest: user_id
+        for digest, user_id, kind, _ in rows
+        if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))])
+    }
+    expiries = [expires for *_, expires in rows if expires is not None]
+    return ChargerKeypad(
+        epoch=epoch,
+        loaded_at=ctx.clock.monotonic(),
+        valid_until=min(expiries, default=None),
+        root_id=root_id,
+        users=users,
+    )
 
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
