@@ -431,7 +431,9 @@ MALFORMED_V201 = [
     (json.dumps([9, "m2", "Authorize", {}]), "m2", "MessageTypeNotSupported"),
     (json.dumps([2, "m3", "Authorize", [KEYCODE]]), "m3", "FormatViolation"),
     (
-        json.dumps([2, "m4", "Authorize", {"idToken": {"idToken": 4711, "type": "KeyCode"}}]),
+        json.dumps(
+            [2, "m4", "Authorize", {"idToken": {"idToken": int(KEYCODE), "type": "KeyCode"}}]
+        ),
         "m4",
         "TypeConstraintViolation",
     ),
@@ -470,7 +472,7 @@ async def test_malformed_frames_v201(
 MALFORMED_V16 = [
     ("{{{ " + KEYCODE, "-1", "GenericError"),
     (json.dumps([2, "m1", "Authorize", "x"]), "m1", "FormationViolation"),
-    (json.dumps([2, "m2", "Authorize", {"idTag": 4711}]), "m2", "TypeConstraintViolation"),
+    (json.dumps([2, "m2", "Authorize", {"idTag": int(KEYCODE)}]), "m2", "TypeConstraintViolation"),
     (json.dumps([2, "m3", "Authorize", {}]), "m3", "OccurenceConstraintViolation"),
     (json.dumps([2, "m4", "Authorize", {"idTag": "x" * 21}]), "m4", "PropertyConstraintViolation"),
     (json.dumps([2, "m5", "TransactionEvent", {}]), "m5", "NotImplemented"),
