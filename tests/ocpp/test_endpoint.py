@@ -722,3 +722,18 @@ async def test_fuzzed_frames_always_get_a_clean_answer(
             assert KEYCODE not in json.dumps(reply)
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert_no_secret_logged(caplog)
+
+
+async def test_outbox_failure_is_logged_without_secret(
+    open_charger, backend: InMemoryOcppBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(charger_id: str) -> list:
+        raise RuntimeError(f"cannot read the outbox (pin {BLUETOOTH_PIN})")
+
+    backend.pending_commands = broken  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    charger = await open_charger()
+    await charger.next_server_call("GetLocalListVersion")  # the probe still goes out
+    await _until(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert_no_secret_logged(caplog)

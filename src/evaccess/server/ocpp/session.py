@@ -171,8 +171,13 @@ class OcppSession:
                 await coroutine
             except ConnectionClosed:
                 pass
-            except Exception:
-                log.exception("charger %s: outbound command path failed", self.charger_id)
+            except Exception as exc:
+                # Type only: a driver's message may quote the values it was given.
+                log.error(
+                    "charger %s: outbound command path failed: %s",
+                    self.charger_id,
+                    type(exc).__name__,
+                )
 
         task = asyncio.get_running_loop().create_task(guarded())
         self._background.add(task)
@@ -278,7 +283,7 @@ class OcppSession:
                     break
         finally:
             self._fetching = False
-        await self._send_next()
+            await self._send_next()  # what is queued goes out even if the fetch failed
 
     async def _send_next(self) -> None:
         if self._in_flight is not None or not self._jobs:
