@@ -737,3 +737,15 @@ async def test_outbox_failure_is_logged_without_secret(
     await _until(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert_no_secret_logged(caplog)
+
+
+async def test_bytes_per_message_counts_utf8_bytes(open_charger, server: OcppServer) -> None:
+    charger = await open_charger()
+    server.sessions["CP1"].bytes_per_message = 1000
+    # 400 characters, 1200 bytes in UTF-8: over the limit.
+    reply = await charger.send_raw(
+        json.dumps([2, "u1", "Heartbeat", {"x": "€" * 400}], ensure_ascii=False)
+    )
+    assert reply[:3] == [4, "u1", "FormatViolation"]
+    reply = await charger.send_raw(json.dumps([2, "u2", "Heartbeat", {}]))
+    assert reply[0] == 3

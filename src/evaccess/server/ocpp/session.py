@@ -198,7 +198,10 @@ class OcppSession:
                 await self._send_error(exc.message_id, exc.error, exc.description)
             return
         if isinstance(frame, Call):
-            await self._on_call(frame, len(message))
+            size = len(message)
+            if isinstance(message, str) and size * 4 > self.bytes_per_message:
+                size = len(message.encode())  # exact UTF-8 bytes only when it can matter
+            await self._on_call(frame, size)
         elif isinstance(frame, CallResult):
             await self._on_answer(frame.message_id, frame.payload, error=False)
         else:
