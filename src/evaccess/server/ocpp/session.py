@@ -84,6 +84,7 @@ class OcppSession:
 
     __slots__ = (
         "_background",
+        "_closed",
         "_counters",
         "_ctx",
         "_done_ids",
@@ -133,6 +134,7 @@ class OcppSession:
         self._message_ids = count(1)
         self._fetching = False
         self._refetch = False
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -153,12 +155,16 @@ class OcppSession:
         except ConnectionClosed:
             pass
         finally:
+            self._closed = True  # nothing more is sent, no timer outlives the connection
             if self._in_flight is not None and self._in_flight.timer is not None:
                 self._in_flight.timer.cancel()
             self._in_flight = None
+            self._jobs.clear()
 
     def poke(self) -> None:
         """Fetch ``pending_commands`` and send what is new (``ChargerNotifier.poke``)."""
+        if self._closed:
+            return
         if self._fetching:
             self._refetch = True
             return
@@ -289,7 +295,7 @@ class OcppSession:
             await self._send_next()  # what is queued goes out even if the fetch failed
 
     async def _send_next(self) -> None:
-        if self._in_flight is not None or not self._jobs:
+        if self._closed or self._in_flight is not None or not self._jobs:
             return
         job = self._jobs[0]
         step = job.steps[job.index]
