@@ -6,7 +6,8 @@ Three servers, each in its own process, driven by a lean raw-frame client in thi
   keypad lookup through HMAC and the lockout);
 * ``library``: the ``ocpp`` library's v201 ChargePoint answering Authorize (defaults,
   permessage-deflate off for a fair memory figure);
-* ``echo``: a websockets server echoing every message (the ceiling).
+* ``echo``: a websockets server echoing every message (the ceiling);
+* ``rawjson`` (on request): websockets + ``json`` answering every CALL, no validation.
 
     .venv/bin/python tests/ocpp/bench_endpoint.py [--seconds 3] [--rounds 3] [--idle 10000]
 
@@ -71,6 +72,15 @@ async def _serve(kind: str, chargers: int) -> None:
 
         lib = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"], compression=None)
         port = lib.sockets[0].getsockname()[1]
+    elif kind == "rawjson":
+        reply = {"idTokenInfo": {"status": "Accepted"}}
+
+        async def answer(ws: Any) -> None:
+            async for message in ws:
+                await ws.send(json.dumps([3, json.loads(message)[1], reply]))
+
+        raw = await serve(answer, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"], compression=None)
+        port = raw.sockets[0].getsockname()[1]
     else:
 
         async def echo(ws: Any) -> None:
@@ -369,7 +379,7 @@ async def _bench(kinds: list[str], seconds: float, rounds: int, idle: int, parts
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--serve", choices=["evaccess", "library", "echo"])
+    parser.add_argument("--serve", choices=["evaccess", "library", "echo", "rawjson"])
     parser.add_argument("--chargers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)

@@ -24,9 +24,10 @@ from evaccess.server.ocpp.session import OcppSession
 PASSWORD = "a-long-charger-password-0001"
 ORG = "org-1"
 
-# Secrets used in the suite: no log line may contain any of them.
-KEYCODE = "4711"
-WRONG_KEYCODE = "9999"
+# Secrets used in the suite: no log line may contain any of them. Keypad codes have the
+# maximum 8 digits so that no timestamp, transaction id or message id contains one by chance.
+KEYCODE = "83920571"
+WRONG_KEYCODE = "61047298"
 BLUETOOTH_PIN = "402913"
 CHANGED_PIN = "731846"
 SECRETS = (KEYCODE, WRONG_KEYCODE, BLUETOOTH_PIN, CHANGED_PIN, PASSWORD)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import sys
@@ -34,7 +35,8 @@ def emit(**fields: Any) -> None:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    # Whole seconds: six random digits of microseconds could spell a test secret by chance.
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class Charger201(ChargePoint201):
@@ -207,6 +209,9 @@ async def main() -> None:
         cp: Charger201 | Charger16
         cp = Charger201(charger_id, ws) if version == "ocpp2.0.1" else Charger16(charger_id, ws)
         cp.list_version = int(list_version)
+        # Counter message ids instead of uuid4 (hex digits could spell a test secret).
+        ids = itertools.count(1)
+        cp._unique_id_generator = lambda: f"lib{next(ids)}"
         runner = asyncio.create_task(cp.start())
         if isinstance(cp, Charger201):
             await scenario_201(cp, code, wrong)

@@ -431,7 +431,9 @@ MALFORMED_V201 = [
     (json.dumps([9, "m2", "Authorize", {}]), "m2", "MessageTypeNotSupported"),
     (json.dumps([2, "m3", "Authorize", [KEYCODE]]), "m3", "FormatViolation"),
     (
-        json.dumps([2, "m4", "Authorize", {"idToken": {"idToken": 4711, "type": "KeyCode"}}]),
+        json.dumps(
+            [2, "m4", "Authorize", {"idToken": {"idToken": int(KEYCODE), "type": "KeyCode"}}]
+        ),
         "m4",
         "TypeConstraintViolation",
     ),
@@ -470,7 +472,7 @@ async def test_malformed_frames_v201(
 MALFORMED_V16 = [
     ("{{{ " + KEYCODE, "-1", "GenericError"),
     (json.dumps([2, "m1", "Authorize", "x"]), "m1", "FormationViolation"),
-    (json.dumps([2, "m2", "Authorize", {"idTag": 4711}]), "m2", "TypeConstraintViolation"),
+    (json.dumps([2, "m2", "Authorize", {"idTag": int(KEYCODE)}]), "m2", "TypeConstraintViolation"),
     (json.dumps([2, "m3", "Authorize", {}]), "m3", "OccurenceConstraintViolation"),
     (json.dumps([2, "m4", "Authorize", {"idTag": "x" * 21}]), "m4", "PropertyConstraintViolation"),
     (json.dumps([2, "m5", "TransactionEvent", {}]), "m5", "NotImplemented"),
@@ -720,3 +722,30 @@ async def test_fuzzed_frames_always_get_a_clean_answer(
             assert KEYCODE not in json.dumps(reply)
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert_no_secret_logged(caplog)
+
+
+async def test_outbox_failure_is_logged_without_secret(
+    open_charger, backend: InMemoryOcppBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(charger_id: str) -> list:
+        raise RuntimeError(f"cannot read the outbox (pin {BLUETOOTH_PIN})")
+
+    backend.pending_commands = broken  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    charger = await open_charger()
+    await charger.next_server_call("GetLocalListVersion")  # the probe still goes out
+    await _until(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert_no_secret_logged(caplog)
+
+
+async def test_bytes_per_message_counts_utf8_bytes(open_charger, server: OcppServer) -> None:
+    charger = await open_charger()
+    server.sessions["CP1"].bytes_per_message = 1000
+    # 400 characters, 1200 bytes in UTF-8: over the limit.
+    reply = await charger.send_raw(
+        json.dumps([2, "u1", "Heartbeat", {"x": "€" * 400}], ensure_ascii=False)
+    )
+    assert reply[:3] == [4, "u1", "FormatViolation"]
+    reply = await charger.send_raw(json.dumps([2, "u2", "Heartbeat", {}]))
+    assert reply[0] == 3

@@ -76,60 +76,51 @@ def _list_accepted(payload: dict[str, Any]) -> bool:
     return payload.get("status") == "Accepted"
 
 
-def _send_local_list_v201(command: SendLocalList) -> dict[str, Any]:
-    """SendLocalListRequest (2.0.1 D01); an entry without idTokenInfo is a removal (D01.FR.17)."""
-    entries: list[dict[str, Any]] = [
-        {
-            "idToken": {"idToken": entry.id_token, "type": KEYCODE_TOKEN_TYPE},
-            "idTokenInfo": {"status": "Accepted"},
-        }
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _LocalListWire:
+    """Where 2.0.1 and 1.6J differ in local list messages: only the names."""
+
+    version_key: str
+    info_key: str
+    token: Callable[[str], dict[str, Any]]
+
+
+_LOCAL_LIST_WIRE: Final[dict[OcppVersion, _LocalListWire]] = {
+    # SendLocalListRequest / GetLocalListVersionResponse (2.0.1 D01, D02).
+    OcppVersion.V201: _LocalListWire(
+        version_key="versionNumber",
+        info_key="idTokenInfo",
+        token=lambda code: {"idToken": {"idToken": code, "type": KEYCODE_TOKEN_TYPE}},
+    ),
+    # SendLocalList.req / GetLocalListVersion.conf (1.6 §6.40, §6.26).
+    OcppVersion.V16: _LocalListWire(
+        version_key="listVersion", info_key="idTagInfo", token=lambda code: {"idTag": code}
+    ),
+}
+
+
+def _send_local_list(command: SendLocalList, version: OcppVersion) -> dict[str, Any]:
+    """Full or Differential; an entry without token info is a removal (2.0.1 D01, 1.6 §5.15)."""
+    wire = _LOCAL_LIST_WIRE[version]
+    entries = [
+        {**wire.token(entry.id_token), wire.info_key: {"status": "Accepted"}}
         for entry in command.entries
     ]
-    entries += [
-        {"idToken": {"idToken": code, "type": KEYCODE_TOKEN_TYPE}} for code in command.removed
-    ]
+    entries += [wire.token(code) for code in command.removed]
     payload: dict[str, Any] = {
-        "versionNumber": command.version,
+        wire.version_key: command.version,
         "updateType": "Full" if command.full else "Differential",
     }
     if entries:
-        payload["localAuthorizationList"] = entries
-    return payload
-
-
-def _send_local_list_v16(command: SendLocalList) -> dict[str, Any]:
-    """SendLocalList.req (1.6 §6.40); an entry without idTagInfo is a removal (§5.15)."""
-    entries: list[dict[str, Any]] = [
-        {"idTag": entry.id_token, "idTagInfo": {"status": "Accepted"}} for entry in command.entries
-    ]
-    entries += [{"idTag": code} for code in command.removed]
-    payload: dict[str, Any] = {
-        "listVersion": command.version,
-        "updateType": "Full" if command.full else "Differential",
-    }
-    if entries:
-        payload["localAuthorizationList"] = entries
+        payload["localAuthorizationList"] = entries  # minItems 1: absent when empty
     return payload
 
 
 def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, ...]:
     """The CALLs that carry ``command`` to a charger speaking ``version``."""
     if isinstance(command, SendLocalList):
-        if version is OcppVersion.V201:
-            return (
-                Step(
-                    action="SendLocalList",
-                    payload=_send_local_list_v201(command),
-                    accepted=_list_accepted,
-                ),
-            )
-        return (
-            Step(
-                action="SendLocalList",
-                payload=_send_local_list_v16(command),
-                accepted=_list_accepted,
-            ),
-        )
+        payload = _send_local_list(command, version)
+        return (Step(action="SendLocalList", payload=payload, accepted=_list_accepted),)
     settings = _settings(command)
     if version is OcppVersion.V201:
         # SetVariables on the custom component (2.0.1 B05); all variables in one request.
@@ -164,6 +155,5 @@ def local_list_version_step(version: OcppVersion) -> Step:
 
 
 def reported_list_version(payload: dict[str, Any], version: OcppVersion) -> int:
-    key = "versionNumber" if version is OcppVersion.V201 else "listVersion"
-    value = payload.get(key, 0)
+    value = payload.get(_LOCAL_LIST_WIRE[version].version_key, 0)
     return value if isinstance(value, int) else 0

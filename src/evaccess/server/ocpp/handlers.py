@@ -167,6 +167,19 @@ _DATA_TRANSFER_HANDLERS: Final[
 }
 
 
+async def _boot(ctx: HandlerContext, info: BootInfo) -> Reply:
+    """Record the boot, accept it, then flush the outbox (boot may queue a PIN)."""
+    await ctx.backend.boot(ctx.charger_id, info)
+    return Reply(
+        payload={
+            "currentTime": _now(ctx.clock),
+            "interval": HEARTBEAT_INTERVAL_S,
+            "status": "Accepted",
+        },
+        flush_outbox=True,
+    )
+
+
 # --- OCPP 2.0.1 ----------------------------------------------------------------------------
 
 
@@ -179,15 +192,7 @@ async def boot_notification_v201(ctx: HandlerContext, payload: dict[str, Any]) -
         firmware=station.get("firmwareVersion"),
         serial=station.get("serialNumber"),
     )
-    await ctx.backend.boot(ctx.charger_id, info)
-    return Reply(
-        payload={
-            "currentTime": _now(ctx.clock),
-            "interval": HEARTBEAT_INTERVAL_S,
-            "status": "Accepted",
-        },
-        flush_outbox=True,
-    )
+    return await _boot(ctx, info)
 
 
 async def status_notification_v201(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:
@@ -257,15 +262,7 @@ async def boot_notification_v16(ctx: HandlerContext, payload: dict[str, Any]) ->
         firmware=payload.get("firmwareVersion"),
         serial=payload.get("chargePointSerialNumber"),
     )
-    await ctx.backend.boot(ctx.charger_id, info)
-    return Reply(
-        payload={
-            "currentTime": _now(ctx.clock),
-            "interval": HEARTBEAT_INTERVAL_S,
-            "status": "Accepted",
-        },
-        flush_outbox=True,
-    )
+    return await _boot(ctx, info)
 
 
 async def status_notification_v16(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:

@@ -9,8 +9,8 @@ event loop and returns an ``OcppServer`` (``.port``, ``.notifier``, ``.stats()``
 Handshake (OCPP 2.0.1 Part 4 §3; OCPP-J 1.6 §3-4):
 
 * Basic Auth, username = charger id (security profile 1; profile 2 is the same over TLS
-  when ``ssl`` is given, 2.0.1 Part 2 A00.FR.2xx). A missing header, an unknown charger or
-  a wrong password is refused with HTTP 401 before the upgrade and counted.
+  when ``ssl`` is given; 2.0.1 Part 2 A00, security profiles). A missing header, an
+  unknown charger or a wrong password is refused with HTTP 401 before the upgrade, counted.
 * Subprotocols ``ocpp2.0.1`` and ``ocpp1.6``. When none of the offered ones matches, the
   handshake completes without ``Sec-WebSocket-Protocol`` and the server then closes
   (OCPP-J 1.6 §4.1.2 / 2.0.1 Part 4 §3.1.2), instead of websockets' default HTTP 400.

@@ -84,6 +84,7 @@ class OcppSession:
 
     __slots__ = (
         "_background",
+        "_closed",
         "_counters",
         "_ctx",
         "_done_ids",
@@ -133,6 +134,7 @@ class OcppSession:
         self._message_ids = count(1)
         self._fetching = False
         self._refetch = False
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -153,12 +155,16 @@ class OcppSession:
         except ConnectionClosed:
             pass
         finally:
+            self._closed = True  # nothing more is sent, no timer outlives the connection
             if self._in_flight is not None and self._in_flight.timer is not None:
                 self._in_flight.timer.cancel()
             self._in_flight = None
+            self._jobs.clear()
 
     def poke(self) -> None:
         """Fetch ``pending_commands`` and send what is new (``ChargerNotifier.poke``)."""
+        if self._closed:
+            return
         if self._fetching:
             self._refetch = True
             return
@@ -171,8 +177,13 @@ class OcppSession:
                 await coroutine
             except ConnectionClosed:
                 pass
-            except Exception:
-                log.exception("charger %s: outbound command path failed", self.charger_id)
+            except Exception as exc:
+                # Type only: a driver's message may quote the values it was given.
+                log.error(
+                    "charger %s: outbound command path failed: %s",
+                    self.charger_id,
+                    type(exc).__name__,
+                )
 
         task = asyncio.get_running_loop().create_task(guarded())
         self._background.add(task)
@@ -193,7 +204,10 @@ class OcppSession:
                 await self._send_error(exc.message_id, exc.error, exc.description)
             return
         if isinstance(frame, Call):
-            await self._on_call(frame, len(message))
+            size = len(message)
+            if isinstance(message, str) and size * 4 > self.bytes_per_message:
+                size = len(message.encode())  # exact UTF-8 bytes only when it can matter
+            await self._on_call(frame, size)
         elif isinstance(frame, CallResult):
             await self._on_answer(frame.message_id, frame.payload, error=False)
         else:
@@ -278,10 +292,10 @@ class OcppSession:
                     break
         finally:
             self._fetching = False
-        await self._send_next()
+            await self._send_next()  # what is queued goes out even if the fetch failed
 
     async def _send_next(self) -> None:
-        if self._in_flight is not None or not self._jobs:
+        if self._closed or self._in_flight is not None or not self._jobs:
             return
         job = self._jobs[0]
         step = job.steps[job.index]
