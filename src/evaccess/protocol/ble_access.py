@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKE2Error
+from spake2.spake2 import SPAKEError
 
 from evaccess.domain import lockout
 from evaccess.domain.clock import RandomSource
@@ -571,7 +571,7 @@ class ChargerLink:
         message_b = spake.start()
         try:
             shared = spake.finish(message_a)
-        except (SPAKE2Error, ValueError) as exc:
+        except (SPAKEError, ValueError) as exc:
             raise ProtocolViolation("bad SPAKE2 message") from exc
         transcript = _transcript(frame.version, id_a, id_b, message_a, message_b, use_pin)
         keys = derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + transcript)
@@ -720,7 +720,7 @@ class PhonePake:
         message_b = frame.get(Tag.PAKE_MESSAGE)
         try:
             shared = self._spake.finish(message_b)
-        except (SPAKE2Error, ValueError):
+        except (SPAKEError, ValueError):
             raise ProtocolViolation("bad SPAKE2 message from the charger") from None
         self._transcript = _transcript(
             PROTOCOL_VERSION, self._id_a, self._id_b, self._message_a, message_b, self.use_pin

@@ -1,0 +1,268 @@
+"""The phone as a Bluetooth LE central (Bumble): find a charger by its advertised name,
+connect, and speak the Access Service (docs/ble-protocol.md) to it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from bumble.att import ATT_Error
+from bumble.core import AdvertisingData, ProtocolError
+from bumble.device import Advertisement, Connection, Device, Peer
+from bumble.gatt_client import CharacteristicProxy
+from bumble.hci import Address
+from bumble.pairing import PairingConfig, PairingDelegate
+from bumble.smp import ErrorCode as SmpErrorCode
+from bumble.transport import open_transport
+from bumble.transport.common import Transport
+
+from evaccess.domain.clock import RandomSource
+from evaccess.domain.errors import (
+    EvAccessError,
+    IntegrityFailure,
+    InvalidInput,
+    LockedOut,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    PinRejected,
+)
+from evaccess.protocol import ble_access as proto
+
+log = logging.getLogger(__name__)
+
+SCAN_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0
+MTU = 247
+
+
+class _KeyboardDelegate(PairingDelegate):
+    """Passkey mode: the phone 'types' the charger's PIN as the LE SC passkey."""
+
+    def __init__(self, pin: str) -> None:
+        super().__init__(io_capability=PairingDelegate.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT)
+        self._pin = pin
+
+    async def get_number(self) -> int | None:
+        return int(self._pin)
+
+
+class PhoneCentral:
+    """One Bumble device for the app, attached to ``transport`` (``tcp-client:...``,
+    ``usb:0``, ...)."""
+
+    def __init__(self, transport: str, *, rng: RandomSource, name: str = "evaccess-app") -> None:
+        self._spec = transport
+        self._rng = rng
+        self._name = name
+        self._transport: Transport | None = None
+        self.device: Device | None = None
+
+    async def __aenter__(self) -> Self:
+        self._transport = await open_transport(self._spec)
+        device = Device.with_hci(
+            self._name, Address.generate_static_address(), self._transport.source,
+            self._transport.sink,
+        )
+        device.irk = self._rng.token_bytes(16)
+        await device.power_on()
+        self.device = device
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.device is not None:
+            for connection in list(self.device.connections.values()):
+                try:
+                    await connection.disconnect()
+                except Exception:
+                    log.debug("disconnect failed", exc_info=True)
+            await self.device.power_off()
+        if self._transport is not None:
+            await self._transport.close()
+
+    async def find(self, serial: str, timeout: float = SCAN_TIMEOUT_S) -> Address:
+        """Scan for the charger advertising ``evaccess-SERIAL``."""
+        assert self.device is not None
+        wanted = proto.advertised_name(serial)
+        found: asyncio.Future[Address] = asyncio.get_running_loop().create_future()
+
+        def on_advertisement(advertisement: Advertisement) -> None:
+            name = advertisement.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
+            if name == wanted and not found.done() and advertisement.is_connectable:
+                found.set_result(advertisement.address)
+
+        self.device.on(self.device.EVENT_ADVERTISEMENT, on_advertisement)
+        await self.device.start_scanning(filter_duplicates=False, scan_interval=20,
+                                         scan_window=20)
+        try:
+            return await asyncio.wait_for(found, timeout)
+        except TimeoutError:
+            raise NotFound(f"charger {serial} is not in Bluetooth range") from None
+        finally:
+            self.device.remove_listener(self.device.EVENT_ADVERTISEMENT, on_advertisement)
+            await self.device.stop_scanning()
+
+    async def connect(self, serial: str, timeout: float = CONNECT_TIMEOUT_S) -> ChargerSession:
+        assert self.device is not None
+        address = await self.find(serial, timeout)
+        try:
+            # notes/bumble.md trap 5: connect() alone may never time out
+            connection = await asyncio.wait_for(self.device.connect(address), timeout)
+        except TimeoutError:
+            raise NotFound(f"charger {serial} did not accept the connection") from None
+        session = ChargerSession(connection, serial=serial, rng=self._rng)
+        await session.discover()
+        return session
+
+
+class ChargerSession:
+    """One connection to a charger's Access Service."""
+
+    def __init__(self, connection: Connection, *, serial: str, rng: RandomSource) -> None:
+        self.connection = connection
+        self.serial = serial
+        self._rng = rng
+        self._peer = Peer(connection)
+        self._characteristics: dict[UUID, CharacteristicProxy[bytes]] = {}
+        self.cipher: proto.SessionCipher | None = None
+
+    async def discover(self) -> None:
+        await self._peer.request_mtu(MTU)
+        services = await self._peer.discover_services([proto.SERVICE_UUID.hex])
+        if not services:
+            raise NotFound(f"charger {self.serial} does not offer the evaccess service")
+        characteristics = await services[0].discover_characteristics()
+        by_uuid = {UUID(str(c.uuid).replace("-", "").lower()): c for c in characteristics}
+        wanted = (proto.INFO_UUID, proto.ACCESS_UUID, *proto.CONFIG_UUIDS)
+        missing = [uuid for uuid in wanted if uuid not in by_uuid]
+        if missing:
+            raise NotFound(f"charger {self.serial} lacks part of the evaccess service")
+        self._characteristics = {uuid: by_uuid[uuid] for uuid in wanted}
+
+    async def close(self) -> None:
+        try:
+            await self.connection.disconnect()
+        except Exception:
+            log.debug("disconnect failed", exc_info=True)
+
+    async def info(self) -> proto.ChargerInfo:
+        raw = await self._characteristics[proto.INFO_UUID].read_value()
+        info = proto.ChargerInfo.from_frame(proto.decode(bytes(raw)))
+        proto.negotiate_version(info.versions)
+        return info
+
+    async def _exchange(self, request: bytes) -> bytes:
+        access = self._characteristics[proto.ACCESS_UUID]
+        await access.write_value(request, with_response=True)
+        return bytes(await access.read_value())
+
+    async def pair_link_with_passkey(self, pin: str) -> None:
+        """Passkey mode: LE SC Passkey Entry with the PIN (section 9)."""
+        assert self.connection.device is not None
+        self.connection.device.pairing_config_factory = lambda _c: PairingConfig(
+            sc=True, mitm=True, bonding=False, delegate=_KeyboardDelegate(pin)
+        )
+        try:
+            await self.connection.pair()
+        except ProtocolError as exc:
+            if exc.error_code == SmpErrorCode.CONFIRM_VALUE_FAILED:
+                raise proto.WrongPin("wrong PIN") from None
+            if exc.error_code == SmpErrorCode.REPEATED_ATTEMPTS:
+                raise LockedOut(
+                    "too many wrong PINs: pairing is locked; try again later", retry_after=0.0
+                ) from None
+            raise NotAuthenticated(
+                f"the charger refused Bluetooth pairing ({exc.error_name})"
+            ) from None
+
+    async def enrol(self, *, phone_id: bytes, pin: str | None) -> bytes:
+        """Sections 5.1-5.3: the SPAKE2 exchange; returns the credential secret."""
+        pake = proto.PhonePake(phone_id=phone_id, serial=self.serial, pin=pin)
+        reply = await self._exchange(pake.start())
+        confirm = pake.on_reply(reply)
+        answer = await self._exchange(confirm)
+        secret, cipher = pake.on_credential(answer)
+        self.cipher = cipher
+        return secret
+
+    async def authenticate(self, *, phone_id: bytes, secret: bytes) -> None:
+        """Section 5.4: challenge-response with the credential."""
+        auth = proto.PhoneAuth(
+            phone_id=phone_id,
+            serial=self.serial,
+            secret=secret,
+            nonce=self._rng.token_bytes(proto.NONCE_BYTES),
+        )
+        challenge = await self._exchange(auth.begin())
+        ok = await self._exchange(auth.on_challenge(challenge))
+        self.cipher = auth.on_ok(ok)
+
+    async def forget(self, *, phone_id: bytes) -> None:
+        if self.cipher is None:
+            raise NotAuthenticated("authenticate first")
+        reply = await self._exchange(proto.forget_request(self.cipher, phone_id))
+        proto.expect_reply(reply, proto.MessageType.FORGOTTEN)
+        self.cipher = None
+
+    async def read_setting(self, uuid: UUID) -> dict[str, Any]:
+        cipher = self._require_session()
+        try:
+            raw = await self._characteristics[uuid].read_value()
+        except ATT_Error as exc:
+            raise _att_error(exc) from None
+        return proto.open_json(cipher, uuid, bytes(raw))
+
+    async def write_setting(self, uuid: UUID, value: dict[str, Any]) -> None:
+        cipher = self._require_session()
+        try:
+            await self._characteristics[uuid].write_value(
+                proto.seal_json(cipher, uuid, value), with_response=True
+            )
+        except ATT_Error as exc:
+            raise _att_error(exc) from None
+
+    async def raw_read(self, uuid: UUID) -> bytes:
+        """Read a characteristic without a session (tests: refusal of unauthenticated reads)."""
+        try:
+            return bytes(await self._characteristics[uuid].read_value())
+        except ATT_Error as exc:
+            raise _att_error(exc) from None
+
+    async def raw_write(self, uuid: UUID, value: bytes) -> None:
+        try:
+            await self._characteristics[uuid].write_value(value, with_response=True)
+        except ATT_Error as exc:
+            raise _att_error(exc) from None
+
+    def _require_session(self) -> proto.SessionCipher:
+        if self.cipher is None:
+            raise NotAuthenticated("authenticate first")
+        return self.cipher
+
+
+_ATT_ERRORS: dict[int, tuple[type[EvAccessError], str]] = {
+    proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION: (
+        NotAuthenticated,
+        "the charger requires an authenticated session",
+    ),
+    proto.AttErrorCode.INVALID_VALUE: (InvalidInput, "the charger rejected the value"),
+    proto.AttErrorCode.PIN_REJECTED: (PinRejected, "the charger rejected the new PIN"),
+    proto.AttErrorCode.NOT_PERMITTED: (
+        PermissionDenied,
+        "the charger's policy does not allow this change",
+    ),
+    proto.AttErrorCode.INTEGRITY: (IntegrityFailure, "the charger could not verify the value"),
+}
+
+
+def _att_error(exc: ATT_Error) -> EvAccessError:
+    cls, text = _ATT_ERRORS.get(exc.error_code, (EvAccessError, "Bluetooth request failed"))
+    return cls(f"{text} (ATT error 0x{exc.error_code:02X})")

@@ -1,0 +1,146 @@
+"""What the phone app does with a charger over Bluetooth: pair (PIN -> credential),
+connect with a credential, configure, forget (docs/ble-protocol.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from evaccess.app.ble.central import ChargerSession, PhoneCentral
+from evaccess.app.ble.credentials import CredentialStore, PhoneCredential
+from evaccess.domain.clock import RandomSource
+from evaccess.domain.errors import Conflict, NotAuthenticated
+from evaccess.protocol import ble_access as proto
+
+
+class PinSource(Protocol):
+    """Where the app gets a charger's PIN when the user may see it (the server)."""
+
+    async def pin_for(self, serial: str) -> str | None:
+        """The PIN, or ``None`` when this user may not see it (the user types it)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PairResult:
+    serial: str
+    phone_id: str
+    pin_required: bool
+    pin_mode: str
+
+
+@asynccontextmanager
+async def _connected(
+    transport: str, serial: str, rng: RandomSource
+) -> AsyncIterator[ChargerSession]:
+    async with PhoneCentral(transport, rng=rng) as central:
+        session = await central.connect(serial)
+        try:
+            yield session
+        finally:
+            await session.close()
+
+
+async def pair(
+    *,
+    transport: str,
+    serial: str,
+    pin: str | None,
+    store: CredentialStore,
+    rng: RandomSource,
+) -> PairResult:
+    """Prove the PIN (or enrol PIN-less when the charger needs none) and keep the credential.
+
+    Raises ``WrongPin`` for a wrong PIN (one failed guess on the charger), ``LockedOut`` /
+    ``PairingDisabled`` during a lockout, ``Conflict`` when a PIN is needed but none given.
+    """
+    phone_id = store.phone_id(rng)
+    async with _connected(transport, serial, rng) as session:
+        info = await session.info()
+        if info.pin_required and pin is None:
+            raise Conflict("this charger requires its Bluetooth PIN", code="pin_needed")
+        if info.pin_required and info.pin_mode is proto.PinMode.PASSKEY:
+            assert pin is not None
+            await session.pair_link_with_passkey(pin)
+            secret = await session.enrol(phone_id=phone_id, pin=None)
+        else:
+            secret = await session.enrol(
+                phone_id=phone_id, pin=pin if info.pin_required else None
+            )
+        store.save(PhoneCredential(serial=serial, phone_id=phone_id, secret=secret))
+        return PairResult(
+            serial=serial,
+            phone_id=phone_id.hex(),
+            pin_required=info.pin_required,
+            pin_mode=info.pin_mode.name.lower(),
+        )
+
+
+async def charger_pin_required(*, transport: str, serial: str, rng: RandomSource) -> bool:
+    async with _connected(transport, serial, rng) as session:
+        return (await session.info()).pin_required
+
+
+@asynccontextmanager
+async def authenticated(
+    *, transport: str, serial: str, store: CredentialStore, rng: RandomSource
+) -> AsyncIterator[ChargerSession]:
+    """A session authenticated with this phone's credential (no PIN)."""
+    credential = store.load(serial)
+    async with _connected(transport, serial, rng) as session:
+        try:
+            await session.authenticate(phone_id=credential.phone_id, secret=credential.secret)
+        except NotAuthenticated as exc:
+            raise NotAuthenticated(
+                f"{exc.message}: pair again with `evaccess app pair {serial}`", code=exc.code
+            ) from None
+        yield session
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConfigChange:
+    wifi_ssid: str | None = None
+    wifi_password: str | None = None
+    current_limit_a: int | None = None
+    firmware_update_url: str | None = None
+    new_pin: str | None = None
+
+    def __repr__(self) -> str:  # the Wi-Fi password and PIN stay out of any repr
+        return "ConfigChange(...)"
+
+
+async def configure(
+    *,
+    transport: str,
+    serial: str,
+    change: ConfigChange,
+    store: CredentialStore,
+    rng: RandomSource,
+) -> dict[str, Any]:
+    """Apply ``change``; returns the charger's (non-secret) settings read back."""
+    async with authenticated(transport=transport, serial=serial, store=store, rng=rng) as s:
+        if change.wifi_ssid is not None:
+            await s.write_setting(
+                proto.WIFI_UUID,
+                {"ssid": change.wifi_ssid, "password": change.wifi_password or ""},
+            )
+        if change.current_limit_a is not None:
+            await s.write_setting(proto.CURRENT_LIMIT_UUID, {"amps": change.current_limit_a})
+        if change.firmware_update_url is not None:
+            await s.write_setting(proto.FIRMWARE_UPDATE_UUID, {"url": change.firmware_update_url})
+        if change.new_pin is not None:
+            await s.write_setting(proto.PIN_UUID, {"pin": change.new_pin})
+        wifi = await s.read_setting(proto.WIFI_UUID)
+        limit = await s.read_setting(proto.CURRENT_LIMIT_UUID)
+        return {"wifi_ssid": wifi.get("ssid", ""), "current_limit_a": limit.get("amps")}
+
+
+async def forget(
+    *, transport: str, serial: str, store: CredentialStore, rng: RandomSource
+) -> None:
+    """Ask the charger to drop this phone's credential, then drop it here too."""
+    credential: PhoneCredential = store.load(serial)
+    async with authenticated(transport=transport, serial=serial, store=store, rng=rng) as s:
+        await s.forget(phone_id=credential.phone_id)
+    store.delete(serial)

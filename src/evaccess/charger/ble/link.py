@@ -1,0 +1,132 @@
+"""``evaccess ble-link``: virtual Bluetooth LE controllers on one link, each served to one
+program over TCP (Bumble's ``apps.controllers`` on free ports), so a charger and a phone
+app run in separate terminals or processes with no radio.
+
+A program attaches with ``--ble-transport tcp-client:127.0.0.1:PORT``; on hardware the same
+programs take ``usb:0``, ``hci-socket:0`` or ``serial:/dev/...`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Annotated, Self
+
+import typer
+from bumble.controller import Controller
+from bumble.link import LocalLink
+from bumble.transport.common import StreamPacketSource
+
+from evaccess.console import command, out
+
+ble_link_app = typer.Typer(
+    help="Host virtual Bluetooth LE controllers on one link (no radio needed).",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+
+class _HostSink:
+    """Packets from a controller to whichever program is attached now.
+
+    Bumble's ``tcp-server`` transport shares one sink between connections, so a program that
+    re-attaches right after another left can be detached by the late ``connection_lost`` of
+    the previous one; here only the current connection's loss detaches."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+
+    def on_packet(self, packet: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(packet)
+
+
+class _HciOverTcp(asyncio.Protocol):
+    def __init__(self, source: StreamPacketSource, sink: _HostSink) -> None:
+        self._source = source
+        self._sink = sink
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._sink.transport = transport
+        self._source.parser.reset()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._sink.transport is self._transport:
+            self._sink.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._sink.transport is self._transport:
+            self._source.data_received(data)
+
+
+@dataclass(kw_only=True, slots=True)
+class VirtualLink:
+    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to."""
+
+    count: int = 2
+    host: str = "127.0.0.1"
+    ports: tuple[int, ...] = ()
+    transports: list[str] = field(default_factory=list)
+    _servers: list[asyncio.Server] = field(default_factory=list)
+    _controllers: list[Controller] = field(default_factory=list)
+
+    async def start(self) -> None:
+        link = LocalLink()
+        ports = self.ports or (0,) * self.count
+        for index, port in enumerate(ports):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            bound = sock.getsockname()[1]
+            source, sink = StreamPacketSource(), _HostSink()
+            server = await asyncio.get_running_loop().create_server(
+                lambda source=source, sink=sink: _HciOverTcp(source, sink), sock=sock
+            )
+            self._servers.append(server)
+            self._controllers.append(
+                Controller(f"C{index}", host_source=source, host_sink=sink, link=link)
+            )
+            self.transports.append(f"tcp-client:{self.host}:{bound}")
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+@ble_link_app.callback()
+@command
+async def ble_link(
+    devices: Annotated[int, typer.Option(min=2, max=16, help="How many controllers.")] = 2,
+    port: Annotated[
+        list[int] | None,
+        typer.Option(help="Fixed TCP port per controller (repeat); default: free ports."),
+    ] = None,
+) -> None:
+    """Run until interrupted; print one transport string per controller."""
+    ports = tuple(port or ())
+    if ports and len(ports) != devices:
+        devices = len(ports)
+    async with VirtualLink(count=devices, ports=ports) as link:
+        for transport in link.transports:
+            out.print(transport, highlight=False)
+        out.print("virtual link up; Ctrl-C to stop", style="dim")
+        await asyncio.get_running_loop().create_future()
