@@ -83,8 +83,7 @@ def make_charger(rig: Rig, **overrides: object) -> BlePeripheral:
 async def start_rig(tmp_path: Path, devices: int = 3, **overrides: object) -> Rig:
     link = VirtualLink(count=devices)
     await link.start()
-    rig = Rig(link=link, tmp=tmp_path, clock=ManualClock(), server=RecordingServer(),
-              charger=None)  # type: ignore[arg-type]
+    rig = Rig(link=link, tmp=tmp_path, clock=ManualClock(), server=RecordingServer(), charger=None)  # type: ignore[arg-type]
     rig.charger = make_charger(rig, **overrides)
     await rig.charger.start()
     return rig

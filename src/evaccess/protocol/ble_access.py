@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -812,3 +813,21 @@ def pairing_state(state: lockout.LockoutState, now: float) -> tuple[PairingState
     if state.is_locked(now):
         return PairingState.LOCKED, state.locked_until - now
     return PairingState.OPEN, 0.0
+
+
+# --- Logging ------------------------------------------------------------------------------------
+
+SECRET_DEBUG_LOGGERS = ("bumble.smp",)
+"""Bumble's SMP debug lines print the passkey (the PIN in passkey mode) and key material."""
+
+
+def _drop_debug(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.INFO
+
+
+def silence_secret_debug_logs() -> None:
+    """Drop DEBUG records of loggers that print secrets, whatever the logging level set."""
+    for name in SECRET_DEBUG_LOGGERS:
+        logger = logging.getLogger(name)
+        if _drop_debug not in logger.filters:
+            logger.addFilter(_drop_debug)

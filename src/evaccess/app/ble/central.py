@@ -10,6 +10,7 @@ from typing import Any, Self
 from uuid import UUID
 
 from bumble.att import ATT_Error
+from bumble.core import UUID as BtUUID
 from bumble.core import AdvertisingData, ProtocolError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
@@ -62,9 +63,12 @@ class PhoneCentral:
         self.device: Device | None = None
 
     async def __aenter__(self) -> Self:
+        proto.silence_secret_debug_logs()
         self._transport = await open_transport(self._spec)
         device = Device.with_hci(
-            self._name, Address.generate_static_address(), self._transport.source,
+            self._name,
+            Address.generate_static_address(),
+            self._transport.source,
             self._transport.sink,
         )
         device.irk = self._rng.token_bytes(16)
@@ -88,7 +92,7 @@ class PhoneCentral:
         if self._transport is not None:
             await self._transport.close()
 
-    async def find(self, serial: str, timeout: float = SCAN_TIMEOUT_S) -> Address:
+    async def find(self, serial: str, within_s: float = SCAN_TIMEOUT_S) -> Address:
         """Scan for the charger advertising ``evaccess-SERIAL``."""
         assert self.device is not None
         wanted = proto.advertised_name(serial)
@@ -100,22 +104,21 @@ class PhoneCentral:
                 found.set_result(advertisement.address)
 
         self.device.on(self.device.EVENT_ADVERTISEMENT, on_advertisement)
-        await self.device.start_scanning(filter_duplicates=False, scan_interval=20,
-                                         scan_window=20)
+        await self.device.start_scanning(filter_duplicates=False, scan_interval=20, scan_window=20)
         try:
-            return await asyncio.wait_for(found, timeout)
+            return await asyncio.wait_for(found, within_s)
         except TimeoutError:
             raise NotFound(f"charger {serial} is not in Bluetooth range") from None
         finally:
             self.device.remove_listener(self.device.EVENT_ADVERTISEMENT, on_advertisement)
             await self.device.stop_scanning()
 
-    async def connect(self, serial: str, timeout: float = CONNECT_TIMEOUT_S) -> ChargerSession:
+    async def connect(self, serial: str, within_s: float = CONNECT_TIMEOUT_S) -> ChargerSession:
         assert self.device is not None
-        address = await self.find(serial, timeout)
+        address = await self.find(serial, within_s)
         try:
             # notes/bumble.md trap 5: connect() alone may never time out
-            connection = await asyncio.wait_for(self.device.connect(address), timeout)
+            connection = await asyncio.wait_for(self.device.connect(address), within_s)
         except TimeoutError:
             raise NotFound(f"charger {serial} did not accept the connection") from None
         session = ChargerSession(connection, serial=serial, rng=self._rng)
@@ -136,7 +139,7 @@ class ChargerSession:
 
     async def discover(self) -> None:
         await self._peer.request_mtu(MTU)
-        services = await self._peer.discover_services([proto.SERVICE_UUID.hex])
+        services = await self._peer.discover_services([BtUUID(str(proto.SERVICE_UUID))])
         if not services:
             raise NotFound(f"charger {self.serial} does not offer the evaccess service")
         characteristics = await services[0].discover_characteristics()

@@ -3,7 +3,7 @@ connect with a credential, configure, forget (docs/ble-protocol.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,27 +46,33 @@ async def pair(
     *,
     transport: str,
     serial: str,
-    pin: str | None,
+    pin: str | Callable[[], Awaitable[str]] | None,
     store: CredentialStore,
     rng: RandomSource,
 ) -> PairResult:
     """Prove the PIN (or enrol PIN-less when the charger needs none) and keep the credential.
 
-    Raises ``WrongPin`` for a wrong PIN (one failed guess on the charger), ``LockedOut`` /
-    ``PairingDisabled`` during a lockout, ``Conflict`` when a PIN is needed but none given.
+    ``pin`` may be a function, called only when the charger requires a PIN (revealing a PIN
+    on the server is audited, so it is not fetched needlessly). Raises ``WrongPin`` for a
+    wrong PIN (one failed guess on the charger), ``LockedOut`` / ``PairingDisabled`` during a
+    lockout, ``Conflict`` when a PIN is needed but none given.
     """
     phone_id = store.phone_id(rng)
     async with _connected(transport, serial, rng) as session:
         info = await session.info()
+        if info.pin_required and callable(pin):
+            pin = await pin()
         if info.pin_required and pin is None:
             raise Conflict("this charger requires its Bluetooth PIN", code="pin_needed")
+        if info.pairing_state is proto.PairingState.DISABLED and info.pin_required:
+            raise proto.error_from_frame(proto.error_frame(proto.ErrorCode.PAIRING_DISABLED))
         if info.pin_required and info.pin_mode is proto.PinMode.PASSKEY:
-            assert pin is not None
+            assert isinstance(pin, str)
             await session.pair_link_with_passkey(pin)
             secret = await session.enrol(phone_id=phone_id, pin=None)
         else:
             secret = await session.enrol(
-                phone_id=phone_id, pin=pin if info.pin_required else None
+                phone_id=phone_id, pin=pin if info.pin_required and isinstance(pin, str) else None
             )
         store.save(PhoneCredential(serial=serial, phone_id=phone_id, secret=secret))
         return PairResult(
@@ -136,9 +142,7 @@ async def configure(
         return {"wifi_ssid": wifi.get("ssid", ""), "current_limit_a": limit.get("amps")}
 
 
-async def forget(
-    *, transport: str, serial: str, store: CredentialStore, rng: RandomSource
-) -> None:
+async def forget(*, transport: str, serial: str, store: CredentialStore, rng: RandomSource) -> None:
     """Ask the charger to drop this phone's credential, then drop it here too."""
     credential: PhoneCredential = store.load(serial)
     async with authenticated(transport=transport, serial=serial, store=store, rng=rng) as s:

@@ -9,6 +9,7 @@ programs take ``usb:0``, ``hci-socket:0`` or ``serial:/dev/...`` instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -76,7 +77,7 @@ class VirtualLink:
     _controllers: list[Controller] = field(default_factory=list)
 
     async def start(self) -> None:
-        link = LocalLink()
+        link = LocalLink()  # type: ignore[no-untyped-call]
         ports = self.ports or (0,) * self.count
         for index, port in enumerate(ports):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -86,7 +87,7 @@ class VirtualLink:
             bound = sock.getsockname()[1]
             source, sink = StreamPacketSource(), _HostSink()
             server = await asyncio.get_running_loop().create_server(
-                lambda source=source, sink=sink: _HciOverTcp(source, sink), sock=sock
+                functools.partial(_HciOverTcp, source, sink), sock=sock
             )
             self._servers.append(server)
             self._controllers.append(

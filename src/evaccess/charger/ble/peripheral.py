@@ -49,6 +49,7 @@ PIN_MODES = ("pake", "passkey")
 ATTEMPT_TIMEOUT_S = 10.0
 """A PIN exchange not confirmed within this time ends (counted as a failure) so one phone
 cannot hold the one-at-a-time exchange slot."""
+REPLY_GRACE_S = 0.05
 CURRENT_LIMIT_RANGE_A = (6, 32)
 DEFAULT_CURRENT_LIMIT_A = 16
 
@@ -141,6 +142,7 @@ class BlePeripheral:
         self._attempt: Connection | None = None
         self._attempt_timer: asyncio.TimerHandle | None = None
         self._passkey_attempts: set[Connection] = set()
+        self._drop_after_reply: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_events: list[lockout.LockoutEvent] = []
         self._transport: Transport | None = None
@@ -151,6 +153,7 @@ class BlePeripheral:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        proto.silence_secret_debug_logs()
         self._transport = await open_transport(self.transport_spec)
         address = Address.generate_static_address()
         device = Device.with_hci(
@@ -271,6 +274,12 @@ class BlePeripheral:
         await self._flush_events()
 
     def _read_access(self, connection: Connection) -> bytes:
+        if connection in self._drop_after_reply:
+            # the phone has its answer (e.g. "wrong PIN"): now end the link
+            self._drop_after_reply.discard(connection)
+            asyncio.get_running_loop().call_later(
+                REPLY_GRACE_S, lambda: self._spawn(self._disconnect(connection))
+            )
         return self._replies.pop(connection, b"")
 
     def _session(self, connection: Connection) -> tuple[proto.ChargerLink, proto.SessionCipher]:
@@ -373,6 +382,7 @@ class BlePeripheral:
     def _on_gone(self, connection: Connection) -> None:
         link = self.links.pop(connection, None)
         self._replies.pop(connection, None)
+        self._drop_after_reply.discard(connection)
         if link is not None:
             link.close()
         if connection in self._passkey_attempts:
@@ -453,8 +463,12 @@ class BlePeripheral:
     def end_attempt(self, connection: Connection, *, success: bool) -> None:
         self._release_attempt()
         self._count(success=success)
-        if not success:
-            self._spawn(self._disconnect(connection))
+        if not success and connection in self.links:
+            # After a wrong PIN the link ends once the phone read the answer (or soon).
+            self._drop_after_reply.add(connection)
+            asyncio.get_running_loop().call_later(
+                ATTEMPT_TIMEOUT_S / 10, lambda: self._spawn(self._disconnect(connection))
+            )
 
     def _release_attempt(self) -> None:
         self._attempt = None
@@ -559,6 +573,8 @@ class BlePeripheral:
             )
 
     async def _disconnect(self, connection: Connection) -> None:
+        if connection not in self.links:
+            return  # already gone: its handle may belong to a newer link by now
         try:
             await connection.disconnect()
         except Exception:
