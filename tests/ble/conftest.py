@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,7 @@ class Rig:
     server: RecordingServer
     charger: BlePeripheral
     rng: SystemRandom = field(default_factory=SystemRandom)
+    cleanups: list[Any] = field(default_factory=list)
 
     @property
     def charger_transport(self) -> str:
@@ -89,9 +91,15 @@ async def start_rig(tmp_path: Path, devices: int = 3, **overrides: object) -> Ri
     return rig
 
 
+async def stop_rig(rig: Rig) -> None:
+    for central in rig.cleanups:
+        await central.__aexit__(None, None, None)
+    await rig.charger.stop()
+    await rig.link.close()
+
+
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     rig = await start_rig(tmp_path)
     yield rig
-    await rig.charger.stop()
-    await rig.link.close()
+    await stop_rig(rig)

@@ -38,6 +38,18 @@ log = logging.getLogger(__name__)
 SCAN_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 MTU = 247
+DISCONNECT_TIMEOUT_S = 2.0
+
+
+async def disconnect_quietly(connection: Connection) -> None:
+    """Disconnect unless the link is already gone (the charger may end it first)."""
+    device = connection.device
+    if device is None or device.connections.get(connection.handle) is not connection:
+        return
+    try:
+        await asyncio.wait_for(connection.disconnect(), DISCONNECT_TIMEOUT_S)
+    except Exception:
+        log.debug("disconnect failed", exc_info=True)
 
 
 class _KeyboardDelegate(PairingDelegate):
@@ -84,10 +96,7 @@ class PhoneCentral:
     ) -> None:
         if self.device is not None:
             for connection in list(self.device.connections.values()):
-                try:
-                    await connection.disconnect()
-                except Exception:
-                    log.debug("disconnect failed", exc_info=True)
+                await disconnect_quietly(connection)
             await self.device.power_off()
         if self._transport is not None:
             await self._transport.close()
@@ -151,10 +160,7 @@ class ChargerSession:
         self._characteristics = {uuid: by_uuid[uuid] for uuid in wanted}
 
     async def close(self) -> None:
-        try:
-            await self.connection.disconnect()
-        except Exception:
-            log.debug("disconnect failed", exc_info=True)
+        await disconnect_quietly(self.connection)
 
     async def info(self) -> proto.ChargerInfo:
         raw = await self._characteristics[proto.INFO_UUID].read_value()

@@ -424,7 +424,9 @@ class BlePeripheral:
         if connection in self._passkey_attempts:
             self._passkey_attempts.discard(connection)
             self._count(success=False)
-            self._spawn(self._disconnect(connection))
+            asyncio.get_running_loop().call_later(
+                REPLY_GRACE_S, lambda: self._spawn(self._disconnect(connection))
+            )
         self._spawn(self._flush_events())
 
     # --- the PIN exchange slot and the lockout (domain.lockout, BLUETOOTH_RULES) ------------
