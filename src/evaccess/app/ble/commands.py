@@ -220,3 +220,6 @@ async def forget_command(
 
 
 __all__: list[str] = ["ble_commands"]
+
+if __name__ == "__main__":  # python -m evaccess.app.ble.commands (before app/cli.py merges it)
+    ble_commands()

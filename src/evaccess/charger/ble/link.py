@@ -131,3 +131,7 @@ async def ble_link(
             out.print(transport, highlight=False)
         out.print("virtual link up; Ctrl-C to stop", style="dim")
         await asyncio.get_running_loop().create_future()
+
+
+if __name__ == "__main__":  # python -m evaccess.charger.ble.link (before the lead wires it)
+    ble_link_app()
