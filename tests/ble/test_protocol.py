@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,9 @@ class FakeCharger:
 
     def pin_password(self) -> bytes | None:
         return self.pin
+
+    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
+        return proto.new_pake_responder(self.serial, password)
 
     def pin_exchange_allowed(
         self, *, use_pin: bool, link_authenticated: bool

@@ -334,6 +334,11 @@ NO_PIN = b""
 """The SPAKE2 password of a PIN-less enrolment (section 5.1)."""
 
 
+PAKE_PHONE_IDENTITY = b"evaccess-phone"
+"""SPAKE2 idA. The phone's own id is bound by the transcript (section 5.2), which lets the
+charger compute its SPAKE2 message before it knows which phone will connect."""
+
+
 def phone_identity(phone_id: bytes) -> bytes:
     return b"evaccess-phone:" + phone_id.hex().encode()
 
@@ -459,6 +464,9 @@ class ChargerContext(Protocol):
     def pin_password(self) -> bytes | None:
         """The PIN to check (ASCII digits), ``None`` when no PIN is required."""
 
+    def pake_responder(self, password: bytes) -> tuple[SPAKE2_B, bytes]:
+        """A started SPAKE2_B for ``password`` and its message (possibly computed ahead)."""
+
     def pin_exchange_allowed(self, *, use_pin: bool, link_authenticated: bool) -> ErrorCode | None:
         """``None`` if an exchange may start now; else why not (lockout, busy, passkey mode
         without a passkey-paired link)."""
@@ -568,8 +576,7 @@ class ChargerLink:
             return error_frame(refusal, retry_after=retry if refusal is ErrorCode.LOCKED else None)
         message_a = frame.get(Tag.PAKE_MESSAGE)
         id_a, id_b = phone_identity(phone_id), charger_identity(self._ctx.serial)
-        spake = SPAKE2_B(pin if pin is not None else NO_PIN, idA=id_a, idB=id_b)
-        message_b = spake.start()
+        spake, message_b = self._ctx.pake_responder(pin if pin is not None else NO_PIN)
         try:
             shared = spake.finish(message_a)
         except (SPAKEError, ValueError) as exc:
@@ -676,6 +683,12 @@ class ChargerLink:
     }
 
 
+def new_pake_responder(serial: str, password: bytes) -> tuple[SPAKE2_B, bytes]:
+    """A started SPAKE2_B (section 5.2) for the charger ``serial``."""
+    spake = SPAKE2_B(password, idA=PAKE_PHONE_IDENTITY, idB=charger_identity(serial))
+    return spake, spake.start()
+
+
 def _transcript(
     version: int, id_a: bytes, id_b: bytes, first: bytes, second: bytes, flag: bool
 ) -> bytes:
@@ -694,14 +707,16 @@ class PhonePake:
         self.use_pin = pin is not None
         self._id_a, self._id_b = phone_identity(phone_id), charger_identity(serial)
         self._spake = SPAKE2_A(
-            pin.encode() if pin is not None else NO_PIN, idA=self._id_a, idB=self._id_b
+            pin.encode() if pin is not None else NO_PIN, idA=PAKE_PHONE_IDENTITY, idB=self._id_b
         )
         self._message_a = b""
         self._keys: SessionKeys | None = None
         self._transcript = b""
 
     def start(self) -> bytes:
-        self._message_a = self._spake.start()
+        """The PAKE_START frame (may be computed before connecting: it is the costly part)."""
+        if not self._message_a:
+            self._message_a = self._spake.start()
         return encode(
             Frame(
                 type=MessageType.PAKE_START,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
@@ -13,7 +15,6 @@ from bumble.att import ATT_Error
 from bumble.core import UUID as BtUUID
 from bumble.core import AdvertisingData, ProtocolError
 from bumble.device import Advertisement, Connection, Device, Peer
-from bumble.gatt_client import CharacteristicProxy
 from bumble.hci import Address
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.smp import ErrorCode as SmpErrorCode
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SCAN_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 MTU = 247
+DIRECT_CONNECT_S = 1.0
 DISCONNECT_TIMEOUT_S = 2.0
 
 
@@ -122,17 +124,45 @@ class PhoneCentral:
             self.device.remove_listener(self.device.EVENT_ADVERTISEMENT, on_advertisement)
             await self.device.stop_scanning()
 
-    async def connect(self, serial: str, within_s: float = CONNECT_TIMEOUT_S) -> ChargerSession:
+    async def connect(
+        self,
+        serial: str,
+        within_s: float = CONNECT_TIMEOUT_S,
+        *,
+        known: KnownCharger | None = None,
+    ) -> ChargerSession:
+        """Connect to the charger: straight to its ``known`` address (a charger keeps its
+        static address) with its cached handles, else by scanning and discovering."""
         assert self.device is not None
+        if known is not None:
+            connection = await self._try_connect(Address(known.address), DIRECT_CONNECT_S)
+            if connection is not None:
+                session = ChargerSession(connection, serial=serial, rng=self._rng)
+                await session.use_handles(known.handles)
+                return session
         address = await self.find(serial, within_s)
-        try:
-            # notes/bumble.md trap 5: connect() alone may never time out
-            connection = await asyncio.wait_for(self.device.connect(address), within_s)
-        except TimeoutError:
-            raise NotFound(f"charger {serial} did not accept the connection") from None
+        connection = await self._try_connect(address, within_s)
+        if connection is None:
+            raise NotFound(f"charger {serial} did not accept the connection")
         session = ChargerSession(connection, serial=serial, rng=self._rng)
         await session.discover()
         return session
+
+    async def _try_connect(self, address: Address, within_s: float) -> Connection | None:
+        assert self.device is not None
+        try:
+            # notes/bumble.md trap 5: connect() alone may never time out
+            return await asyncio.wait_for(self.device.connect(address), within_s)
+        except (TimeoutError, ProtocolError):
+            return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KnownCharger:
+    """What a phone remembers about a charger it paired with (no secret here)."""
+
+    address: str
+    handles: Mapping[UUID, int]
 
 
 class ChargerSession:
@@ -143,8 +173,13 @@ class ChargerSession:
         self.serial = serial
         self._rng = rng
         self._peer = Peer(connection)
-        self._characteristics: dict[UUID, CharacteristicProxy[bytes]] = {}
+        self.handles: dict[UUID, int] = {}
+        self._discovered = False
         self.cipher: proto.SessionCipher | None = None
+
+    @property
+    def known(self) -> KnownCharger:
+        return KnownCharger(address=str(self.connection.peer_address), handles=dict(self.handles))
 
     async def discover(self) -> None:
         await self._peer.request_mtu(MTU)
@@ -157,21 +192,44 @@ class ChargerSession:
         missing = [uuid for uuid in wanted if uuid not in by_uuid]
         if missing:
             raise NotFound(f"charger {self.serial} lacks part of the evaccess service")
-        self._characteristics = {uuid: by_uuid[uuid] for uuid in wanted}
+        self.handles = {uuid: by_uuid[uuid].handle for uuid in wanted}
+        self._discovered = True
+
+    async def use_handles(self, handles: Mapping[UUID, int]) -> None:
+        """Skip discovery with handles from an earlier connection (GATT caching); a session
+        that finds them stale rediscovers (``rediscover``)."""
+        await self._peer.request_mtu(MTU)
+        self.handles = dict(handles)
+        self._discovered = False
+
+    async def rediscover(self) -> bool:
+        """Discover again if the handles came from a cache; False if they were fresh."""
+        if self._discovered:
+            return False
+        await self.discover()
+        return True
 
     async def close(self) -> None:
         await disconnect_quietly(self.connection)
 
     async def info(self) -> proto.ChargerInfo:
-        raw = await self._characteristics[proto.INFO_UUID].read_value()
+        raw = await self._read(proto.INFO_UUID)
         info = proto.ChargerInfo.from_frame(proto.decode(bytes(raw)))
         proto.negotiate_version(info.versions)
         return info
 
+    async def _read(self, uuid: UUID) -> bytes:
+        return bytes(await self.connection.gatt_client.read_value(self.handles[uuid]))
+
+    async def _write(self, uuid: UUID, value: bytes, *, with_response: bool = True) -> None:
+        await self.connection.gatt_client.write_value(
+            self.handles[uuid], value, with_response=with_response
+        )
+
     async def _exchange(self, request: bytes) -> bytes:
-        access = self._characteristics[proto.ACCESS_UUID]
-        await access.write_value(request, with_response=True)
-        return bytes(await access.read_value())
+        """Section 3.5: the request as a Write Command, then read the reply (one round trip)."""
+        await self._write(proto.ACCESS_UUID, request, with_response=False)
+        return await self._read(proto.ACCESS_UUID)
 
     async def pair_link_with_passkey(self, pin: str) -> None:
         """Passkey mode: LE SC Passkey Entry with the PIN (section 9)."""
@@ -192,9 +250,13 @@ class ChargerSession:
                 f"the charger refused Bluetooth pairing ({exc.error_name})"
             ) from None
 
-    async def enrol(self, *, phone_id: bytes, pin: str | None) -> bytes:
-        """Sections 5.1-5.3: the SPAKE2 exchange; returns the credential secret."""
-        pake = proto.PhonePake(phone_id=phone_id, serial=self.serial, pin=pin)
+    async def enrol(
+        self, *, phone_id: bytes, pin: str | None, pake: proto.PhonePake | None = None
+    ) -> bytes:
+        """Sections 5.1-5.3: the SPAKE2 exchange; returns the credential secret. ``pake`` may
+        be started before connecting (its first message is the costly part)."""
+        if pake is None or pake.use_pin != (pin is not None):
+            pake = proto.PhonePake(phone_id=phone_id, serial=self.serial, pin=pin)
         reply = await self._exchange(pake.start())
         confirm = pake.on_reply(reply)
         answer = await self._exchange(confirm)
@@ -224,7 +286,7 @@ class ChargerSession:
     async def read_setting(self, uuid: UUID) -> dict[str, Any]:
         cipher = self._require_session()
         try:
-            raw = await self._characteristics[uuid].read_value()
+            raw = await self._read(uuid)
         except ATT_Error as exc:
             raise _att_error(exc) from None
         return proto.open_json(cipher, uuid, bytes(raw))
@@ -232,22 +294,20 @@ class ChargerSession:
     async def write_setting(self, uuid: UUID, value: dict[str, Any]) -> None:
         cipher = self._require_session()
         try:
-            await self._characteristics[uuid].write_value(
-                proto.seal_json(cipher, uuid, value), with_response=True
-            )
+            await self._write(uuid, proto.seal_json(cipher, uuid, value))
         except ATT_Error as exc:
             raise _att_error(exc) from None
 
     async def raw_read(self, uuid: UUID) -> bytes:
         """Read a characteristic without a session (tests: refusal of unauthenticated reads)."""
         try:
-            return bytes(await self._characteristics[uuid].read_value())
+            return await self._read(uuid)
         except ATT_Error as exc:
             raise _att_error(exc) from None
 
     async def raw_write(self, uuid: UUID, value: bytes) -> None:
         try:
-            await self._characteristics[uuid].write_value(value, with_response=True)
+            await self._write(uuid, value)
         except ATT_Error as exc:
             raise _att_error(exc) from None
 

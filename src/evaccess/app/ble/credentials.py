@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaccess.app.session import app_home
@@ -22,6 +22,10 @@ class PhoneCredential:
     serial: str
     phone_id: bytes
     secret: bytes
+    address: str | None = None
+    """The charger's static address, to reconnect without scanning."""
+    handles: dict[str, int] = field(default_factory=dict)
+    """GATT handles by characteristic UUID (GATT caching; rediscovered when stale)."""
 
     def __repr__(self) -> str:  # never print the secret
         return f"PhoneCredential(serial={self.serial!r}, phone_id={self.phone_id.hex()!r})"
@@ -70,6 +74,8 @@ class CredentialStore:
                     "serial": credential.serial,
                     "phone_id": credential.phone_id.hex(),
                     "secret": credential.secret.hex(),
+                    "address": credential.address,
+                    "handles": credential.handles,
                 }
             ),
         )
@@ -83,6 +89,8 @@ class CredentialStore:
                 serial=data["serial"],
                 phone_id=bytes.fromhex(data["phone_id"]),
                 secret=bytes.fromhex(data["secret"]),
+                address=data.get("address"),
+                handles={str(k): int(v) for k, v in (data.get("handles") or {}).items()},
             )
         except FileNotFoundError:
             raise NotFound(

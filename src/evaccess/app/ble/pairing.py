@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from uuid import UUID
 
-from evaccess.app.ble.central import ChargerSession, PhoneCentral
+from bumble.att import ATT_Error
+
+from evaccess.app.ble.central import ChargerSession, KnownCharger, PhoneCentral
 from evaccess.app.ble.credentials import CredentialStore, PhoneCredential
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import Conflict, NotAuthenticated
@@ -32,10 +35,10 @@ class PairResult:
 
 @asynccontextmanager
 async def _connected(
-    transport: str, serial: str, rng: RandomSource
+    transport: str, serial: str, rng: RandomSource, known: KnownCharger | None = None
 ) -> AsyncIterator[ChargerSession]:
     async with PhoneCentral(transport, rng=rng) as central:
-        session = await central.connect(serial)
+        session = await central.connect(serial, known=known)
         try:
             yield session
         finally:
@@ -58,6 +61,11 @@ async def pair(
     lockout, ``Conflict`` when a PIN is needed but none given.
     """
     phone_id = store.phone_id(rng)
+    pake = (
+        proto.PhonePake(phone_id=phone_id, serial=serial, pin=pin) if isinstance(pin, str) else None
+    )
+    if pake is not None:
+        pake.start()  # the costly SPAKE2 step, before the radio work
     async with _connected(transport, serial, rng) as session:
         info = await session.info()
         if info.pin_required and callable(pin):
@@ -72,9 +80,20 @@ async def pair(
             secret = await session.enrol(phone_id=phone_id, pin=None)
         else:
             secret = await session.enrol(
-                phone_id=phone_id, pin=pin if info.pin_required and isinstance(pin, str) else None
+                phone_id=phone_id,
+                pin=pin if info.pin_required and isinstance(pin, str) else None,
+                pake=pake,
             )
-        store.save(PhoneCredential(serial=serial, phone_id=phone_id, secret=secret))
+        known = session.known
+        store.save(
+            PhoneCredential(
+                serial=serial,
+                phone_id=phone_id,
+                secret=secret,
+                address=known.address,
+                handles={str(uuid): handle for uuid, handle in known.handles.items()},
+            )
+        )
         return PairResult(
             serial=serial,
             phone_id=phone_id.hex(),
@@ -94,13 +113,32 @@ async def authenticated(
 ) -> AsyncIterator[ChargerSession]:
     """A session authenticated with this phone's credential (no PIN)."""
     credential = store.load(serial)
-    async with _connected(transport, serial, rng) as session:
+    known = None
+    if credential.address and credential.handles:
+        known = KnownCharger(
+            address=credential.address,
+            handles={UUID(uuid): handle for uuid, handle in credential.handles.items()},
+        )
+    async with _connected(transport, serial, rng, known) as session:
         try:
-            await session.authenticate(phone_id=credential.phone_id, secret=credential.secret)
+            try:
+                await session.authenticate(phone_id=credential.phone_id, secret=credential.secret)
+            except (ATT_Error, proto.ProtocolViolation):
+                if not await session.rediscover():  # stale cached handles: discover, retry
+                    raise
+                await session.authenticate(phone_id=credential.phone_id, secret=credential.secret)
         except NotAuthenticated as exc:
             raise NotAuthenticated(
                 f"{exc.message}: pair again with `evaccess app pair {serial}`", code=exc.code
             ) from None
+        if known is None or session.known != known:
+            store.save(
+                replace(
+                    credential,
+                    address=session.known.address,
+                    handles={str(u): h for u, h in session.known.handles.items()},
+                )
+            )
         yield session
 
 

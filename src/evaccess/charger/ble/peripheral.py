@@ -28,7 +28,7 @@ from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
 from evaccess.charger.ble.smp_policy import policy_session
-from evaccess.charger.ble.store import CredentialStore, LockoutStore
+from evaccess.charger.ble.store import CredentialStore, LockoutStore, load_identity
 from evaccess.charger.ports import BluetoothPinSettings, ServerLink
 from evaccess.domain import lockout
 from evaccess.domain.clock import Clock, RandomSource
@@ -50,6 +50,8 @@ ATTEMPT_TIMEOUT_S = 10.0
 """A PIN exchange not confirmed within this time ends (counted as a failure) so one phone
 cannot hold the one-at-a-time exchange slot."""
 REPLY_GRACE_S = 0.05
+PRECOMPUTE_DELAY_S = 0.05
+"""Compute the next SPAKE2 message this long after one is used (off the reply's path)."""
 CURRENT_LIMIT_RANGE_A = (6, 32)
 DEFAULT_CURRENT_LIMIT_A = 16
 
@@ -78,6 +80,9 @@ class _LinkContext:
 
     def pin_password(self) -> bytes | None:
         return self._p.pake_password()
+
+    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
+        return self._p.pake_responder(password)
 
     def pin_exchange_allowed(self, *, use_pin: bool, link_authenticated: bool) -> Any:
         return self._p.exchange_refusal(
@@ -145,6 +150,7 @@ class BlePeripheral:
         self._drop_after_reply: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_events: list[lockout.LockoutEvent] = []
+        self._spare_pake: tuple[bytes, Any, bytes] | None = None
         self._transport: Transport | None = None
         self.device: Device | None = None
         self.settings: dict[str, Any] = {"current_limit_a": DEFAULT_CURRENT_LIMIT_A}
@@ -155,14 +161,14 @@ class BlePeripheral:
     async def start(self) -> None:
         proto.silence_secret_debug_logs()
         self._transport = await open_transport(self.transport_spec)
-        address = Address.generate_static_address()
+        address, irk = load_identity(self.state_dir, self.rng)
         device = Device.with_hci(
             proto.advertised_name(self.serial),
-            address,
+            Address(address, Address.RANDOM_DEVICE_ADDRESS),
             self._transport.source,
             self._transport.sink,
         )
-        device.irk = self.rng.token_bytes(16)  # trap 7: the default IRK is all zeros
+        device.irk = irk  # trap 7: the default IRK is all zeros
         device.add_service(self._service())
         device.pairing_config_factory = self._pairing_config
         device.smp_manager.session_proxy = policy_session(self)
@@ -170,6 +176,7 @@ class BlePeripheral:
         self.device = device
         await device.power_on()
         await self._advertise()
+        self._precompute_pake()
         log.info("charger %s advertising (Bluetooth PIN mode %s)", self.serial, self.pin_mode)
 
     async def stop(self) -> None:
@@ -221,7 +228,7 @@ class BlePeripheral:
             uuid: Any,
             properties: Characteristic.Properties,
             read: Callable[[Connection], bytes] | None,
-            write: Callable[[Connection, bytes], Coroutine[Any, Any, None]] | None,
+            write: Callable[[Connection, bytes], Any] | None,
         ) -> Characteristic[bytes]:
             return Characteristic(
                 str(uuid).upper(),
@@ -263,7 +270,9 @@ class BlePeripheral:
         )
         return proto.encode(info.to_frame())
 
-    async def _write_access(self, connection: Connection, value: bytes) -> None:
+    def _write_access(self, connection: Connection, value: bytes) -> None:
+        """Synchronous on purpose: a phone may send the request as a Write Command and read
+        the reply right after (section 3.5); ATT PDUs are handled in order."""
         link = self.links.get(connection)
         if link is None:
             raise ATT_Error(proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION)
@@ -271,7 +280,8 @@ class BlePeripheral:
         self._replies[connection] = link.handle(bytes(value))
         if link.state is proto.LinkState.AUTHENTICATED and not was_authenticated:
             log.info("phone %s authenticated", (link.phone_id or b"").hex()[:8])
-        await self._flush_events()
+        if self._pending_events:
+            self._spawn(self._flush_events())
 
     def _read_access(self, connection: Connection) -> bytes:
         if connection in self._drop_after_reply:
@@ -430,6 +440,25 @@ class BlePeripheral:
         self._spawn(self._flush_events())
 
     # --- the PIN exchange slot and the lockout (domain.lockout, BLUETOOTH_RULES) ------------
+
+    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
+        """SPAKE2_B for ``password``: the one computed ahead when it matches (its scalar
+        multiplications are most of a pairing's CPU time), else a fresh one."""
+        spare, self._spare_pake = self._spare_pake, None
+        if spare is not None and spare[0] == password:
+            result = spare[1], spare[2]
+        else:
+            result = proto.new_pake_responder(self.serial, password)
+        asyncio.get_running_loop().call_later(PRECOMPUTE_DELAY_S, self._precompute_pake)
+        return result
+
+    def _precompute_pake(self) -> None:
+        password = self.pake_password()
+        if password is None or self.device is None:
+            return
+        if self._spare_pake is None or self._spare_pake[0] != password:
+            spake, message = proto.new_pake_responder(self.serial, password)
+            self._spare_pake = (password, spake, message)
 
     def pake_password(self) -> bytes | None:
         if self.passkey_mode or not self.pin_settings.required or self.pin_settings.pin is None:

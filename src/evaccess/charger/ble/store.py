@@ -4,6 +4,9 @@
   check the phone's HMAC (docs/ble-protocol.md section 5.4), so the secrets are stored as-is;
   the file is created 0600 in a 0700 directory and replaced atomically.
 - ``ble-lockout.json``: the PIN lockout state (``domain.lockout``), times in epoch seconds.
+- ``ble-identity.json``: the charger's static random address and IRK, kept across restarts
+  (Core Vol 6 Part B 1.3.2.1: a static address does not change while powered; phones find a
+  charger they know without scanning, and resolve its private addresses with the IRK).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import IntegrityFailure
 from evaccess.domain.lockout import LockoutState
 from evaccess.protocol.ble_access import StoredCredential
@@ -115,3 +119,16 @@ class LockoutStore:
         data = asdict(state)
         data["failures"] = list(state.failures)
         write_private(self._path, data)
+
+
+def load_identity(state_dir: Path, rng: RandomSource) -> tuple[bytes, bytes]:
+    """(static random address as 6 little-endian bytes, IRK), created on first start."""
+    path = state_dir / "ble-identity.json"
+    raw = _read(path)
+    if raw:
+        return bytes.fromhex(raw["address"]), bytes.fromhex(raw["irk"])
+    address = bytearray(rng.token_bytes(6))
+    address[5] |= 0xC0  # static random address: the two most significant bits are 1
+    irk = rng.token_bytes(16)
+    write_private(path, {"address": bytes(address).hex(), "irk": irk.hex()})
+    return bytes(address), irk
