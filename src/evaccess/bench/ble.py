@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from bumble.hci import Address
 
 from evaccess.app.ble.central import ChargerSession, KnownCharger, PhoneCentral
 from evaccess.charger.ble.link import VirtualLink
@@ -120,6 +121,10 @@ async def _measure(pin_mode: str, runs: int, phases: bool) -> dict[str, list[flo
                         results["pair"] = await _timed(runs, pair_once)
                         results["reconnect"] = await _timed(runs, reconnect_once)
                         if phases:
+                            assert known is not None
+                            results.update(
+                                await _reconnect_phases(central, known, phone_id, secret, runs)
+                            )
                             results.update(await _phases(central, pin, phone_id, runs))
             finally:
                 await charger.stop()
@@ -149,6 +154,27 @@ async def _phases(
         marks.append(time.perf_counter())
         for name, (a, b) in zip(names, itertools.pairwise(marks), strict=True):
             found[f"phase_{name}"].append((b - a) * 1000)
+    return found
+
+
+async def _reconnect_phases(
+    central: PhoneCentral, known: KnownCharger, phone_id: bytes, secret: bytes, runs: int
+) -> dict[str, list[float]]:
+    names = ("connect", "mtu", "challenge_response")
+    found: dict[str, list[float]] = {f"reconnect_{n}": [] for n in names}
+    assert central.device is not None
+    for _ in range(runs):
+        marks = [time.perf_counter()]
+        connection = await asyncio.wait_for(central.device.connect(Address(known.address)), 10)
+        marks.append(time.perf_counter())
+        session = ChargerSession(connection, serial=SERIAL, rng=SystemRandom())
+        await session.use_handles(known.handles)
+        marks.append(time.perf_counter())
+        await session.authenticate(phone_id=phone_id, secret=secret)
+        marks.append(time.perf_counter())
+        await session.close()
+        for name, (a, b) in zip(names, itertools.pairwise(marks), strict=True):
+            found[f"reconnect_{name}"].append((b - a) * 1000)
     return found
 
 
