@@ -6,7 +6,7 @@ format, the SPAKE2 exchange with key confirmation, the per-phone credential and 
 challenge-response, the sealed configuration values and the error codes. The byte-level
 specification is docs/ble-protocol.md; section numbers below refer to it.
 
-Cryptography: SPAKE2 (RFC 9382 group Ed25519, the ``spake2`` library; phone = SPAKE2_A,
+Cryptography: SPAKE2 (python-spake2 0.9, group Ed25519; phone = SPAKE2_A,
 charger = SPAKE2_B), HKDF-SHA256 (RFC 5869), HMAC-SHA256 (RFC 2104), AES-128-GCM
 (NIST SP 800-38D).
 """
