@@ -531,6 +531,7 @@ class ChargerLink:
         try:
             frame = decode(data)
         except ProtocolViolation:
+            self._abort()
             return encode(error_frame(ErrorCode.MALFORMED))
         if frame.version not in SUPPORTED_VERSIONS:
             return encode(error_frame(ErrorCode.UNSUPPORTED_VERSION))

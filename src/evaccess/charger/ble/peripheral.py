@@ -222,6 +222,7 @@ class BlePeripheral:
 
     def _service(self) -> Service:
         rw = Characteristic.Properties.READ | Characteristic.Properties.WRITE
+        access = rw | Characteristic.Properties.WRITE_WITHOUT_RESPONSE
         perms = Characteristic.READABLE | Characteristic.WRITEABLE
 
         def characteristic(
@@ -245,7 +246,7 @@ class BlePeripheral:
         }
         characteristics = [
             characteristic(proto.INFO_UUID, Characteristic.Properties.READ, self._read_info, None),
-            characteristic(proto.ACCESS_UUID, rw, self._read_access, self._write_access),
+            characteristic(proto.ACCESS_UUID, access, self._read_access, self._write_access),
         ]
         for uuid, (reader, writer) in config_handlers.items():
             characteristics.append(
