@@ -12,6 +12,7 @@ from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.domain.errors import (
+    EvAccessError,
     InvalidInput,
     LockedOut,
     NotAuthenticated,
@@ -258,3 +259,26 @@ async def test_other_validation(rig: Rig) -> None:
     )
     with pytest.raises(InvalidInput):
         await configure(rig, wifi_ssid="home", wifi_password="short")
+
+
+async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> None:
+    await pair(rig)
+
+    async def offline(new_pin: str) -> None:
+        raise ConnectionError("OCPP link down")
+
+    rig.server.report_pin_changed = offline  # type: ignore[method-assign]
+    with pytest.raises(EvAccessError, match="ATT error 0x0E"):
+        await configure(rig, new_pin="583920")
+    assert rig.charger.pin_settings.pin == PIN  # the server would reveal a stale PIN otherwise
+    await pair(rig, PIN, phone="other")
+
+
+async def test_state_files_are_private(rig: Rig) -> None:
+    await pair(rig)
+    with pytest.raises(proto.WrongPin):
+        await pair(rig, WRONG_PIN, phone="x")
+    for name in ("ble-credentials.json", "ble-lockout.json", "ble-identity.json"):
+        assert mode(rig.tmp / "charger" / name) == 0o600, name
+    assert mode(rig.tmp / "charger") == 0o700
+    assert mode(rig.tmp / "phone" / "phone-id") == 0o600

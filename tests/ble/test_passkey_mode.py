@@ -186,3 +186,32 @@ def test_passkey_mode_refuses_pin_000000(rig: Rig) -> None:
         )
     with pytest.raises(ConfigurationError, match="mode"):
         make_charger(rig, pin_mode="justworks")
+
+
+async def test_the_phone_refuses_a_charger_reflecting_its_key(rig: Rig) -> None:
+    """A fake charger sending the phone's own public key back gets nothing (the phone's
+    side of the hardening)."""
+    charger_device = rig.charger.device
+    assert charger_device is not None
+    session = await raw_pairing(
+        rig,
+        PairingConfig(
+            sc=True,
+            mitm=True,
+            bonding=False,
+            delegate=Keyboard(PIN, PairingDelegate.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT),
+        ),
+    )
+    phone_device = session.connection.device
+    honest = charger_device.smp_manager.session_proxy
+
+    class FakeCharger(honest):  # type: ignore[misc, valid-type]
+        def send_public_key_command(self) -> None:
+            phone_session = next(iter(phone_device.smp_manager.sessions.values()))
+            self.ecc_key = phone_session.ecc_key
+            super().send_public_key_command()
+
+    charger_device.smp_manager.session_proxy = FakeCharger
+    with pytest.raises(ProtocolError) as refused:
+        await session.connection.pair()
+    assert refused.value.error_code == smp.ErrorCode.DHKEY_CHECK_FAILED

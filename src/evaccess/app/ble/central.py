@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
+from bumble import smp
 from bumble.att import ATT_Error
 from bumble.core import UUID as BtUUID
 from bumble.core import AdvertisingData, ProtocolError
@@ -54,6 +55,30 @@ async def disconnect_quietly(connection: Connection) -> None:
         log.debug("disconnect failed", exc_info=True)
 
 
+def _hardened_session() -> type[smp.Session]:
+    """The phone's side of passkey mode's hardening (docs/ble-protocol.md section 9): a
+    fresh ECDH key pair per pairing, and a fake charger reflecting the phone's own public
+    key is refused (CVE-2020-26558 pattern). Subclasses Bumble's internal ``smp.Session``
+    (Bumble is pinned)."""
+
+    class PhoneSession(smp.Session):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.pairing_config.oob is None:
+                self.ecc_key = type(self.ecc_key).generate()
+
+        def on_smp_pairing_public_key_command(
+            self, command: smp.SMP_Pairing_Public_Key_Command
+        ) -> None:
+            if command.public_key_x == self.ecc_key.x[::-1]:
+                log.warning("refused pairing: the charger reflected this phone's public key")
+                self.send_pairing_failed(smp.ErrorCode.DHKEY_CHECK_FAILED)
+                return
+            super().on_smp_pairing_public_key_command(command)
+
+    return PhoneSession
+
+
 class _KeyboardDelegate(PairingDelegate):
     """Passkey mode: the phone 'types' the charger's PIN as the LE SC passkey."""
 
@@ -86,6 +111,7 @@ class PhoneCentral:
             self._transport.sink,
         )
         device.irk = self._rng.token_bytes(16)
+        device.smp_manager.session_proxy = _hardened_session()
         await device.power_on()
         self.device = device
         return self

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bumble import smp
+from bumble.att import ATT_UNLIKELY_ERROR_ERROR as ATT_UNLIKELY_ERROR
 from bumble.att import ATT_Error
 from bumble.core import AdvertisingData
 from bumble.device import Connection, Device
@@ -329,6 +330,10 @@ class BlePeripheral:
                 raise ATT_Error(proto.AttErrorCode.INVALID_VALUE) from None
             except EvAccessError:
                 raise ATT_Error(proto.AttErrorCode.NOT_PERMITTED) from None
+            except Exception as exc:
+                # e.g. the OCPP half failed to queue the report: the type only, never values
+                log.warning("could not apply %s (%s)", _SETTING_NAMES[uuid], type(exc).__name__)
+                raise ATT_Error(ATT_UNLIKELY_ERROR) from None
             log.info("phone %s changed %s", (link.phone_id or b"").hex()[:8], _SETTING_NAMES[uuid])
 
         return write
@@ -373,10 +378,12 @@ class BlePeripheral:
         if not isinstance(pin, str):
             raise PinRejected("a Bluetooth PIN is a string of digits")
         validate_bluetooth_pin(pin)
+        # The server learns the new PIN first: if that fails the charger keeps the old one,
+        # so the PIN the server reveals is never out of date.
+        await self.server.report_pin_changed(pin)
         self.pin_settings = BluetoothPinSettings(
             pin=pin, required=self.pin_settings.required, changeable=True
         )
-        await self.server.report_pin_changed(pin)
         await self.server.send_security_event(SecurityEventType.BLUETOOTH_PIN_CHANGED, "by phone")
 
     # --- connections and pairing ---------------------------------------------------------
