@@ -7,6 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from bumble import smp
+from bumble.core import ProtocolError
+from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
@@ -282,3 +285,14 @@ async def test_state_files_are_private(rig: Rig) -> None:
         assert mode(rig.tmp / "charger" / name) == 0o600, name
     assert mode(rig.tmp / "charger") == 0o700
     assert mode(rig.tmp / "phone" / "phone-id") == 0o600
+
+
+async def test_pake_mode_links_accept_le_secure_connections_only(rig: Rig) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        assert central.device is not None
+        central.device.pairing_config_factory = lambda _c: PairingConfig(sc=False, bonding=False)
+        with pytest.raises(ProtocolError) as refused:
+            await session.connection.pair()
+        assert refused.value.error_code == smp.ErrorCode.AUTHENTICATION_REQUIREMENTS
+        await session.close()
