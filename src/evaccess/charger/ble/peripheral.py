@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from bumble import smp
@@ -30,7 +30,7 @@ from bumble.transport.common import Transport
 
 from evaccess.charger.ble.smp_policy import policy_session
 from evaccess.charger.ble.store import CredentialStore, LockoutStore, load_identity
-from evaccess.charger.ports import BluetoothPinSettings, ServerLink
+from evaccess.charger.ports import BluetoothControl, BluetoothPinSettings, ServerLink
 from evaccess.domain import lockout
 from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.errors import (
@@ -85,7 +85,9 @@ class _LinkContext:
     def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
         return self._p.pake_responder(password)
 
-    def pin_exchange_allowed(self, *, use_pin: bool, link_authenticated: bool) -> Any:
+    def pin_exchange_allowed(
+        self, *, use_pin: bool, link_authenticated: bool
+    ) -> proto.ErrorCode | None:
         return self._p.exchange_refusal(
             self._connection, use_pin=use_pin, link_authenticated=link_authenticated
         )
@@ -631,5 +633,12 @@ _SETTING_NAMES = {
     proto.FIRMWARE_UPDATE_UUID: "firmware update",
     proto.PIN_UUID: "the Bluetooth PIN",
 }
+
+if TYPE_CHECKING:  # mypy checks the peripheral against the ports it serves
+
+    def _ports(peripheral: BlePeripheral) -> tuple[BluetoothControl, _LinkContext]:
+        context: proto.ChargerContext = _LinkContext(peripheral, cast(Connection, None))
+        return peripheral, cast(_LinkContext, context)
+
 
 __all__ = ["BlePeripheral"]
