@@ -136,6 +136,13 @@ async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_worki
     assert locked.value.code == "ble_locked"
     assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_LOCKOUT
     assert "duration_s=300" in (rig.server.events[-1][1] or "")
+    # A phone that skips INFO and starts the exchange anyway is refused by the charger.
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        with pytest.raises(LockedOut) as direct:
+            await session.enrol(phone_id=bytes(16), pin=PIN)
+        assert 299 <= direct.value.retry_after <= 300
+        await session.close()
     # The owner's phone is not locked out, and the charger still advertises.
     assert (await configure(rig, phone="owner", current_limit_a=12))["current_limit_a"] == 12
 

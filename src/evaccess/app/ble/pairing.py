@@ -72,8 +72,13 @@ async def pair(
             pin = await pin()
         if info.pin_required and pin is None:
             raise Conflict("this charger requires its Bluetooth PIN", code="pin_needed")
-        if info.pairing_state is proto.PairingState.DISABLED and info.pin_required:
+        if info.pin_required and info.pairing_state is proto.PairingState.DISABLED:
             raise proto.error_from_frame(proto.error_frame(proto.ErrorCode.PAIRING_DISABLED))
+        if info.pin_required and info.pairing_state is proto.PairingState.LOCKED:
+            # known from INFO: no need to try (and the wait is shown to the user)
+            raise proto.error_from_frame(
+                proto.error_frame(proto.ErrorCode.LOCKED, retry_after=info.retry_after)
+            )
         if info.pin_required and info.pin_mode is proto.PinMode.PASSKEY:
             assert isinstance(pin, str)
             await session.pair_link_with_passkey(pin)
