@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,9 @@ class FileServerLink:
 
 async def main() -> None:
     transport, serial, state_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Everything at DEBUG (Bumble included) into a file the test scans for secrets.
+    logging.basicConfig(filename=state_dir / "charger.log", level=logging.DEBUG)
     pin_mode = sys.argv[4] if len(sys.argv) > 4 else "pake"
     peripheral = BlePeripheral(
         transport=transport,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ble.test_no_secrets_in_logs import exposed
+
 PIN = "472913"
 SERIAL = "EVA-E2E-1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,3 +128,8 @@ def test_pair_configure_forget_across_processes(
     assert {"configuration": {"WifiSsid": "home"}} in reports
     assert {"configuration": {"CurrentLimit": "20"}} in reports
     assert "hunter22" not in json.dumps(reports)
+
+    log = (tmp_path / "charger" / "charger.log").read_text()
+    assert "wrong Bluetooth PIN" in log and "GATT" in log  # DEBUG lines were written
+    for secret in (PIN, "472914", "hunter22-wifi"):
+        assert not exposed(secret, log)
