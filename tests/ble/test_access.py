@@ -66,7 +66,8 @@ async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(ri
         rig, current_limit_a=20, wifi_ssid="home", wifi_password="s3cret-wifi"
     )
     assert settings == {"wifi_ssid": "home", "current_limit_a": 20}
-    assert rig.charger.settings["wifi_password"] == "s3cret-wifi"
+    assert rig.charger.wifi_password == "s3cret-wifi"
+    assert "s3cret" not in repr(rig.charger.settings)
     assert {"WifiSsid": "home"} in rig.server.configuration
     assert {"CurrentLimit": "20"} in rig.server.configuration
     assert all("password" not in json.dumps(c).lower() for c in rig.server.configuration)

@@ -18,7 +18,7 @@ import hmac
 import json
 import logging
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
@@ -349,10 +349,10 @@ def charger_identity(serial: str) -> bytes:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionKeys:
-    phone_confirm: bytes
-    charger_confirm: bytes
-    phone_to_charger: bytes
-    charger_to_phone: bytes
+    phone_confirm: bytes = field(repr=False)
+    charger_confirm: bytes = field(repr=False)
+    phone_to_charger: bytes = field(repr=False)
+    charger_to_phone: bytes = field(repr=False)
 
 
 def derive_keys(secret: bytes, *, salt: bytes, label: bytes) -> SessionKeys:
@@ -452,7 +452,7 @@ def open_json(cipher: SessionCipher, characteristic: UUID, blob: bytes) -> dict[
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoredCredential:
     phone_id: bytes
-    secret: bytes
+    secret: bytes = field(repr=False)
     with_pin: bool
 
 
@@ -675,7 +675,7 @@ class ChargerLink:
         self.cipher = None
         self._pending = None
 
-    _HANDLERS: Mapping[MessageType, Any] = {
+    _HANDLERS: Mapping[MessageType, Callable[[ChargerLink, Frame], Frame]] = {
         MessageType.PAKE_START: _on_pake_start,
         MessageType.PAKE_CONFIRM: _on_pake_confirm,
         MessageType.AUTH_BEGIN: _on_auth_begin,

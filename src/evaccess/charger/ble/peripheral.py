@@ -157,7 +157,13 @@ class BlePeripheral:
         self._transport: Transport | None = None
         self.device: Device | None = None
         self.settings: dict[str, Any] = {"current_limit_a": DEFAULT_CURRENT_LIMIT_A}
-        """Settings phones wrote (the Wi-Fi password stays here, in memory only)."""
+        """Non-secret settings phones wrote (what the OCPP half may report)."""
+        self._wifi_password: str | None = None
+
+    @property
+    def wifi_password(self) -> str | None:
+        """For the network manager only (memory only: never logged, reported or stored)."""
+        return self._wifi_password
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -352,7 +358,7 @@ class BlePeripheral:
         if not isinstance(password, str) or not (len(password) == 0 or 8 <= len(password) <= 63):
             raise InvalidInput("a WPA2 passphrase has 8 to 63 characters")
         self.settings["wifi_ssid"] = ssid
-        self.settings["wifi_password"] = password
+        self._wifi_password = password
         await self.server.report_configuration({"WifiSsid": ssid})
 
     def _read_current_limit(self) -> dict[str, Any]:
