@@ -304,3 +304,23 @@ async def test_pake_mode_links_accept_le_secure_connections_only(rig: Rig) -> No
             await session.connection.pair()
         assert refused.value.error_code == smp.ErrorCode.AUTHENTICATION_REQUIREMENTS
         await session.close()
+
+
+async def test_stale_cached_address_and_handles_fall_back_to_scan_and_discovery(
+    rig: Rig,
+) -> None:
+    await pair(rig)
+    path = rig.tmp / "phone" / "credentials" / f"{SERIAL}.json"
+    saved = json.loads(path.read_text())
+    good_handles = dict(saved["handles"])
+    info, access = str(proto.INFO_UUID), str(proto.ACCESS_UUID)
+    saved["handles"][access] = good_handles[info]  # e.g. the charger's firmware moved them
+    path.write_text(json.dumps(saved))
+    assert (await configure(rig, current_limit_a=18))["current_limit_a"] == 18
+    assert json.loads(path.read_text())["handles"] == good_handles  # cache repaired
+
+    saved = json.loads(path.read_text())
+    saved["address"] = "C1:22:33:44:55:66/P"  # nobody advertises there
+    path.write_text(json.dumps(saved))
+    assert (await configure(rig, current_limit_a=19))["current_limit_a"] == 19
+    assert json.loads(path.read_text())["address"] != saved["address"]

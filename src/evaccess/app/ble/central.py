@@ -15,6 +15,8 @@ from bumble import smp
 from bumble.att import ATT_Error
 from bumble.core import UUID as BtUUID
 from bumble.core import AdvertisingData, ProtocolError
+from bumble.core import ConnectionError as BumbleConnectionError
+from bumble.core import TimeoutError as BumbleTimeoutError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -41,6 +43,7 @@ SCAN_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 MTU = 247
 DIRECT_CONNECT_S = 1.0
+CANCEL_GRACE_S = 1.0
 DISCONNECT_TIMEOUT_S = 2.0
 
 
@@ -175,11 +178,16 @@ class PhoneCentral:
         return session
 
     async def _try_connect(self, address: Address, within_s: float) -> Connection | None:
+        """Connect, or ``None`` after ``within_s``: Bumble then cancels the attempt at the
+        controller (LE Create Connection Cancel), so the controller is free again."""
         assert self.device is not None
         try:
-            # notes/bumble.md trap 5: connect() alone may never time out
-            return await asyncio.wait_for(self.device.connect(address), within_s)
-        except (TimeoutError, ProtocolError):
+            # notes/bumble.md trap 5: a controller that never reports the cancellation would
+            # hang connect(): the outer wait_for bounds it.
+            return await asyncio.wait_for(
+                self.device.connect(address, timeout=within_s), within_s + CANCEL_GRACE_S
+            )
+        except (TimeoutError, BumbleTimeoutError, ProtocolError, BumbleConnectionError):
             return None
 
 

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Annotated, Self
 
 import typer
+from bumble import hci
 from bumble.controller import Controller
 from bumble.link import LocalLink
 from bumble.transport.common import StreamPacketSource
@@ -27,6 +28,35 @@ ble_link_app = typer.Typer(
     no_args_is_help=False,
     invoke_without_command=True,
 )
+
+
+class VirtualController(Controller):
+    """Bumble's virtual controller, with LE Create Connection Cancel as the spec has it
+    (Core Vol 4 Part E 7.8.13: Command Complete, then LE Connection Complete with status
+    Unknown Connection Identifier). Bumble 0.0.236 answers success but keeps the connection
+    pending forever, so a phone whose direct connect to a known charger timed out could never
+    connect again on that controller."""
+
+    def on_hci_le_create_connection_cancel_command(
+        self, command: hci.HCI_LE_Create_Connection_Cancel_Command
+    ) -> hci.HCI_StatusReturnParameters:
+        pending = self.pending_le_connection
+        if pending is None:
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+        self.pending_le_connection = None
+        event = hci.HCI_LE_Connection_Complete_Event(
+            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+            connection_handle=0,
+            role=hci.Role.CENTRAL,
+            peer_address_type=pending.peer_address_type,
+            peer_address=pending.peer_address,
+            connection_interval=0,
+            peripheral_latency=0,
+            supervision_timeout=0,
+            central_clock_accuracy=0,
+        )
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, event)
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
 
 
 class _HostSink:
@@ -91,7 +121,7 @@ class VirtualLink:
             )
             self._servers.append(server)
             self._controllers.append(
-                Controller(f"C{index}", host_source=source, host_sink=sink, link=link)
+                VirtualController(f"C{index}", host_source=source, host_sink=sink, link=link)
             )
             self.transports.append(f"tcp-client:{self.host}:{bound}")
 
