@@ -68,17 +68,17 @@ async def pair(
         pake.start()  # the costly SPAKE2 step, before the radio work
     async with _connected(transport, serial, rng) as session:
         info = await session.info()
+        # A lockout is known from INFO: no attempt, no PIN fetched, and the wait is shown.
+        if info.pin_required and info.pairing_state is proto.PairingState.DISABLED:
+            raise proto.error_from_frame(proto.error_frame(proto.ErrorCode.PAIRING_DISABLED))
+        if info.pin_required and info.pairing_state is proto.PairingState.LOCKED:
+            raise proto.error_from_frame(
+                proto.error_frame(proto.ErrorCode.LOCKED, retry_after=info.retry_after)
+            )
         if info.pin_required and callable(pin):
             pin = await pin()
         if info.pin_required and pin is None:
             raise Conflict("this charger requires its Bluetooth PIN", code="pin_needed")
-        if info.pin_required and info.pairing_state is proto.PairingState.DISABLED:
-            raise proto.error_from_frame(proto.error_frame(proto.ErrorCode.PAIRING_DISABLED))
-        if info.pin_required and info.pairing_state is proto.PairingState.LOCKED:
-            # known from INFO: no need to try (and the wait is shown to the user)
-            raise proto.error_from_frame(
-                proto.error_frame(proto.ErrorCode.LOCKED, retry_after=info.retry_after)
-            )
         if info.pin_required and info.pin_mode is proto.PinMode.PASSKEY:
             assert isinstance(pin, str)
             await session.pair_link_with_passkey(pin)
@@ -105,11 +105,6 @@ async def pair(
             pin_required=info.pin_required,
             pin_mode=info.pin_mode.name.lower(),
         )
-
-
-async def charger_pin_required(*, transport: str, serial: str, rng: RandomSource) -> bool:
-    async with _connected(transport, serial, rng) as session:
-        return (await session.info()).pin_required
 
 
 @asynccontextmanager
