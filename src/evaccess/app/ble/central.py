@@ -107,9 +107,11 @@ class PhoneCentral:
     async def __aenter__(self) -> Self:
         proto.silence_secret_debug_logs()
         self._transport = await open_transport(self._spec)
+        address = bytearray(self._rng.token_bytes(6))
+        address[5] |= 0xC0  # static random address (Core Vol 6 Part B 1.3.2.1)
         device = Device.with_hci(
             self._name,
-            Address.generate_static_address(),
+            Address(bytes(address), Address.RANDOM_DEVICE_ADDRESS),
             self._transport.source,
             self._transport.sink,
         )
