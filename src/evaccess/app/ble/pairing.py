@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from bumble.att import ATT_Error
@@ -16,13 +16,6 @@ from evaccess.app.ble.credentials import CredentialStore, PhoneCredential
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import Conflict, NotAuthenticated
 from evaccess.protocol import ble_access as proto
-
-
-class PinSource(Protocol):
-    """Where the app gets a charger's PIN when the user may see it (the server)."""
-
-    async def pin_for(self, serial: str) -> str | None:
-        """The PIN, or ``None`` when this user may not see it (the user types it)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
