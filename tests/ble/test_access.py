@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
@@ -13,6 +14,7 @@ from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
+from evaccess.charger.ble import peripheral
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.domain.errors import (
     EvAccessError,
@@ -324,3 +326,19 @@ async def test_stale_cached_address_and_handles_fall_back_to_scan_and_discovery(
     path.write_text(json.dumps(saved))
     assert (await configure(rig, current_limit_a=19))["current_limit_a"] == 19
     assert json.loads(path.read_text())["address"] != saved["address"]
+
+
+async def test_an_idle_unauthenticated_link_neither_hides_the_charger_nor_stays(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pair(rig, phone="owner")
+    monkeypatch.setattr(peripheral, "UNAUTHENTICATED_LINK_TIMEOUT_S", 1.0)
+    async with PhoneCentral(rig.link.transports[2], rng=rig.rng) as squatter:
+        idle = await squatter.connect(SERIAL)  # connects and does nothing
+        # The owner still finds and configures the charger while the squatter is connected.
+        assert (await configure(rig, phone="owner", current_limit_a=15))["current_limit_a"] == 15
+        for _ in range(40):
+            if idle.connection not in rig.charger.links and not rig.charger.links:
+                break
+            await asyncio.sleep(0.05)
+        assert not rig.charger.links  # the idle link was closed

@@ -51,6 +51,8 @@ ATTEMPT_TIMEOUT_S = 10.0
 """A PIN exchange not confirmed within this time ends (counted as a failure) so one phone
 cannot hold the one-at-a-time exchange slot."""
 REPLY_GRACE_S = 0.05
+UNAUTHENTICATED_LINK_TIMEOUT_S = 30.0
+"""A link without an authenticated session is closed after this long (no idle squatting)."""
 PRECOMPUTE_DELAY_S = 0.05
 """Compute the next SPAKE2 message this long after one is used (off the reply's path)."""
 CURRENT_LIMIT_RANGE_A = (6, 32)
@@ -220,12 +222,28 @@ class BlePeripheral:
             ]
         )
         await self.device.start_advertising(
-            auto_restart=True,
+            auto_restart=False,  # _keep_advertising restarts it, also while phones are connected
             advertising_data=bytes(data),
             scan_response_data=bytes(scan_response),
             advertising_interval_min=20,
             advertising_interval_max=20,
         )
+
+    async def _keep_advertising(self) -> None:
+        """Advertise again after each connection and disconnection, so one phone holding a
+        link (an attacker idling) never hides the charger from the others."""
+        if self.device is None or self.device.is_advertising:
+            return
+        try:
+            await self._advertise()
+        except Exception as exc:  # e.g. the controller's connection limit: retried later
+            log.warning("cannot advertise now (%s)", type(exc).__name__)
+
+    def _end_idle_link(self, connection: Connection) -> None:
+        link = self.links.get(connection)
+        if link is not None and not link.authenticated:
+            log.info("closing a link that did not authenticate in time")
+            self._spawn(self._disconnect(connection))
 
     # --- GATT --------------------------------------------------------------------------------
 
@@ -399,6 +417,10 @@ class BlePeripheral:
     def _on_connection(self, connection: Connection) -> None:
         link = proto.ChargerLink(_LinkContext(self, connection), self.rng)
         self.links[connection] = link
+        self._spawn(self._keep_advertising())
+        asyncio.get_running_loop().call_later(
+            UNAUTHENTICATED_LINK_TIMEOUT_S, self._end_idle_link, connection
+        )
         connection.on(connection.EVENT_DISCONNECTION, lambda _reason: self._on_gone(connection))
         connection.on(connection.EVENT_PAIRING, lambda *_: self._on_paired(connection))
         connection.on(
@@ -417,6 +439,7 @@ class BlePeripheral:
         if self._attempt is connection:
             self._release_attempt()
         self._spawn(self._flush_events())
+        self._spawn(self._keep_advertising())
 
     def _pairing_config(self, connection: Connection) -> PairingConfig:
         if self.passkey_mode:
