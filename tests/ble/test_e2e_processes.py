@@ -109,6 +109,20 @@ def test_pair_configure_forget_across_processes(
     assert "Wi-Fi network home, current limit 20 A" in configured.stdout
     assert "hunter22" not in configured.stdout + configured.stderr
 
+    new_pin = "583920"
+    changed = app(
+        "configure",
+        SERIAL,
+        "--ble-transport",
+        charger,
+        "--new-pin",
+        env=base_env,
+        stdin=f"{new_pin}\n{new_pin}\n",
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "PIN changed" in changed.stdout
+    assert new_pin not in changed.stdout + changed.stderr  # typed, never echoed
+
     forgotten = app("forget", SERIAL, "--ble-transport", charger, env=base_env)
     assert forgotten.returncode == 0, forgotten.stderr
     assert not (tmp_path / "phone" / "credentials" / f"{SERIAL}.json").exists()
@@ -120,8 +134,9 @@ def test_pair_configure_forget_across_processes(
     assert {"configuration": {"WifiSsid": "home"}} in reports
     assert {"configuration": {"CurrentLimit": "20"}} in reports
     assert "hunter22" not in json.dumps(reports)
+    assert {"pin_changed": True} in reports
 
     log = (tmp_path / "charger" / "charger.log").read_text()
     assert "wrong Bluetooth PIN" in log and "GATT" in log  # DEBUG lines were written
-    for secret in (PIN, "472914", "hunter22-wifi"):
+    for secret in (PIN, "472914", "hunter22-wifi", new_pin):
         assert not exposed(secret, log)
