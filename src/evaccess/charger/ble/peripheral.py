@@ -550,6 +550,7 @@ class BlePeripheral:
         return self.clock.now().timestamp()
 
     def _count(self, *, success: bool) -> None:
+        before = self._lockout
         if success:
             self._lockout = lockout.record_success(self._lockout)
         else:
@@ -561,7 +562,8 @@ class BlePeripheral:
             )
             if event is not None:
                 self._pending_events.append(event)
-        self._lockout_store.save(self._lockout)
+        if self._lockout != before:  # a success after a success changes nothing: no fsync
+            self._lockout_store.save(self._lockout)
 
     async def _flush_events(self) -> None:
         events, self._pending_events = self._pending_events, []
