@@ -17,6 +17,7 @@ from evaccess.app.ble.central import PhoneCentral
 from evaccess.charger.ble import peripheral
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.domain.errors import (
+    ConfigurationError,
     EvAccessError,
     InvalidInput,
     LockedOut,
@@ -27,7 +28,7 @@ from evaccess.domain.errors import (
 )
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
-from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig
+from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig, make_charger
 
 
 async def pair(rig: Rig, pin: str | None = PIN, phone: str = "phone") -> pairing.PairResult:
@@ -342,3 +343,11 @@ async def test_an_idle_unauthenticated_link_neither_hides_the_charger_nor_stays(
                 break
             await asyncio.sleep(0.05)
         assert not rig.charger.links  # the idle link was closed
+
+
+async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
+    with pytest.raises(ConfigurationError, match="cannot open Bluetooth transport"):
+        await make_charger(rig, transport="bogus:1").start()
+    with pytest.raises(InvalidInput, match="cannot open Bluetooth transport"):
+        async with PhoneCentral("bogus:1", rng=rig.rng):
+            pass

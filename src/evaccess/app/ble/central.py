@@ -22,7 +22,7 @@ from bumble.hci import Address
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.smp import ErrorCode as SmpErrorCode
 from bumble.transport import open_transport
-from bumble.transport.common import Transport
+from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import (
@@ -106,7 +106,12 @@ class PhoneCentral:
 
     async def __aenter__(self) -> Self:
         proto.silence_secret_debug_logs()
-        self._transport = await open_transport(self._spec)
+        try:
+            self._transport = await open_transport(self._spec)
+        except (TransportSpecError, TransportInitError) as exc:
+            raise InvalidInput(
+                f"cannot open Bluetooth transport {self._spec!r} ({type(exc).__name__})"
+            ) from None
         address = bytearray(self._rng.token_bytes(6))
         address[5] |= 0xC0  # static random address (Core Vol 6 Part B 1.3.2.1)
         device = Device.with_hci(

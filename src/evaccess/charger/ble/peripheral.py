@@ -26,7 +26,7 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.hci import Address
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
-from bumble.transport.common import Transport
+from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
 from evaccess.charger.ble.smp_policy import policy_session
 from evaccess.charger.ble.store import CredentialStore, LockoutStore, load_identity
@@ -171,7 +171,12 @@ class BlePeripheral:
 
     async def start(self) -> None:
         proto.silence_secret_debug_logs()
-        self._transport = await open_transport(self.transport_spec)
+        try:
+            self._transport = await open_transport(self.transport_spec)
+        except (TransportSpecError, TransportInitError) as exc:
+            raise ConfigurationError(
+                f"cannot open Bluetooth transport {self.transport_spec!r} ({type(exc).__name__})"
+            ) from None
         address, irk = load_identity(self.state_dir, self.rng)
         device = Device.with_hci(
             proto.advertised_name(self.serial),
