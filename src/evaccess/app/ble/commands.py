@@ -1,0 +1,225 @@
+"""``evaccess app pair|configure|forget``: the phone app's Bluetooth commands (the lead
+merges ``ble_commands`` into ``evaccess app``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, Protocol
+
+import typer
+
+from evaccess.app.api import ApiClient
+from evaccess.app.ble import pairing
+from evaccess.app.ble.credentials import CredentialStore
+from evaccess.app.session import load_session
+from evaccess.console import command, err, out
+from evaccess.domain.clock import RandomSource, SystemRandom
+from evaccess.domain.errors import EvAccessError, InvalidInput, NotAuthenticated, PinRejected
+from evaccess.domain.pins import validate_bluetooth_pin
+from evaccess.protocol.ble_access import WrongPin
+
+ble_commands = typer.Typer(help="Pair with and configure chargers over Bluetooth LE.")
+
+Transport = Annotated[
+    str,
+    typer.Option(
+        "--ble-transport",
+        help="Bumble HCI transport: tcp-client:127.0.0.1:PORT (evaccess ble-link), usb:0, ...",
+    ),
+]
+
+
+class ServerPins(Protocol):
+    """The server's view of a charger's PIN, for the signed-in user."""
+
+    async def may_reveal(self, serial: str) -> bool: ...
+
+    async def reveal(self, serial: str) -> str: ...
+
+
+class ApiServerPins:
+    """``ServerPins`` over the REST API with the saved login."""
+
+    async def may_reveal(self, serial: str) -> bool:
+        session = load_session()
+        async with ApiClient(session.server, session.token) as api:
+            charger = await api.charger_by_serial(serial)
+            return await api.may_reveal_bluetooth_pin(str(charger["id"]))
+
+    async def reveal(self, serial: str) -> str:
+        session = load_session()
+        async with ApiClient(session.server, session.token) as api:
+            charger = await api.charger_by_serial(serial)
+            return await api.reveal_bluetooth_pin(str(charger["id"]))
+
+
+def _default_server() -> ServerPins | None:
+    try:
+        load_session()
+    except NotAuthenticated:
+        return None
+    return ApiServerPins()
+
+
+server_factory: Callable[[], ServerPins | None] = _default_server
+"""Tests replace this (or pass ``--pin``) to run without a server."""
+
+
+def prompt_pin() -> str:
+    return str(typer.prompt("Bluetooth PIN of the charger", hide_input=True))
+
+
+async def run_pair(
+    *,
+    serial: str,
+    transport: str,
+    pin: str | None,
+    server: ServerPins | None,
+    store: CredentialStore,
+    rng: RandomSource,
+    prompt: Callable[[], str] = prompt_pin,
+) -> pairing.PairResult:
+    """The pairing screen: the PIN from the user, else from the server when the user may
+    see it, else typed; after a wrong PIN, the troubleshooting screen shows the correct PIN
+    to a user allowed to see it (seeds: Wallbox help centre)."""
+
+    async def pin_source() -> str:
+        if pin is not None:
+            return pin
+        if server is not None and await server.may_reveal(serial):
+            return await server.reveal(serial)
+        return prompt()
+
+    try:
+        return await pairing.pair(
+            transport=transport, serial=serial, pin=pin_source, store=store, rng=rng
+        )
+    except WrongPin:
+        if server is not None and await _may_reveal_quietly(server, serial):
+            correct = await server.reveal(serial)
+            # The one deliberate PIN display: the seeds' troubleshooting screen.
+            err.print(
+                f"Wrong PIN. The charger's Bluetooth PIN is [bold]{correct}[/]: try again.",
+                highlight=False,
+            )
+        raise
+
+
+async def _may_reveal_quietly(server: ServerPins, serial: str) -> bool:
+    try:
+        return await server.may_reveal(serial)
+    except EvAccessError:
+        return False
+
+
+@ble_commands.command("pair")
+@command
+async def pair_command(
+    serial: Annotated[str, typer.Argument(help="The charger's serial number.")],
+    ble_transport: Transport,
+    pin: Annotated[
+        str | None,
+        typer.Option(help="The PIN (otherwise from the server, or prompted).", show_default=False),
+    ] = None,
+) -> None:
+    """Pair this phone with a charger: prove its PIN once, keep a credential."""
+    store = CredentialStore()
+    result = await run_pair(
+        serial=serial,
+        transport=ble_transport,
+        pin=pin,
+        server=None if pin is not None else server_factory(),
+        store=store,
+        rng=SystemRandom(),
+    )
+    how = "with its PIN" if result.pin_required else "(no PIN required)"
+    out.print(f"Paired with charger {serial} {how}; this phone is {result.phone_id[:8]}.")
+
+
+@ble_commands.command("configure")
+@command
+async def configure_command(
+    serial: Annotated[str, typer.Argument(help="The charger's serial number.")],
+    ble_transport: Transport,
+    wifi_ssid: Annotated[str | None, typer.Option(help="Wi-Fi network name.")] = None,
+    wifi_password_stdin: Annotated[
+        bool, typer.Option(help="Read the Wi-Fi password from standard input.")
+    ] = False,
+    current_limit: Annotated[
+        int | None, typer.Option(help="Charging current limit in amperes (6-32).")
+    ] = None,
+    firmware_update: Annotated[
+        str | None, typer.Option(help="Start a firmware update from this https URL.")
+    ] = None,
+    new_pin: Annotated[
+        bool, typer.Option(help="Change the charger's Bluetooth PIN (prompted).")
+    ] = False,
+) -> None:
+    """Change a paired charger's settings over Bluetooth (uses the stored credential)."""
+    password = None
+    if wifi_password_stdin:
+        if wifi_ssid is None:
+            raise InvalidInput("--wifi-password-stdin goes with --wifi-ssid")
+        password = sys.stdin.readline().rstrip("\n")
+    pin = None
+    if new_pin:
+        pin = str(typer.prompt("New Bluetooth PIN", hide_input=True, confirmation_prompt=True))
+        try:
+            validate_bluetooth_pin(pin)
+        except PinRejected as exc:
+            raise PinRejected(exc.message) from None
+    change = pairing.ConfigChange(
+        wifi_ssid=wifi_ssid,
+        wifi_password=password,
+        current_limit_a=current_limit,
+        firmware_update_url=firmware_update,
+        new_pin=pin,
+    )
+    settings = await pairing.configure(
+        transport=ble_transport,
+        serial=serial,
+        change=change,
+        store=CredentialStore(),
+        rng=SystemRandom(),
+    )
+    out.print(
+        f"Charger {serial}: Wi-Fi network {settings['wifi_ssid'] or '(none)'}, "
+        f"current limit {settings['current_limit_a']} A"
+        + (", PIN changed" if pin else "")
+        + (", firmware update requested" if firmware_update else ""),
+        highlight=False,
+    )
+
+
+@ble_commands.command("forget")
+@command
+async def forget_command(
+    serial: Annotated[str, typer.Argument(help="The charger's serial number.")],
+    ble_transport: Annotated[
+        str | None,
+        typer.Option(
+            "--ble-transport", help="Also tell the charger (otherwise forget locally only)."
+        ),
+    ] = None,
+) -> None:
+    """Forget a charger: drop this phone's credential on the charger and here."""
+    store = CredentialStore()
+    store.load(serial)  # NotFound when not paired
+    if ble_transport is not None:
+        try:
+            await pairing.forget(
+                transport=ble_transport, serial=serial, store=store, rng=SystemRandom()
+            )
+        except NotAuthenticated:
+            store.delete(serial)
+            out.print(f"Charger {serial} no longer knew this phone; forgotten here too.")
+            return
+    store.delete(serial)
+    out.print(f"Forgot charger {serial}.")
+
+
+__all__: list[str] = ["ble_commands"]
+
+if __name__ == "__main__":  # python -m evaccess.app.ble.commands (before app/cli.py merges it)
+    ble_commands()

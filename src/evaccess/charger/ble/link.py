@@ -1,0 +1,167 @@
+"""``evaccess ble-link``: virtual Bluetooth LE controllers on one link, each served to one
+program over TCP (Bumble's ``apps.controllers`` on free ports), so a charger and a phone
+app run in separate terminals or processes with no radio.
+
+A program attaches with ``--ble-transport tcp-client:127.0.0.1:PORT``; on hardware the same
+programs take ``usb:0``, ``hci-socket:0`` or ``serial:/dev/...`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Annotated, Self
+
+import typer
+from bumble import hci
+from bumble.controller import Controller
+from bumble.link import LocalLink
+from bumble.transport.common import StreamPacketSource
+
+from evaccess.console import command, out
+
+ble_link_app = typer.Typer(
+    help="Host virtual Bluetooth LE controllers on one link (no radio needed).",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+
+class VirtualController(Controller):
+    """Bumble's virtual controller, with LE Create Connection Cancel as the spec has it
+    (Core Vol 4 Part E 7.8.13: Command Complete, then LE Connection Complete with status
+    Unknown Connection Identifier). Bumble 0.0.236 answers success but keeps the connection
+    pending forever, so a phone whose direct connect to a known charger timed out could never
+    connect again on that controller."""
+
+    def on_hci_le_create_connection_cancel_command(
+        self, command: hci.HCI_LE_Create_Connection_Cancel_Command
+    ) -> hci.HCI_StatusReturnParameters:
+        pending = self.pending_le_connection
+        if pending is None:
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+        self.pending_le_connection = None
+        event = hci.HCI_LE_Connection_Complete_Event(
+            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+            connection_handle=0,
+            role=hci.Role.CENTRAL,
+            peer_address_type=pending.peer_address_type,
+            peer_address=pending.peer_address,
+            connection_interval=0,
+            peripheral_latency=0,
+            supervision_timeout=0,
+            central_clock_accuracy=0,
+        )
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, event)
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+
+class _HostSink:
+    """Packets from a controller to whichever program is attached now.
+
+    Bumble's ``tcp-server`` transport shares one sink between connections, so a program that
+    re-attaches right after another left can be detached by the late ``connection_lost`` of
+    the previous one; here only the current connection's loss detaches."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+
+    def on_packet(self, packet: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(packet)
+
+
+class _HciOverTcp(asyncio.Protocol):
+    def __init__(self, source: StreamPacketSource, sink: _HostSink) -> None:
+        self._source = source
+        self._sink = sink
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._sink.transport = transport
+        self._source.parser.reset()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._sink.transport is self._transport:
+            self._sink.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._sink.transport is self._transport:
+            self._source.data_received(data)
+
+
+@dataclass(kw_only=True, slots=True)
+class VirtualLink:
+    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to."""
+
+    count: int = 2
+    host: str = "127.0.0.1"
+    ports: tuple[int, ...] = ()
+    transports: list[str] = field(default_factory=list)
+    _servers: list[asyncio.Server] = field(default_factory=list)
+    _controllers: list[Controller] = field(default_factory=list)
+
+    async def start(self) -> None:
+        link = LocalLink()  # type: ignore[no-untyped-call]
+        ports = self.ports or (0,) * self.count
+        for index, port in enumerate(ports):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            bound = sock.getsockname()[1]
+            source, sink = StreamPacketSource(), _HostSink()
+            server = await asyncio.get_running_loop().create_server(
+                functools.partial(_HciOverTcp, source, sink), sock=sock
+            )
+            self._servers.append(server)
+            self._controllers.append(
+                VirtualController(f"C{index}", host_source=source, host_sink=sink, link=link)
+            )
+            self.transports.append(f"tcp-client:{self.host}:{bound}")
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+@ble_link_app.callback()
+@command
+async def ble_link(
+    devices: Annotated[int, typer.Option(min=2, max=16, help="How many controllers.")] = 2,
+    port: Annotated[
+        list[int] | None,
+        typer.Option(help="Fixed TCP port per controller (repeat); default: free ports."),
+    ] = None,
+) -> None:
+    """Run until interrupted; print one transport string per controller."""
+    ports = tuple(port or ())
+    if ports and len(ports) != devices:
+        devices = len(ports)
+    async with VirtualLink(count=devices, ports=ports) as link:
+        for transport in link.transports:
+            out.print(transport, highlight=False)
+        out.print("virtual link up; Ctrl-C to stop", style="dim")
+        await asyncio.get_running_loop().create_future()
+
+
+if __name__ == "__main__":  # python -m evaccess.charger.ble.link (before the lead wires it)
+    ble_link_app()

@@ -1,0 +1,353 @@
+"""Acceptance on the virtual link: the real peripheral, the real app flows, real Bumble."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from bumble import smp
+from bumble.core import ProtocolError
+from bumble.pairing import PairingConfig
+
+from evaccess.app.ble import pairing
+from evaccess.app.ble.central import PhoneCentral
+from evaccess.charger.ble import peripheral
+from evaccess.charger.ports import BluetoothPinSettings
+from evaccess.domain.errors import (
+    ConfigurationError,
+    EvAccessError,
+    InvalidInput,
+    LockedOut,
+    NotAuthenticated,
+    PairingDisabled,
+    PermissionDenied,
+    PinRejected,
+)
+from evaccess.protocol import ble_access as proto
+from evaccess.protocol.ocpp_components import SecurityEventType
+from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig, make_charger
+
+
+async def pair(rig: Rig, pin: str | None = PIN, phone: str = "phone") -> pairing.PairResult:
+    return await pairing.pair(
+        transport=rig.phone_transport,
+        serial=SERIAL,
+        pin=pin,
+        store=rig.phone_store(phone),
+        rng=rig.rng,
+    )
+
+
+async def configure(rig: Rig, phone: str = "phone", **change: object) -> dict[str, object]:
+    return await pairing.configure(
+        transport=rig.phone_transport,
+        serial=SERIAL,
+        change=pairing.ConfigChange(**change),  # type: ignore[arg-type]
+        store=rig.phone_store(phone),
+        rng=rig.rng,
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(rig: Rig) -> None:
+    result = await pair(rig)
+    assert result.pin_required and result.pin_mode == "pake"
+    phone_file = rig.tmp / "phone" / "credentials" / f"{SERIAL}.json"
+    charger_file = rig.tmp / "charger" / "ble-credentials.json"
+    assert mode(phone_file) == 0o600 and mode(charger_file) == 0o600
+    assert json.loads(phone_file.read_text())["phone_id"] in json.loads(charger_file.read_text())
+    assert len(bytes.fromhex(json.loads(phone_file.read_text())["secret"])) >= 16
+
+    # Reconnect: the credential alone (no PIN) opens a session that configures the charger.
+    settings = await configure(
+        rig, current_limit_a=20, wifi_ssid="home", wifi_password="s3cret-wifi"
+    )
+    assert settings == {"wifi_ssid": "home", "current_limit_a": 20}
+    assert rig.charger.wifi_password == "s3cret-wifi"
+    assert "s3cret" not in repr(rig.charger.settings)
+    assert {"WifiSsid": "home"} in rig.server.configuration
+    assert {"CurrentLimit": "20"} in rig.server.configuration
+    assert all("password" not in json.dumps(c).lower() for c in rig.server.configuration)
+
+
+async def test_wrong_pin_fails_clearly_and_is_exactly_one_failed_guess(rig: Rig) -> None:
+    with pytest.raises(proto.WrongPin, match="wrong PIN"):
+        await pair(rig, WRONG_PIN)
+    assert rig.charger._lockout.consecutive_failures == 1
+    assert rig.phone_store().find(SERIAL) is None
+    assert len(rig.charger.credentials) == 0
+    await pair(rig)  # the right PIN right after works, and resets the count
+    assert rig.charger._lockout.consecutive_failures == 0
+
+
+async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Rig) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        info = await session.info()  # INFO is public
+        assert info.serial == SERIAL and info.pin_required
+        for uuid in (proto.WIFI_UUID, proto.CURRENT_LIMIT_UUID):
+            with pytest.raises(NotAuthenticated, match="ATT error 0x05"):
+                await session.raw_read(uuid)
+        for uuid in proto.CONFIG_UUIDS:
+            with pytest.raises(NotAuthenticated, match="ATT error 0x05"):
+                await session.raw_write(uuid, b'{"amps": 32}')
+        # Bumble's own flag is not what guards them (notes trap 1): pair Just Works first.
+        await session.connection.pair()
+        assert session.connection.authenticated
+        with pytest.raises(NotAuthenticated):
+            await session.raw_read(proto.WIFI_UUID)
+        await session.close()
+    assert rig.charger.settings["current_limit_a"] == 16
+
+
+async def test_values_sealed_under_another_session_are_refused(rig: Rig) -> None:
+    await pair(rig)
+    store = rig.phone_store()
+    cred = store.load(SERIAL)
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        await session.authenticate(phone_id=cred.phone_id, secret=cred.secret)
+        assert session.cipher is not None
+        sealed = proto.seal_json(session.cipher, proto.CURRENT_LIMIT_UUID, {"amps": 10})
+        await session.raw_write(proto.CURRENT_LIMIT_UUID, sealed)
+        with pytest.raises(Exception, match="ATT error 0x83"):  # replayed: same counter
+            await session.raw_write(proto.CURRENT_LIMIT_UUID, sealed)
+        moved = proto.seal_json(session.cipher, proto.WIFI_UUID, {"amps": 11})
+        with pytest.raises(Exception, match="ATT error 0x83"):  # sealed for another setting
+            await session.raw_write(proto.CURRENT_LIMIT_UUID, moved)
+        with pytest.raises(InvalidInput, match="ATT error 0x80"):
+            await session.write_setting(proto.CURRENT_LIMIT_UUID, {"amps": 33})
+        await session.close()
+    assert rig.charger.settings["current_limit_a"] == 10
+
+
+async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_working(
+    rig: Rig,
+) -> None:
+    await pair(rig, phone="owner")
+    for _ in range(5):
+        with pytest.raises(proto.WrongPin):
+            await pair(rig, WRONG_PIN, phone="attacker")
+    with pytest.raises(LockedOut) as locked:
+        await pair(rig, PIN, phone="attacker")  # even the right PIN: no exchange at all
+    assert 299 <= locked.value.retry_after <= 300
+    assert locked.value.code == "ble_locked"
+    assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_LOCKOUT
+    assert "duration_s=300" in (rig.server.events[-1][1] or "")
+    # A phone that skips INFO and starts the exchange anyway is refused by the charger.
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        with pytest.raises(LockedOut) as direct:
+            await session.enrol(phone_id=bytes(16), pin=PIN)
+        assert 299 <= direct.value.retry_after <= 300
+        await session.close()
+    # The owner's phone is not locked out, and the charger still advertises.
+    assert (await configure(rig, phone="owner", current_limit_a=12))["current_limit_a"] == 12
+
+    # After 5 minutes: 5 more failures lock for twice as long (escalation).
+    rig.clock.advance(301)
+    for _ in range(5):
+        with pytest.raises(proto.WrongPin):
+            await pair(rig, WRONG_PIN, phone="attacker")
+    with pytest.raises(LockedOut) as locked:
+        await pair(rig, WRONG_PIN, phone="attacker")
+    assert 599 <= locked.value.retry_after <= 600
+
+    # The lockout survives a charger restart (persisted in epoch seconds).
+    await rig.restart_charger()
+    with pytest.raises(LockedOut):
+        await pair(rig, PIN, phone="attacker")
+
+    # The 100-failure cap: pretend 88 more failures happened (98 in a row); two more, and the
+    # 100th consecutive failure disables PIN pairing until the server re-enables it.
+    state_file = rig.tmp / "charger" / "ble-lockout.json"
+    state = json.loads(state_file.read_text())
+    state.update(consecutive_failures=98, locked_until=0.0)
+    state_file.write_text(json.dumps(state))
+    await rig.restart_charger()
+    for _ in range(2):
+        with pytest.raises(proto.WrongPin):
+            await pair(rig, WRONG_PIN, phone="attacker")
+    assert rig.charger._lockout.disabled
+    with pytest.raises(PairingDisabled):
+        await pair(rig, WRONG_PIN, phone="attacker")
+    assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED
+    rig.clock.advance(10 * 24 * 3600)
+    with pytest.raises(PairingDisabled, match="re-enable"):
+        await pair(rig, PIN, phone="attacker")
+    assert (await configure(rig, phone="owner", current_limit_a=8))["current_limit_a"] == 8
+
+    await rig.charger.reenable_pin_pairing()
+    await pair(rig, PIN, phone="newcomer")
+
+
+async def test_credential_survives_restart_and_revocation_stops_it(rig: Rig) -> None:
+    await pair(rig, phone="a")
+    await pair(rig, phone="b")
+    await pair(rig, phone="c")
+    await rig.restart_charger()
+    assert (await configure(rig, phone="a", current_limit_a=10))["current_limit_a"] == 10
+
+    phone_b = rig.phone_store("b").load(SERIAL).phone_id.hex()
+    await rig.charger.revoke_credential(phone_b)
+    with pytest.raises(NotAuthenticated, match="pair again"):
+        await configure(rig, phone="b", current_limit_a=10)
+    assert (await configure(rig, phone="c", current_limit_a=11))["current_limit_a"] == 11
+    assert rig.server.events[-1] == (
+        SecurityEventType.BLUETOOTH_CREDENTIAL_REVOKED,
+        f"phone_id={phone_b}",
+    )
+
+    await rig.charger.revoke_all_credentials()
+    await rig.restart_charger()
+    for phone in ("a", "c"):
+        with pytest.raises(NotAuthenticated):
+            await configure(rig, phone=phone, current_limit_a=12)
+
+
+async def test_forget_from_the_phone(rig: Rig) -> None:
+    await pair(rig)
+    await pairing.forget(
+        transport=rig.phone_transport, serial=SERIAL, store=rig.phone_store(), rng=rig.rng
+    )
+    assert len(rig.charger.credentials) == 0
+    assert rig.phone_store().find(SERIAL) is None
+
+
+async def test_pin_change_from_the_phone_reaches_the_server(rig: Rig) -> None:
+    await pair(rig)
+    with pytest.raises(PinRejected):
+        await configure(rig, new_pin="123456")
+    await configure(rig, new_pin="583920")
+    assert rig.server.pins == ["583920"]
+    assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_CHANGED
+    with pytest.raises(proto.WrongPin):
+        await pair(rig, PIN, phone="other")
+    await pair(rig, "583920", phone="other")
+
+    await rig.charger.apply_pin_settings(
+        BluetoothPinSettings(pin="583920", required=True, changeable=False)
+    )
+    with pytest.raises(PermissionDenied):
+        await configure(rig, new_pin="660372")
+
+
+async def test_no_pin_required_enrols_without_pin_and_newly_required_pin_drops_links(
+    rig: Rig,
+) -> None:
+    await rig.charger.apply_pin_settings(
+        BluetoothPinSettings(pin=None, required=False, changeable=False)
+    )
+    result = await pair(rig, pin=None, phone="early")
+    assert not result.pin_required
+    assert (await configure(rig, phone="early", current_limit_a=9))["current_limit_a"] == 9
+
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        cred = rig.phone_store("early").load(SERIAL)
+        await session.authenticate(phone_id=cred.phone_id, secret=cred.secret)
+        await rig.charger.apply_pin_settings(
+            BluetoothPinSettings(pin=PIN, required=True, changeable=True)
+        )
+        assert not rig.charger.links  # the open link was dropped
+    # A credential enrolled without a PIN no longer opens the charger; the PIN is needed.
+    with pytest.raises(NotAuthenticated):
+        await configure(rig, phone="early", current_limit_a=9)
+    await pair(rig, PIN, phone="early")
+    assert (await configure(rig, phone="early", current_limit_a=7))["current_limit_a"] == 7
+
+
+async def test_other_validation(rig: Rig) -> None:
+    await pair(rig)
+    with pytest.raises(InvalidInput):
+        await configure(rig, firmware_update_url="http://insecure.example/fw.bin")
+    await configure(rig, firmware_update_url="https://updates.example/fw-2.1.bin")
+    assert {"FirmwareUpdateRequested": "https://updates.example/fw-2.1.bin"} in (
+        rig.server.configuration
+    )
+    with pytest.raises(InvalidInput):
+        await configure(rig, wifi_ssid="home", wifi_password="short")
+
+
+async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> None:
+    await pair(rig)
+
+    async def offline(new_pin: str) -> None:
+        raise ConnectionError("OCPP link down")
+
+    rig.server.report_pin_changed = offline  # type: ignore[method-assign]
+    with pytest.raises(EvAccessError, match="ATT error 0x0E"):
+        await configure(rig, new_pin="583920")
+    assert rig.charger.pin_settings.pin == PIN  # the server would reveal a stale PIN otherwise
+    await pair(rig, PIN, phone="other")
+
+
+async def test_state_files_are_private(rig: Rig) -> None:
+    await pair(rig)
+    with pytest.raises(proto.WrongPin):
+        await pair(rig, WRONG_PIN, phone="x")
+    for name in ("ble-credentials.json", "ble-lockout.json", "ble-identity.json"):
+        assert mode(rig.tmp / "charger" / name) == 0o600, name
+    assert mode(rig.tmp / "charger") == 0o700
+    assert mode(rig.tmp / "phone" / "phone-id") == 0o600
+
+
+async def test_pake_mode_links_accept_le_secure_connections_only(rig: Rig) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        assert central.device is not None
+        central.device.pairing_config_factory = lambda _c: PairingConfig(sc=False, bonding=False)
+        with pytest.raises(ProtocolError) as refused:
+            await session.connection.pair()
+        assert refused.value.error_code == smp.ErrorCode.AUTHENTICATION_REQUIREMENTS
+        await session.close()
+
+
+async def test_stale_cached_address_and_handles_fall_back_to_scan_and_discovery(
+    rig: Rig,
+) -> None:
+    await pair(rig)
+    path = rig.tmp / "phone" / "credentials" / f"{SERIAL}.json"
+    saved = json.loads(path.read_text())
+    good_handles = dict(saved["handles"])
+    info, access = str(proto.INFO_UUID), str(proto.ACCESS_UUID)
+    saved["handles"][access] = good_handles[info]  # e.g. the charger's firmware moved them
+    path.write_text(json.dumps(saved))
+    assert (await configure(rig, current_limit_a=18))["current_limit_a"] == 18
+    assert json.loads(path.read_text())["handles"] == good_handles  # cache repaired
+
+    saved = json.loads(path.read_text())
+    saved["address"] = "C1:22:33:44:55:66/P"  # nobody advertises there
+    path.write_text(json.dumps(saved))
+    assert (await configure(rig, current_limit_a=19))["current_limit_a"] == 19
+    assert json.loads(path.read_text())["address"] != saved["address"]
+
+
+async def test_an_idle_unauthenticated_link_neither_hides_the_charger_nor_stays(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pair(rig, phone="owner")
+    monkeypatch.setattr(peripheral, "UNAUTHENTICATED_LINK_TIMEOUT_S", 1.0)
+    async with PhoneCentral(rig.link.transports[2], rng=rig.rng) as squatter:
+        idle = await squatter.connect(SERIAL)  # connects and does nothing
+        # The owner still finds and configures the charger while the squatter is connected.
+        assert (await configure(rig, phone="owner", current_limit_a=15))["current_limit_a"] == 15
+        for _ in range(40):
+            if idle.connection not in rig.charger.links and not rig.charger.links:
+                break
+            await asyncio.sleep(0.05)
+        assert not rig.charger.links  # the idle link was closed
+
+
+async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
+    with pytest.raises(ConfigurationError, match="cannot open Bluetooth transport"):
+        await make_charger(rig, transport="bogus:1").start()
+    with pytest.raises(InvalidInput, match="cannot open Bluetooth transport"):
+        async with PhoneCentral("bogus:1", rng=rig.rng):
+            pass

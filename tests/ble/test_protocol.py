@@ -1,0 +1,261 @@
+"""The Access Service contract in isolation (protocol.ble_access, no radio): frames, the
+SPAKE2 exchange with key confirmation, challenge-response, sealing, error codes."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evaccess.domain.clock import SystemRandom
+from evaccess.domain.errors import IntegrityFailure, LockedOut, PairingDisabled
+from evaccess.protocol import ble_access as proto
+
+PIN = b"472913"
+SERIAL = "EVA-1"
+
+
+@dataclass
+class FakeCharger:
+    """A ChargerContext with the bookkeeping the peripheral does (no lockout rules here)."""
+
+    serial: str = SERIAL
+    pin: bytes | None = PIN
+    in_flight: bool = False
+    failures: int = 0
+    successes: int = 0
+    refusal: proto.ErrorCode | None = None
+    creds: dict[bytes, proto.StoredCredential] = field(default_factory=dict)
+
+    def pin_password(self) -> bytes | None:
+        return self.pin
+
+    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
+        return proto.new_pake_responder(self.serial, password)
+
+    def pin_exchange_allowed(
+        self, *, use_pin: bool, link_authenticated: bool
+    ) -> proto.ErrorCode | None:
+        if use_pin and self.in_flight:
+            return proto.ErrorCode.BUSY
+        return self.refusal
+
+    def lockout_state(self) -> tuple[proto.PairingState, float]:
+        return proto.PairingState.LOCKED, 123.4
+
+    def begin_attempt(self) -> None:
+        self.in_flight = True
+
+    def end_attempt(self, *, success: bool) -> None:
+        self.in_flight = False
+        if success:
+            self.successes += 1
+        else:
+            self.failures += 1
+
+    def credential(self, phone_id: bytes) -> proto.StoredCredential | None:
+        return self.creds.get(phone_id)
+
+    def issue_credential(self, phone_id: bytes, *, with_pin: bool) -> bytes:
+        secret = bytes(range(32))
+        self.creds[phone_id] = proto.StoredCredential(
+            phone_id=phone_id, secret=secret, with_pin=with_pin
+        )
+        return secret
+
+    def forget(self, phone_id: bytes) -> None:
+        self.creds.pop(phone_id, None)
+
+
+PHONE = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+def run_pake(charger: FakeCharger, link: proto.ChargerLink, pin: str | None) -> bytes:
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=pin)
+    confirm = phone.on_reply(link.handle(phone.start()))
+    secret, _ = phone.on_credential(link.handle(confirm))
+    return secret
+
+
+def test_frame_round_trip_and_byte_layout() -> None:
+    frame = proto.Frame(
+        type=proto.MessageType.AUTH_BEGIN,
+        fields={proto.Tag.NONCE: b"\x01" * 16, proto.Tag.PHONE_ID: b"\x02" * 16},
+    )
+    data = proto.encode(frame)
+    assert data[:4] == bytes((1, 0x03)) + struct.pack(">H", 36)
+    assert data[4:6] == bytes((proto.Tag.PHONE_ID, 16))  # fields in ascending tag order
+    assert proto.decode(data) == frame
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_charger_answers_any_bytes_with_a_frame_and_never_raises(data: bytes) -> None:
+    link = proto.ChargerLink(FakeCharger(), SystemRandom())
+    reply = proto.decode(link.handle(data))
+    assert reply.type in set(proto.MessageType)
+
+
+def test_correct_pin_issues_a_credential_and_counts_a_success() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    secret = run_pake(charger, link, "472913")
+    assert secret == charger.creds[PHONE].secret and len(secret) * 8 >= 128
+    assert link.authenticated and charger.successes == 1 and charger.failures == 0
+    assert charger.creds[PHONE].with_pin
+
+
+def test_wrong_pin_is_exactly_one_failure_and_the_phone_learns_it() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472914")
+    confirm = phone.on_reply(link.handle(phone.start()))
+    assert not phone.charger_confirmed  # the charger's confirmation does not verify
+    with pytest.raises(proto.WrongPin):
+        phone.on_credential(link.handle(confirm))
+    assert charger.failures == 1 and not link.authenticated and not charger.creds
+
+
+def test_an_abandoned_exchange_counts_as_a_failure() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="000001")
+    link.handle(phone.start())
+    link.close()  # the attacker hung up before confirming
+    assert charger.failures == 1
+    # starting over on the same link also ends the previous attempt as a failure
+    link2 = proto.ChargerLink(charger, SystemRandom())
+    link2.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+    link2.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="2").start())
+    assert charger.failures == 2
+
+
+def test_one_pin_exchange_at_a_time() -> None:
+    charger = FakeCharger()
+    first = proto.ChargerLink(charger, SystemRandom())
+    second = proto.ChargerLink(charger, SystemRandom())
+    first.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    busy = proto.decode(
+        second.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+    )
+    assert busy.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.BUSY,))
+
+
+def test_lockout_errors_carry_retry_after_and_distinct_codes() -> None:
+    charger = FakeCharger(refusal=proto.ErrorCode.LOCKED)
+    link = proto.ChargerLink(charger, SystemRandom())
+    reply = link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    with pytest.raises(LockedOut) as locked:
+        proto.expect_reply(reply, proto.MessageType.PAKE_REPLY)
+    assert locked.value.retry_after == 124 and locked.value.code == "ble_locked"
+    charger.refusal = proto.ErrorCode.PAIRING_DISABLED
+    reply = link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    with pytest.raises(PairingDisabled):
+        proto.expect_reply(reply, proto.MessageType.PAKE_REPLY)
+
+
+def test_pin_mismatch_between_modes_is_signalled() -> None:
+    link = proto.ChargerLink(FakeCharger(pin=None), SystemRandom())
+    reply = proto.decode(
+        link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+    )
+    assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_NOT_REQUIRED,))
+    link = proto.ChargerLink(FakeCharger(), SystemRandom())
+    reply = proto.decode(
+        link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=None).start())
+    )
+    assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_REQUIRED,))
+
+
+def test_unsupported_version_lists_the_supported_ones() -> None:
+    link = proto.ChargerLink(FakeCharger(), SystemRandom())
+    request = bytearray(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+    request[0] = 9
+    reply = proto.decode(link.handle(bytes(request)))
+    assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.UNSUPPORTED_VERSION,))
+    assert reply.get(proto.Tag.VERSIONS) == bytes(proto.SUPPORTED_VERSIONS)
+    assert proto.negotiate_version([1, 2, 7]) == 1
+    with pytest.raises(proto.ProtocolViolation):
+        proto.negotiate_version([2])
+
+
+def test_credential_challenge_response_cannot_be_replayed() -> None:
+    charger = FakeCharger()
+    run_pake(charger, proto.ChargerLink(charger, SystemRandom()), "472913")
+    secret = charger.creds[PHONE].secret
+    link = proto.ChargerLink(charger, SystemRandom())
+    auth = proto.PhoneAuth(phone_id=PHONE, serial=SERIAL, secret=secret, nonce=b"\x07" * 16)
+    proof = auth.on_challenge(link.handle(auth.begin()))
+    auth.on_ok(link.handle(proof))
+    assert link.authenticated
+
+    # A recorded proof is useless on a new link: the charger's nonce differs.
+    replay = proto.ChargerLink(charger, SystemRandom())
+    replay.handle(auth.begin())
+    with pytest.raises(proto.NotAuthenticated):
+        proto.expect_reply(replay.handle(proof), proto.MessageType.AUTH_OK)
+    assert not replay.authenticated
+    # ... and the challenge is single use.
+    with pytest.raises(proto.ProtocolViolation):
+        proto.expect_reply(replay.handle(proof), proto.MessageType.AUTH_OK)
+
+
+def test_a_charger_without_the_secret_cannot_impersonate() -> None:
+    charger = FakeCharger()
+    run_pake(charger, proto.ChargerLink(charger, SystemRandom()), "472913")
+    impostor = FakeCharger()
+    impostor.issue_credential(PHONE, with_pin=True)
+    impostor.creds[PHONE] = proto.StoredCredential(
+        phone_id=PHONE, secret=b"\xee" * 32, with_pin=True
+    )
+    auth = proto.PhoneAuth(
+        phone_id=PHONE, serial=SERIAL, secret=charger.creds[PHONE].secret, nonce=b"\x01" * 16
+    )
+    link = proto.ChargerLink(impostor, SystemRandom())
+    with pytest.raises(IntegrityFailure):
+        auth.on_challenge(link.handle(auth.begin()))
+
+
+def test_unknown_credential_and_revocation() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    auth = proto.PhoneAuth(phone_id=PHONE, serial=SERIAL, secret=b"x" * 32, nonce=b"\x01" * 16)
+    with pytest.raises(proto.NotAuthenticated, match="pair again"):
+        auth.on_challenge(link.handle(auth.begin()))
+
+
+def test_sealed_values_refuse_replay_reorder_and_tampering() -> None:
+    keys = proto.derive_keys(b"k" * 32, salt=b"s", label=b"test")
+    phone = proto.SessionCipher(keys, outbound=proto.Direction.PHONE_TO_CHARGER)
+    charger = proto.SessionCipher(keys, outbound=proto.Direction.CHARGER_TO_PHONE)
+    first = proto.seal_json(phone, proto.WIFI_UUID, {"ssid": "a"})
+    second = proto.seal_json(phone, proto.WIFI_UUID, {"ssid": "b"})
+    assert proto.open_json(charger, proto.WIFI_UUID, second) == {"ssid": "b"}
+    with pytest.raises(IntegrityFailure):
+        proto.open_json(charger, proto.WIFI_UUID, first)  # older counter: reordered/replayed
+    third = bytearray(proto.seal_json(phone, proto.WIFI_UUID, {"ssid": "c"}))
+    third[-1] ^= 1
+    with pytest.raises(IntegrityFailure):
+        proto.open_json(charger, proto.WIFI_UUID, bytes(third))
+    # a value sealed by the charger cannot be reflected back to it
+    echoed = proto.seal_json(charger, proto.WIFI_UUID, {"ssid": "d"})
+    with pytest.raises(IntegrityFailure):
+        proto.open_json(charger, proto.WIFI_UUID, echoed)
+
+
+def test_pin_less_enrolment_and_forget() -> None:
+    charger = FakeCharger(pin=None)
+    link = proto.ChargerLink(charger, SystemRandom())
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=None)
+    confirm = phone.on_reply(link.handle(phone.start()))
+    _, cipher = phone.on_credential(link.handle(confirm))
+    assert not charger.creds[PHONE].with_pin
+    assert charger.failures == charger.successes == 0  # no PIN, no guess counted
+    proto.expect_reply(
+        link.handle(proto.forget_request(cipher, PHONE)), proto.MessageType.FORGOTTEN
+    )
+    assert not charger.creds and not link.authenticated
