@@ -21,6 +21,12 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("evaccess.server.cli", "admin_app", "admin", "Administer the server's database."),
     ("evaccess.server.cli", "audit_app", "audit", "Inspect and verify the audit log."),
     ("evaccess.charger.cli", "charger_app", "charger", "Run a charger (firmware emulator)."),
+    (
+        "evaccess.charger.ble.link",
+        "ble_link_app",
+        "ble-link",
+        "Host virtual Bluetooth controllers so a charger and an app can meet without radios.",
+    ),
     ("evaccess.app.cli", "app_app", "app", "The phone app, as a command line."),
     ("evaccess.bench.cli", "bench_app", "bench", "Benchmarks that print figures."),
 )

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evaccess.domain import errors
@@ -49,7 +50,7 @@ def exit_code(error: errors.EvAccessError) -> int:
 
 def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
     """Print one line on stderr and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

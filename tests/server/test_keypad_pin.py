@@ -260,11 +260,19 @@ async def test_revoked_and_expired_access_stop_the_keypad_at_once(ctx, world, cl
     from evaccess.server.services import chargers
 
     canaries.add("8163")
-    await keypad_pins.set_pin(ctx, world.actor("member"), world.org.id, world.users["member"].id, "8163")
+    await keypad_pins.set_pin(
+        ctx, world.actor("member"), world.org.id, world.users["member"].id, "8163"
+    )
     charger = world.chargers["old"]
     await share(world, "old", "member", GrantKind.USER)
-    assert await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["member"].id  # now cached
-    grant = next(g for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id) if g.email == "member@example.com")
+    assert (
+        await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["member"].id
+    )  # now cached
+    grant = next(
+        g
+        for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id)
+        if g.email == "member@example.com"
+    )
     await chargers.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
     assert await keypad_pins.resolve(ctx, charger.id, "8163") is None
 

@@ -10,12 +10,14 @@ import typer
 
 from evaccess import console
 from evaccess.app.api import ApiClient
+from evaccess.app.ble.commands import ble_commands
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.errors import InvalidInput, NotFound
 
 app_app = typer.Typer(no_args_is_help=True)
 keypad_app = typer.Typer(no_args_is_help=True, help="Your keypad PIN (Commander chargers).")
 app_app.add_typer(keypad_app, name="keypad-pin")
+app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
