@@ -770,3 +770,74 @@ async def test_invisible_answers_exactly_like_missing(ctx: Any, canaries: Canari
             assert real.json()["code"] == "not_found", (row.name, who)
             assert _without_request_id(real) == _without_request_id(missing), (row.name, who)
     assert len(cases) > 100
+
+
+# --- listings agree with the detail routes -------------------------------------------------------
+
+
+async def test_listings_show_exactly_what_the_detail_routes_allow(
+    ctx: Any, canaries: Canaries
+) -> None:
+    """``GET /api/chargers`` and ``GET /api/organisations`` list what the caller may open,
+    no more, no less; a subgroup's admin sees the subgroup's chargers, not its parent's."""
+    env = await make_env(ctx, canaries)
+    world = env.world
+    assert world.subgroup is not None
+    assert world.org is not None
+    assert world.other_org is not None
+    world.users["depot_admin"] = await accounts.create_user(ctx, "depot@example.com", PASSWORD)
+    await organisations.add_member(
+        ctx, world.actor("super_admin"), world.subgroup.id, "depot@example.com", Role.ADMIN
+    )
+    reg = await chargers.register(
+        ctx,
+        world.actor("depot_admin"),
+        organisation_id=world.subgroup.id,
+        serial="DP-700007",
+        vendor="Zaptec",
+        model="Pro",
+        firmware="2.4.1",
+    )
+    world.chargers["depot"] = reg.charger
+    orgs = {"org": world.org.id, "subgroup": world.subgroup.id, "other_org": world.other_org.id}
+    sees_chargers: dict[str, set[str]] = {}
+    sees_orgs: dict[str, set[str]] = {}
+    async with env.client:
+        for who in (*AUTHENTICATED, "depot_admin"):
+            headers = {"Authorization": f"Bearer {await env.token(who)}"}
+            listed = await env.client.get("/api/chargers", headers=headers)
+            openable = set()
+            for key, c in world.chargers.items():
+                detail = await env.client.get(f"/api/chargers/{c.id}", headers=headers)
+                assert detail.status_code in (200, 404), (who, key, detail.status_code)
+                if detail.status_code == 200:
+                    openable.add(c.serial)
+            assert {c["serial"] for c in listed.json()} == openable, who
+            sees_chargers[who] = {k for k, c in world.chargers.items() if c.serial in openable}
+            listed = await env.client.get("/api/organisations", headers=headers)
+            openable = set()
+            for key, org_id in orgs.items():
+                detail = await env.client.get(f"/api/organisations/{org_id}", headers=headers)
+                if detail.status_code == 200:
+                    openable.add(key)
+            assert {orgs_key(orgs, o["id"]) for o in listed.json()} == openable, who
+            sees_orgs[who] = openable
+    acme = {"wallbox", "zaptec", "optional", "old", "lobby", "depot"}
+    assert sees_chargers["super_admin"] == acme
+    assert sees_chargers["admin"] == acme
+    assert sees_chargers["owner"] == acme - {"depot"}
+    assert sees_chargers["invited"] == sees_chargers["service"] == {
+        "wallbox", "zaptec", "optional", "old"
+    }  # fmt: skip
+    assert sees_chargers["depot_admin"] == {"depot"}
+    assert sees_chargers["other_admin"] == {"rival"}
+    for nobody in ("root", "member", "stranger"):
+        assert sees_chargers[nobody] == set(), nobody
+    assert sees_orgs["super_admin"] == sees_orgs["member"] == {"org", "subgroup"}
+    assert sees_orgs["depot_admin"] == {"subgroup"}
+    assert sees_orgs["other_admin"] == {"other_org"}
+    assert sees_orgs["invited"] == sees_orgs["stranger"] == sees_orgs["root"] == set()
+
+
+def orgs_key(orgs: Mapping[str, str], org_id: str) -> str:
+    return next((key for key, value in orgs.items() if value == org_id), org_id)
