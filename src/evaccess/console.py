@@ -14,6 +14,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evaccess.domain import errors
 
@@ -48,8 +49,9 @@ def exit_code(error: errors.EvAccessError) -> int:
 
 
 def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
-    """Print one line on stderr and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one line on stderr and exit. The message is text, never markup: it may quote
+    what the user typed (a serial like ``[/x]`` must not crash the error path itself)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -87,11 +89,13 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title)
+    """Cells and title are text, not markup: they hold serials, names and models that
+    users and chargers chose."""
+    table = Table(title=Text(title))
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     out.print(table)
 
 

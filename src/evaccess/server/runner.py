@@ -40,6 +40,12 @@ async def serve(
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
+    # handler it found at start; the default one would kill the process before the database
+    # is closed. This one only asks for the shutdown already done: ``server run`` returns,
+    # the ``finally`` below runs, and the exit status is 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     announce(settings, admin)
     try:
         await server.serve()
