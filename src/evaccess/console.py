@@ -48,11 +48,35 @@ def exit_code(error: errors.EvAccessError) -> int:
     return UNEXPECTED_EXIT
 
 
-def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
-    """Print one line on stderr and exit. The message is text, never markup: it may quote
-    what the user typed (a serial like ``[/x]`` must not crash the error path itself)."""
+def error_line(message: str) -> None:
+    """One ``error:`` line on stderr. The message is text, never markup: it may quote what
+    the user typed (a serial like ``[/x]`` must not crash the error path itself)."""
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
+    """Print one line on stderr and exit."""
+    error_line(message)
     raise typer.Exit(code)
+
+
+def run_app(app: typer.Typer) -> NoReturn:
+    """Run the command line. Usage errors (a missing argument, an unknown option) end as one
+    line too, instead of click's usage block in a box."""
+    # typer vendors click: its exception classes live in typer._click.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        result = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # the help is already printed
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        error_line(f"{exc.format_message()} (see --help)")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(UNEXPECTED_EXIT)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def command(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:

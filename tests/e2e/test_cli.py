@@ -27,7 +27,9 @@ import pytest
 
 from tests.conftest import Canaries, scan
 
-pytestmark = pytest.mark.e2e
+# Each command is a new Python process (about a second of imports): on a loaded 2-core
+# machine the whole path can take far longer than its ~30 s on an idle one.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 EVACCESS = (sys.executable, "-m", "evaccess")
 OWNER = "owner@example.com"
@@ -283,6 +285,7 @@ def test_a_user_meets_evaccess_through_the_command_line(
             stdin="not the password at all\n",
         ),  # fmt: skip
         "nobody": cli.start("app", "chargers", home=tmp_path / "nobody"),
+        "usage": cli.start("app", "charger-info"),
     }
     canaries.add("1234", "not the password at all")
     failed = {name: p.result() for name, p in pending.items()}
@@ -291,6 +294,7 @@ def test_a_user_meets_evaccess_through_the_command_line(
     assert "[/x]" in one_line_error(failed["markup"], exit_code=5)
     assert "wrong email or password" in one_line_error(failed["wrong"], exit_code=3)
     assert "not logged in" in one_line_error(failed["nobody"], exit_code=3)
+    assert "Missing argument" in one_line_error(failed["usage"], exit_code=2)
     assert "chain intact" in succeeded(verify.result()).stdout
 
     # --- the server stops on SIGTERM, cleanly, having printed no PIN ------------------------
