@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from itertools import count
 from typing import Any
 
@@ -850,3 +851,45 @@ async def test_listings_show_exactly_what_the_detail_routes_allow(
 
 def orgs_key(orgs: Mapping[str, str], org_id: str) -> str:
     return next((key for key, value in orgs.items() if value == org_id), org_id)
+
+
+# --- access ends when it should ------------------------------------------------------------------
+
+
+async def test_access_ends_with_the_grant_and_the_token(ctx: Any, canaries: Canaries) -> None:
+    """An expired service grant, a revoked user grant and a logged-out token all stop
+    working at once, on every charger route (the charger then looks missing)."""
+    env = await make_env(ctx, canaries)
+    world = env.world
+    await share(world, "zaptec", "spare", GrantKind.SERVICE, expires_in=timedelta(hours=1))
+    rows = [r for r in ROWS if "{charger_id}" in r.path and r.method == "GET"]
+    async with env.client:
+        for row in rows:
+            assert (await call(env, replace(row, charger="zaptec"), "spare")).status_code != 404
+
+        ctx.clock.advance(3601)  # the service visit is over
+        invited_grant = await _grant_id(env, "invited", GrantKind.USER)
+        assert invited_grant is not None
+        revoked = await env.client.delete(
+            f"/api/chargers/{world.chargers['wallbox'].id}/grants/{invited_grant}",
+            headers={"Authorization": f"Bearer {await env.token('owner')}"},
+        )
+        assert revoked.status_code == 204
+        token = await env.token("service")
+        out = await env.client.post(
+            "/api/auth/logout", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert out.status_code == 204
+        for row in rows:
+            expired = await call(env, replace(row, charger="zaptec"), "spare")
+            assert expired.status_code == 404, (row.name, "expired service grant")
+            gone = await call(env, row, "invited")
+            assert gone.status_code == 404, (row.name, "revoked user grant")
+            logged_out = await call(env, row, "service")
+            assert logged_out.status_code == 401, (row.name, "logged-out token")
+        # The invited person keeps the chargers still shared with them.
+        still = await env.client.get(
+            f"/api/chargers/{world.chargers['zaptec'].id}",
+            headers={"Authorization": f"Bearer {await env.token('invited')}"},
+        )
+        assert still.status_code == 200
