@@ -283,6 +283,27 @@ async def _grant_id(env: Env, person: str, kind: GrantKind) -> str | None:
     )
 
 
+async def _rival_grant(env: Env, who: str) -> Prepared:
+    """A grant on the other organisation's charger, named under an Acme charger's path."""
+    views = await chargers.list_grants(
+        env.ctx, env.world.actor("other_admin"), env.world.chargers["rival"].id
+    )
+    return Prepared(params={"grant_id": views[0].grant.id})
+
+
+async def _rival_invitation(env: Env, who: str) -> Prepared:
+    if "rival_invitation" not in env.memo:
+        issued = await chargers.invite(
+            env.ctx,
+            env.world.actor("other_admin"),
+            env.world.chargers["rival"].id,
+            email="friend@example.com",
+            kind=GrantKind.USER,
+        )
+        env.memo["rival_invitation"] = issued.invitation.id
+    return Prepared(params={"invitation_id": env.memo["rival_invitation"]})
+
+
 async def _open_invitation(env: Env, who: str) -> Prepared:
     """An open invitation to the wallbox (a new one once a call revoked the last)."""
     wallbox = env.world.chargers["wallbox"].id
@@ -514,6 +535,15 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         area="chargers",
+        method="DELETE",
+        path=f"{CHARGER}/grants/{{grant_id}}",
+        expect=charger(404, "owner", "super_admin"),
+        prepare=_rival_grant,
+        code="not_found",
+        note="a grant on another organisation's charger",
+    ),
+    Row(
+        area="chargers",
         method="POST",
         path=f"{CHARGER}/invitations",
         expect=charger(201, "owner", "super_admin"),
@@ -531,6 +561,15 @@ ROWS: tuple[Row, ...] = (
         path=f"{CHARGER}/invitations/{{invitation_id}}",
         expect=charger(204, "owner", "super_admin"),
         prepare=_open_invitation,
+    ),
+    Row(
+        area="chargers",
+        method="DELETE",
+        path=f"{CHARGER}/invitations/{{invitation_id}}",
+        expect=charger(404, "owner", "super_admin"),
+        prepare=_rival_invitation,
+        code="not_found",
+        note="an invitation to another organisation's charger",
     ),
     Row(
         area="chargers",
