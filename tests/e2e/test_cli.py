@@ -287,9 +287,10 @@ def test_a_user_meets_evaccess_through_the_command_line(
         "nobody": cli.start("app", "chargers", home=tmp_path / "nobody"),
         "usage": cli.start("app", "charger-info"),
     }
-    canaries.add("1234", "not the password at all")
+    canaries.add("not the password at all")
     failed = {name: p.result() for name, p in pending.items()}
     assert "cannot be used" in one_line_error(failed["trivial"], exit_code=2)
+    assert "1234" not in failed["trivial"].output  # a refused PIN is not echoed either
     assert "no charger with serial NOPE-404" in one_line_error(failed["unknown"], exit_code=5)
     assert "[/x]" in one_line_error(failed["markup"], exit_code=5)
     assert "wrong email or password" in one_line_error(failed["wrong"], exit_code=3)
