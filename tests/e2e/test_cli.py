@@ -181,7 +181,9 @@ def server(cli: Cli, tmp_path: Path, canaries: Canaries) -> Iterator[Server]:
             process.wait(timeout=10)
 
 
-def _wait_for_announcement(process: subprocess.Popen[bytes], out: Path, err: Path) -> dict:
+def _wait_for_announcement(
+    process: subprocess.Popen[bytes], out: Path, err: Path
+) -> dict[str, str]:
     """The one-time credentials printed on the first start."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -215,23 +217,20 @@ def test_a_user_meets_evaccess_through_the_command_line(
     org = server.organisation_id
 
     # --- the administrator sets up a user and a charger, beside the running server ------
-    cli.ok("admin", "create-user", OWNER, "--password-stdin", stdin=f"{OWNER_PASSWORD}\n")
-    cli.ok("admin", "add-member", org, OWNER, "--by", server.admin_email)
-    registered = json.loads(
-        cli.ok(
-            "admin", "create-charger", org, "--serial", "WB-100001", "--vendor", "Wallbox",
-            "--model", "Pulsar Max", "--firmware", "6.11.4", "--owner", OWNER,
-            "--by", server.admin_email, "--json",
-        ).stdout
+    created = cli.ok("admin", "create-user", OWNER, "--password-stdin", stdin=f"{OWNER_PASSWORD}\n")
+    added = cli.ok("admin", "add-member", org, OWNER, "--by", server.admin_email)
+    registration = cli.ok(
+        "admin", "create-charger", org, "--serial", "WB-100001", "--vendor", "Wallbox",
+        "--model", "Pulsar Max", "--firmware", "6.11.4", "--owner", OWNER,
+        "--by", server.admin_email, "--json",
     )  # fmt: skip
+    registered = json.loads(registration.stdout)
     canaries.add(registered["ocpp_password"])
     assert registered["serial"] == "WB-100001"
 
     # --- the owner logs in with the app and looks at the charger --------------------------
-    login = cli.ok(
-        "app", "login", "--server", server.url, "--email", OWNER, "--password-stdin",
-        stdin=f"{OWNER_PASSWORD}\n",
-    )  # fmt: skip
+    log_in = ("app", "login", "--server", server.url, "--email", OWNER, "--password-stdin")
+    login = cli.ok(*log_in, stdin=f"{OWNER_PASSWORD}\n")
     session = json.loads((tmp_path / "app" / "session.json").read_text())
     assert oct((tmp_path / "app" / "session.json").stat().st_mode & 0o777) == "0o600"
     canaries.add(session["token"])
@@ -274,16 +273,7 @@ def test_a_user_meets_evaccess_through_the_command_line(
         "trivial": cli.start("app", "keypad-pin", "set", "--pin-stdin", stdin="1234\n"),
         "unknown": cli.start("app", "charger-info", "NOPE-404"),
         "markup": cli.start("app", "charger-info", "[/x]"),  # user text is never markup
-        "wrong": cli.start(
-            "app",
-            "login",
-            "--server",
-            server.url,
-            "--email",
-            OWNER,
-            "--password-stdin",
-            stdin="not the password at all\n",
-        ),  # fmt: skip
+        "wrong": cli.start(*log_in, stdin="not the password at all\n"),
         "nobody": cli.start("app", "chargers", home=tmp_path / "nobody"),
         "usage": cli.start("app", "charger-info"),
     }
@@ -310,8 +300,13 @@ def test_a_user_meets_evaccess_through_the_command_line(
     assert "cannot reach the server" in one_line_error(down)
 
     # --- and no command printed a secret it was not there to show ----------------------------
-    quiet = (login, info, set_pin, down, *failed.values())
+    quiet = (created, added, login, info, set_pin, down, *failed.values())
     for result in quiet:
         assert leaked(result.output, canaries) == [], result.args
-    for result, shown in ((revealed, pin), (table, pin), (generated, new_pin.group(1))):
+    for result, shown in (
+        (registration, registered["ocpp_password"]),
+        (revealed, pin),
+        (table, pin),
+        (generated, new_pin.group(1)),
+    ):
         assert leaked(result.output, canaries, shown) == [], result.args
