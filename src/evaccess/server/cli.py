@@ -144,8 +144,8 @@ async def create_organisation(
 async def add_member(
     organisation: str,
     email: str,
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
     role: Annotated[Role, typer.Option()] = Role.USER,
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")] = "",
 ) -> None:
     """Add an existing user to an organisation."""
     from evaccess.server.services import organisations
