@@ -10,7 +10,11 @@ Each request is one that would succeed if allowed (a valid body, a grant or invi
 that exists), so a 403 is never a validation error in disguise. Within a row the denied
 relations go first, so a state-changing call that succeeds does not mask a later denial;
 a row's ``prepare`` rebuilds what each call consumes. Rows are grouped by area, one world
-per area, many cells per test: the whole file runs in a few seconds per database.
+per area and many cells per test, so that the file stays fast on both databases.
+
+Beside the matrix: invisible chargers and organisations answer byte for byte like missing
+ones, listings show exactly what the detail routes open, and access ends at once with an
+expired or revoked grant or a logged-out token.
 """
 
 from __future__ import annotations
