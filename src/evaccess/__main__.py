@@ -1,5 +1,6 @@
-"""``python -m evaccess``: the same as the ``evaccess`` command."""
+"""``python -m evaccess``: the same command as the ``evaccess`` entry point."""
 
 from evaccess.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

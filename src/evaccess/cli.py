@@ -6,6 +6,8 @@ import importlib
 
 import typer
 
+from evaccess import console
+
 app = typer.Typer(
     name="evaccess",
     help="Security for EV chargers: Bluetooth PINs, keypad PINs, access and ownership.",
@@ -45,4 +47,4 @@ def _attach() -> None:
 
 def main() -> None:
     _attach()
-    app()
+    console.run_app(app)

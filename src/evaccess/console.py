@@ -13,8 +13,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from evaccess.domain import errors
 
@@ -48,10 +48,35 @@ def exit_code(error: errors.EvAccessError) -> int:
     return UNEXPECTED_EXIT
 
 
+def error_line(message: str) -> None:
+    """One ``error:`` line on stderr. The message is text, never markup: it may quote what
+    the user typed (a serial like ``[/x]`` must not crash the error path itself)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = UNEXPECTED_EXIT) -> NoReturn:
     """Print one line on stderr and exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    error_line(message)
     raise typer.Exit(code)
+
+
+def run_app(app: typer.Typer) -> NoReturn:
+    """Run the command line. Usage errors (a missing argument, an unknown option) end as one
+    line too, instead of click's usage block in a box."""
+    # typer vendors click: its exception classes live in typer._click.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        result = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # the help is already printed
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        error_line(f"{exc.format_message()} (see --help)")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(UNEXPECTED_EXIT)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def command(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:
@@ -88,11 +113,13 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title)
+    """Cells and title are text, not markup: they hold serials, names and models that
+    users and chargers chose."""
+    table = Table(title=Text(title))
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     out.print(table)
 
 

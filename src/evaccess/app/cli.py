@@ -42,7 +42,9 @@ async def login(
     async with ApiClient(server) as api:
         token = await api.login(email, password)
     path = save_session(AppSession(server=server, token=token, email=email))
-    console.out.print(f"logged in as {email} at {server} (session in {path})", soft_wrap=True)
+    console.out.print(
+        f"logged in as {email} at {server} (session in {path})", soft_wrap=True, markup=False
+    )
 
 
 @app_app.command("logout")

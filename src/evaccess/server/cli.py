@@ -1,22 +1,26 @@
 """Server-side commands: ``evaccess server run``, ``evaccess admin …``, ``evaccess audit …``.
-Each is a sync shell around one ``async def`` (``console.command``)."""
+Each is a sync shell around one ``async def`` (``console.command``).
+
+The server stack (SQLAlchemy, Alembic, argon2, pydantic-settings: about two seconds) is
+imported inside the commands, not here: ``evaccess app …`` attaches these commands too and
+must not pay for a server it never starts."""
 
 from __future__ import annotations
 
 import logging
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evaccess import console
 from evaccess.domain.access import Role
-from evaccess.domain.clock import SystemRandom
-from evaccess.server.bootstrap import BootstrapAdmin, build_context, migrate
-from evaccess.server.context import Context
-from evaccess.server.services import accounts, chargers, organisations, rotation
-from evaccess.server.services.relations import Actor
-from evaccess.server.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from evaccess.server.bootstrap import BootstrapAdmin
+    from evaccess.server.context import Context
+    from evaccess.server.services.relations import Actor
+    from evaccess.server.settings import Settings
 
 server_app = typer.Typer(no_args_is_help=True)
 admin_app = typer.Typer(no_args_is_help=True)
@@ -47,6 +51,7 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
         )
         console.out.print(f"  email:    {admin.email}")
         console.out.print(f"  password: {admin.password}")
+        console.out.print(f"  organisation: {admin.organisation_id}")
         console.out.print(
             f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True
         )
@@ -60,6 +65,7 @@ async def run(
 ) -> None:
     """Migrate the database and serve the REST API and the OCPP endpoint."""
     from evaccess.server.runner import serve
+    from evaccess.server.settings import load_settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = load_settings(**overrides)
@@ -69,6 +75,10 @@ async def run(
 
 async def _admin_context() -> tuple[Context, Actor]:
     """A context for administrative commands, acting as the system itself."""
+    from evaccess.server.bootstrap import build_context, migrate
+    from evaccess.server.services.relations import Actor
+    from evaccess.server.settings import load_settings
+
     settings = load_settings()
     await migrate(settings)
     ctx = build_context(settings)
@@ -76,6 +86,9 @@ async def _admin_context() -> tuple[Context, Actor]:
 
 
 async def _system_actor(ctx: Context, email: str) -> Actor:
+    from evaccess.server.services import accounts
+    from evaccess.server.services.relations import Actor
+
     user = await accounts.user_by_email(ctx, email)
     return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
 
@@ -97,12 +110,14 @@ async def create_user(
         if password_stdin
         else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     )
+    from evaccess.server.services import accounts
+
     ctx, _ = await _admin_context()
     try:
         user = await accounts.create_user(ctx, email, password, is_system_admin=system_admin)
     finally:
         await ctx.db.dispose()
-    console.out.print(f"created user {user.email} ({user.id})")
+    console.out.print(f"created user {user.email} ({user.id})", markup=False)
 
 
 @admin_app.command("create-organisation")
@@ -113,6 +128,9 @@ async def create_organisation(
     parent: Annotated[str | None, typer.Option(help="Parent organisation id (a subgroup).")] = None,
 ) -> None:
     """Create an organisation (or a subgroup) with its super-admin."""
+    from evaccess.server.services import organisations
+    from evaccess.server.services.relations import Actor
+
     ctx, _ = await _admin_context()
     try:
         actor = await _system_actor(ctx, super_admin)
@@ -123,7 +141,7 @@ async def create_organisation(
             org = await organisations.create_subgroup(ctx, actor, parent, name)
     finally:
         await ctx.db.dispose()
-    console.out.print(f"created organisation {org.name} ({org.id})")
+    console.out.print(f"created organisation {org.name} ({org.id})", markup=False)
 
 
 @admin_app.command("add-member")
@@ -131,17 +149,19 @@ async def create_organisation(
 async def add_member(
     organisation: str,
     email: str,
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
     role: Annotated[Role, typer.Option()] = Role.USER,
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")] = "",
 ) -> None:
     """Add an existing user to an organisation."""
+    from evaccess.server.services import organisations
+
     ctx, _ = await _admin_context()
     try:
         actor = await _system_actor(ctx, by)
         member = await organisations.add_member(ctx, actor, organisation, email, role)
     finally:
         await ctx.db.dispose()
-    console.out.print(f"{member.email} is now {member.role.value} of {organisation}")
+    console.out.print(f"{member.email} is now {member.role.value} of {organisation}", markup=False)
 
 
 @admin_app.command("create-charger")
@@ -166,6 +186,8 @@ async def create_charger(
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
+    from evaccess.server.services import chargers
+
     ctx, _ = await _admin_context()
     try:
         actor = await _system_actor(ctx, by)
@@ -189,7 +211,7 @@ async def create_charger(
             {"id": reg.charger.id, "serial": reg.charger.serial, "ocpp_password": reg.ocpp_password}
         )
         return
-    console.out.print(f"registered charger {reg.charger.serial} ({reg.charger.id})")
+    console.out.print(f"registered charger {reg.charger.serial} ({reg.charger.id})", markup=False)
     console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
 
 
@@ -198,6 +220,9 @@ async def create_charger(
 async def rotate_keys() -> None:
     """Add a new vault key version and re-encrypt every Bluetooth PIN under it (safe while
     the server runs: it picks up the new key from the key directory)."""
+    from evaccess.domain.clock import SystemRandom
+    from evaccess.server.services import rotation
+
     ctx, _ = await _admin_context()
     try:
         version = ctx.keys.add_vault_key(SystemRandom())

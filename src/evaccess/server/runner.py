@@ -4,6 +4,7 @@ API (uvicorn) and the OCPP endpoint in one process, on one event loop."""
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 
 import uvicorn
@@ -51,9 +52,16 @@ async def serve(
         access_log=True,
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
+    # handler it found at start; the default one would kill the process before the database
+    # is closed. This one only asks for the shutdown already done: ``server run`` returns,
+    # the ``finally`` below runs, and the exit status is 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     announce(settings, admin)
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve()
     finally:
         ctx.notifier.target = None
         await ocpp.close()
