@@ -219,6 +219,14 @@ async def _fresh_token(env: Env, who: str) -> Prepared:
     return Prepared(token=await env.world.token(who))
 
 
+async def _password_change(env: Env, who: str) -> Prepared:
+    """Everyone may change their own password (to the same one, so later logins still work)."""
+    body = {"current_password": PASSWORD, "new_password": PASSWORD}
+    if who == ANONYMOUS:
+        return Prepared(json=body)
+    return Prepared(token=await env.world.token(who), json=body)
+
+
 async def _login(env: Env, who: str) -> Prepared:
     person = "stranger" if who == ANONYMOUS else who
     return Prepared(json={"email": env.world.users[person].email, "password": PASSWORD})
@@ -490,6 +498,14 @@ ROWS: tuple[Row, ...] = (
         method="GET",
         path=f"{ORG}/keypad-pins/crowding",
         expect=org(200, "super_admin", "admin"),
+    ),
+    # Last of its area: a password change ends every session of the person who makes it.
+    Row(
+        area="people",
+        method="POST",
+        path="/api/auth/password",
+        expect=everyone(204),
+        prepare=_password_change,
     ),
     # --- chargers ---------------------------------------------------------------------------------
     Row(
