@@ -280,3 +280,16 @@ async def test_revoked_and_expired_access_stop_the_keypad_at_once(ctx, world, cl
     assert await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["member"].id
     clock.advance(3601)
     assert await keypad_pins.resolve(ctx, charger.id, "8163") is None
+
+
+async def test_an_admin_cannot_set_the_pin_of_someone_who_outranks_them(ctx, world, canaries):
+    canaries.add("6047")
+    async with client_for(ctx) as client:
+        response = await client.put(
+            url(world, "super_admin"), json={"pin": "6047"}, headers=await world.headers("admin")
+        )
+        assert response.status_code == 403
+        ok = await client.put(
+            url(world, "admin"), json={"pin": "6047"}, headers=await world.headers("super_admin")
+        )
+        assert ok.status_code == 200

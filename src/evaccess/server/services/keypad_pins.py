@@ -13,14 +13,27 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, allowed_bases
-from evaccess.domain.errors import EvAccessError, LockedOut, NotFound, PinRejected, Throttled
+from evaccess.domain.errors import (
+    EvAccessError,
+    LockedOut,
+    NotFound,
+    PermissionDenied,
+    PinRejected,
+    Throttled,
+)
 from evaccess.domain.pins import KeypadPinRules, PinSpaceCrowding, trivial_reasons
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, Grant, KeypadPin, Organisation
 from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists
 from evaccess.server.services.audit import AuditEntry
-from evaccess.server.services.relations import Actor, active_grant, org_role, require_org_action
+from evaccess.server.services.relations import (
+    ROLE_RANK,
+    Actor,
+    active_grant,
+    org_role,
+    require_org_action,
+)
 from evaccess.server.vault import KEYPAD_PIN
 
 REJECTED = "this keypad PIN cannot be used; choose another, or let the server generate one"
@@ -41,8 +54,14 @@ async def _target_org(ctx: Context, actor: Actor, org_id: str, user_id: str) -> 
             org = await require_org_action(session, actor, org_id, OrgAction.VIEW)
         else:
             org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_KEYPAD_PIN)
-            if await org_role(session, user_id, org_id) is None:
+            target = await org_role(session, user_id, org_id)
+            if target is None:
                 raise NotFound("no such member")
+            # Whoever sets a PIN knows it and could use a keypad as its holder: never for
+            # someone who outranks the setter.
+            setter = await org_role(session, actor.user_id, org_id)
+            if setter is None or ROLE_RANK[target] > ROLE_RANK[setter]:
+                raise PermissionDenied("you may not set the keypad PIN of someone who outranks you")
     return org
 
 
