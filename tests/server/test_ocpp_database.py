@@ -119,3 +119,15 @@ async def test_wrong_charger_password_is_refused_and_counted(ctx):
         await backend.authenticate("WB-100001", world.ocpp_passwords["wallbox"])
     ).value == "accepted"
     assert backend.refused_auth == 2
+
+
+async def test_reported_settings_are_shown_without_secrets(ctx, canaries):
+    world = await build_world(ctx)
+    canaries.add("hunter2-wifi")
+    backend = DbOcppBackend(ctx)
+    await backend.configuration_reported(
+        "WB-100001", {"WifiSsid": "Garage", "CurrentLimitA": "16", "WifiPassword": "hunter2-wifi"}
+    )
+    async with client_for(ctx) as client:
+        detail = await client.get(f"/api/chargers/{world.chargers['wallbox'].id}", headers=await world.headers("owner"))
+    assert detail.json()["reported_settings"] == {"CurrentLimitA": "16", "WifiSsid": "Garage"}

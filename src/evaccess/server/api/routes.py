@@ -309,6 +309,7 @@ def _charger(view: ChargerView) -> s.ChargerOut:
             )
             for k in view.connectors
         ],
+        reported_settings={setting.key: setting.value for setting in view.settings},
     )
 
 

@@ -146,6 +146,8 @@ class ChargerOut(BaseModel):
     ocpp_protocol: str | None
     last_seen_at: datetime | None
     connectors: list[ConnectorOut] = []
+    reported_settings: dict[str, str] = {}
+    """Non-secret settings the charger reported (e.g. after a phone changed them)."""
 
 
 class RegistrationOut(BaseModel):

@@ -19,6 +19,7 @@ from evaccess.domain.policy import ChargerFacts, PinPolicy, pin_policy
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
+    ChargerSetting,
     ConnectorStatus,
     Grant,
     Invitation,
@@ -81,6 +82,8 @@ class ChargerView:
     bases: frozenset[Basis]
     policy: PinPolicy
     connectors: tuple[ConnectorStatus, ...] = ()
+    settings: tuple[ChargerSetting, ...] = ()
+    """Non-secret settings the charger reported (Wi-Fi network name, current limit, ...)."""
 
 
 def _serial(serial: str) -> str:
