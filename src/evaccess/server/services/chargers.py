@@ -278,11 +278,19 @@ async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerVie
                 .order_by(ConnectorStatus.evse_id, ConnectorStatus.connector_id)
             )
         ).all()
+        settings = (
+            await session.scalars(
+                select(ChargerSetting)
+                .where(ChargerSetting.charger_id == charger.id)
+                .order_by(ChargerSetting.key)
+            )
+        ).all()
     return ChargerView(
         charger=charger,
         bases=frozenset(bases),
         policy=policy_of(charger),
         connectors=tuple(connectors),
+        settings=tuple(settings),
     )
 
 
