@@ -1,0 +1,172 @@
+"""The evaccess server under benchmark: the real OCPP endpoint on the real database backend
+(SQLite in a work directory), seeded with chargers, their owners and real keypad PINs.
+
+``python -m evaccess.bench.evaccess_target WORKDIR CHARGERS`` seeds (or reuses) the
+database, writes ``identities.json`` (serial, OCPP password, keypad code per charger) and
+prints ``READY <port>`` once the endpoint listens. Seeding goes through bulk inserts with
+the server's own hashing and key handling: 10,000 chargers take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import resource
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from evaccess.domain.access import GrantKind, Role
+from evaccess.domain.clock import SystemClock, SystemRandom
+from evaccess.domain.pins import trivial_reasons
+from evaccess.server.bootstrap import build_context
+from evaccess.server.db.migrate import upgrade
+from evaccess.server.db.models import (
+    Charger,
+    Grant,
+    KeypadPin,
+    Membership,
+    Organisation,
+    Ownership,
+    User,
+)
+from evaccess.server.db.types import new_id
+from evaccess.server.ocpp.server import serve_ocpp
+from evaccess.server.services.chargers import hash_ocpp_password
+from evaccess.server.services.ocpp_backend import DbOcppBackend
+from evaccess.server.settings import Settings
+
+KEYPAD_DIGITS = 8  # 10,000 users need a roomy PIN space
+IDENTITIES = "identities.json"
+
+
+def _settings(workdir: Path) -> Settings:
+    return Settings(data_dir=workdir, log_level="WARNING")
+
+
+async def seed(workdir: Path, chargers: int) -> list[dict[str, str]]:
+    """Create ``chargers`` chargers, each owned by its own user with an 8-digit keypad PIN."""
+    path = workdir / IDENTITIES
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if len(existing) >= chargers:
+            return list(existing[:chargers])
+    settings = _settings(workdir)
+    await upgrade(settings.resolved_database_url)
+    ctx = build_context(settings, clock=SystemClock(), rng=SystemRandom())
+    now = datetime.now(UTC)
+    pick = random.Random(2026)  # the bench's identities, not secrets of anyone
+    org_id = new_id()
+    identities: list[dict[str, str]] = []
+    users, members, rows, owners, grants, pins = [], [], [], [], [], []
+    codes: set[str] = set()
+    for index in range(chargers):
+        user_id, charger_id, ownership_id = new_id(), new_id(), new_id()
+        serial = f"BENCH{index:06d}"
+        password = f"bench-password-{index:06d}-{pick.getrandbits(64):016x}"
+        code = ""
+        while not code or code in codes or trivial_reasons(code):
+            code = f"{pick.randrange(10**KEYPAD_DIGITS):0{KEYPAD_DIGITS}d}"
+        codes.add(code)
+        identities.append({"serial": serial, "password": password, "keycode": code})
+        users.append(
+            {
+                "id": user_id,
+                "email": f"driver{index}@bench.example.com",
+                "password_hash": "!",
+                "is_system_admin": False,
+                "created_at": now,
+            }
+        )
+        members.append(
+            {
+                "id": new_id(),
+                "user_id": user_id,
+                "organisation_id": org_id,
+                "role": Role.USER,
+                "created_at": now,
+            }
+        )
+        rows.append(
+            {
+                "id": charger_id,
+                "serial": serial,
+                "organisation_id": org_id,
+                "vendor": "Wallbox",
+                "model": "Commander 2",
+                "firmware": "6.7.16",
+                "production_date": None,
+                "has_bluetooth": False,
+                "has_keypad": True,
+                "ocpp_password_hash": hash_ocpp_password(password),
+                "created_at": now,
+                "online": False,
+                "local_list_version": 0,
+            }
+        )
+        owners.append(
+            {"id": ownership_id, "charger_id": charger_id, "owner_id": user_id, "started_at": now}
+        )
+        grants.append(
+            {
+                "id": new_id(),
+                "charger_id": charger_id,
+                "user_id": user_id,
+                "kind": GrantKind.OWNER,
+                "ownership_id": ownership_id,
+                "created_at": now,
+            }
+        )
+        pins.append({"id": new_id(), "pin_space_id": org_id, "user_id": user_id,
+                     "digest": ctx.keypad_hasher.digest(org_id, code), "digits": KEYPAD_DIGITS,
+                     "set_by": user_id, "updated_at": now})  # fmt: skip
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            insert(Organisation).values(
+                id=org_id, name="Benchmark fleet", root_id=org_id, keypad_pin_digits=KEYPAD_DIGITS,
+                offline_keypad=False, created_at=now,
+            )
+        )  # fmt: skip
+        for model, values in (
+            (User, users),
+            (Membership, members),
+            (Charger, rows),
+            (Ownership, owners),
+            (Grant, grants),
+            (KeypadPin, pins),
+        ):
+            for start in range(0, len(values), 2000):
+                await session.execute(insert(model), values[start : start + 2000])
+    await ctx.db.dispose()
+    path.write_text(json.dumps(identities))
+    return identities
+
+
+async def serve(workdir: Path, chargers: int) -> None:
+    await seed(workdir, chargers)
+    settings = _settings(workdir)
+    ctx = build_context(settings, clock=SystemClock(), rng=SystemRandom())
+    server = await serve_ocpp(DbOcppBackend(ctx), host="127.0.0.1", port=0, clock=ctx.clock)
+    ctx.notifier.target = server.notifier
+    sys.stdout.write(f"READY {server.port}\n")
+    sys.stdout.flush()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
+        await ctx.db.dispose()
+
+
+def main(argv: list[str]) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(Path(argv[0]), int(argv[1])))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
