@@ -73,6 +73,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def raise_nofile_limit() -> int:
@@ -94,6 +96,8 @@ def _spawn(name: str, cpu: int | None) -> ServerProcess:
     line = process.stdout.readline().split()
     if len(line) != 2 or line[0] != READY:
         process.kill()
+        process.wait()
+        process.stdout.close()
         raise TargetUnavailable(f"{name} server did not start")
     return ServerProcess(name=name, process=process, url=f"ws://127.0.0.1:{int(line[1])}/ocpp")
 
