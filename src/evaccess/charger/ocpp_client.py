@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ocpp import v16, v201
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OCPPError, ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from evaccess.charger.config import OcppVersion
@@ -34,6 +34,7 @@ from evaccess.protocol.ocpp_components import (
 )
 
 Handler = Callable[..., Awaitable[Any]]
+log = logging.getLogger(__name__)
 
 
 class RedactFrames(logging.Filter):
@@ -294,6 +295,10 @@ class OcppConnection:
         try:
             result = call.result()
         except OCPPError:
+            return None
+        except ValidationError:
+            # Our own request failed the OCA schema: retrying cannot help (a bug, not a secret).
+            log.error("%s failed schema validation before sending; dropped", request.action)
             return None
         except (ConnectionClosed, OSError, TimeoutError):
             raise LinkDown(f"{request.action}: connection lost") from None
