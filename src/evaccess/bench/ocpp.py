@@ -94,6 +94,8 @@ class BenchResult:
     plan: Plan
     runs: dict[str, TargetRuns] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    load_average: tuple[float, float] = (math.nan, math.nan)
+    """1-minute load average before and after: other processes compete for both cores."""
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -230,6 +232,7 @@ async def run_bench(plan: Plan, *, say: Callable[[str], None]) -> BenchResult:
     """All rounds, interleaved by target; restores this process's CPU affinity after."""
     raise_nofile_limit()
     result = BenchResult(plan=plan)
+    load_before = os.getloadavg()[0]
     original = os.sched_getaffinity(0)
     pin = plan.pin and len(original) >= 2 and {SERVER_CPU, GENERATOR_CPU} <= original
     if plan.pin and not pin:
@@ -259,6 +262,7 @@ async def run_bench(plan: Plan, *, say: Callable[[str], None]) -> BenchResult:
                             server.stop()
     finally:
         os.sched_setaffinity(0, original)
+    result.load_average = (load_before, os.getloadavg()[0])
     return result
 
 
@@ -310,6 +314,7 @@ def render(result: BenchResult, console: Console) -> str:
         "p50 ms",
         "p99 ms",
         "server CPU µs / round trip",
+        "generator CPU %",
     ):
         closed.add_column(column)
     for name, runs in result.runs.items():
@@ -349,6 +354,12 @@ def render(result: BenchResult, console: Console) -> str:
             idle.add_row(name, f"{n:,}", _spread(values))
     console.print(idle)
 
+    before, after = result.load_average
+    console.print(
+        f"machine load average (1 min): {before:.2f} before, {after:.2f} after, on "
+        f"{os.cpu_count()} cores (anything above ~2 means other processes took CPU time)",
+        highlight=False,
+    )
     for name, why in result.missing.items():
         console.print(f"[bold yellow]missing target {name}:[/] {why}", highlight=False)
     line = summary_line(result)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TextIO
 
 
@@ -18,25 +19,38 @@ async def scripted(codes: Iterable[str]) -> AsyncIterator[str]:
         yield code.strip()
 
 
-async def lines(stream: TextIO) -> AsyncIterator[str]:
-    """One code per line until end of input (stdin that is not a terminal)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, stream.readline)
-        if not line:
-            return
-        yield line.strip()
+async def _blocking_reads(read: Callable[[], str | None]) -> AsyncIterator[str]:
+    """Run ``read`` in a daemon thread (``None`` = end of input) and yield what it returns.
 
-
-async def terminal(prompt: str = "keypad code: ") -> AsyncIterator[str]:
-    """Hidden input on a terminal, like a keypad that shows stars; ends on Ctrl-D."""
+    A daemon thread, not the loop's executor: a read blocked on the terminal must not keep
+    the program from exiting on Ctrl-C.
+    """
     loop = asyncio.get_running_loop()
-    while True:
-        try:
-            code = await loop.run_in_executor(None, getpass.getpass, prompt)
-        except EOFError:
-            return
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        while True:
+            try:
+                value = read()
+            except (EOFError, OSError):
+                value = None
+            loop.call_soon_threadsafe(queue.put_nowait, value)
+            if value is None:
+                return
+
+    threading.Thread(target=pump, name="keypad", daemon=True).start()
+    while (code := await queue.get()) is not None:
         yield code.strip()
+
+
+def lines(stream: TextIO) -> AsyncIterator[str]:
+    """One code per line until end of input (stdin that is not a terminal)."""
+    return _blocking_reads(lambda: stream.readline() or None)
+
+
+def terminal(prompt: str = "keypad code: ") -> AsyncIterator[str]:
+    """Hidden input on a terminal, like a keypad that shows stars; ends on Ctrl-D."""
+    return _blocking_reads(lambda: getpass.getpass(prompt))
 
 
 def from_stdin(stream: TextIO | None = None) -> AsyncIterator[str]:
