@@ -56,9 +56,9 @@ class Plan:
 
 QUICK = Plan(
     rounds=2,
-    warmup_s=0.2,
-    duration_s=0.6,
-    open_loop_s=1.0,
+    warmup_s=0.15,
+    duration_s=0.5,
+    open_loop_s=0.8,
     idle_chargers=(1000,),
 )
 

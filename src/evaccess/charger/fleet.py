@@ -15,6 +15,7 @@ import asyncio
 import csv
 import json
 import math
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,11 @@ async def run_fleet(
     progress: bool = False,
 ) -> FleetReport:
     """Boot every charger (``concurrency`` handshakes at a time), hold, and report."""
+    # One file descriptor per charger: allow as many as the hard limit permits.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if len(credentials) > hard - 100:
+        raise InvalidInput(f"{len(credentials)} chargers need more file descriptors ({hard})")
     report = FleetReport(total=len(credentials))
     with Progress(disable=not progress, transient=True) as bar:
         task_id = bar.add_task("booting chargers", total=len(credentials))
