@@ -226,6 +226,8 @@ async def test_keypad_accepted_starts_and_ends_a_transaction(tmp_path: Path, csm
         assert started["event_type"] == "Started"
         assert started["id_token"] == {"id_token": "4821", "type": "KeyCode"}
         assert ended["event_type"] == "Ended"
+        assert ended["trigger_reason"] == "EVDeparted"
+        assert ended["transaction_info"]["stopped_reason"] == "EVDisconnected"
         assert started["transaction_info"]["transaction_id"] in line
         assert ended["seq_no"] > started["seq_no"]
         assert "offline" not in started
@@ -399,5 +401,35 @@ async def test_report_pin_changed_reaches_the_server(tmp_path: Path, csms: TestC
         }
         assert record.data_transfers[1]["data"] == {"ssid": "garage"}
         assert charger.firmware.bluetooth_state.pin == "508217"
+    finally:
+        await running.stop()
+
+
+async def test_a_session_cut_by_a_restart_is_ended_with_power_loss(tmp_path: Path, csms: TestCsms):
+    running = start_charger(make_config(tmp_path, csms, session_s=60.0))
+    try:
+        await running.booted()
+        line = await running.decision("4821")
+        record = csms.records[SERIAL]
+        await eventually(lambda: len(record.transactions) == 1, what="Started")
+    finally:
+        await running.stop()  # power cut mid-session
+    running = start_charger(make_config(tmp_path, csms))
+    try:
+        await running.booted()
+        await eventually(lambda: len(record.transactions) == 2, what="Ended after restart")
+        started, ended = record.transactions
+        transaction_id = started["transaction_info"]["transaction_id"]
+        assert transaction_id in line
+        assert ended["event_type"] == "Ended"
+        assert ended["transaction_info"] == {
+            "transaction_id": transaction_id,
+            "stopped_reason": "PowerLoss",
+        }
+        assert ended["trigger_reason"] == "AbnormalCondition"
+        assert ended["seq_no"] > started["seq_no"]
+        assert running.lines[0] == (
+            f"charger: session {transaction_id} was interrupted by a restart; ending it"
+        )
     finally:
         await running.stop()

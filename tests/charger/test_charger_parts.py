@@ -10,6 +10,8 @@ from ocpp import v201
 
 from evaccess.charger import run
 from evaccess.charger.config import Backoff, PinMode
+from evaccess.charger.firmware import Firmware, LocalListUpdate
+from evaccess.charger.ocpp_messages import MESSAGES
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.charger.run import run_charger
 from evaccess.charger.state import QueuedMessage, StateStore
@@ -83,3 +85,34 @@ async def test_bluetooth_peripheral_is_built_started_fed_and_stopped(
     finally:
         await running.stop()
     assert peripheral.events[-1] == "stop"
+
+
+async def test_local_list_full_then_differential_updates_and_removals(tmp_path: Path):
+    config = make_config(tmp_path, TestCsms(passwords={}))
+    firmware = Firmware(
+        config=config,
+        store=StateStore(config.state_dir),
+        messages=MESSAGES[config.protocol],
+        clock=ManualClock(),
+        rng=SeededRandom(),
+    )
+
+    def update(token: str, status: str | None) -> LocalListUpdate:
+        return LocalListUpdate(id_token=token, token_type="KeyCode", status=status)
+
+    full = [update("1111", "Accepted"), update("2222", "Accepted")]
+    assert firmware.apply_local_list(version=5, full=True, entries=full) == "Accepted"
+    diff = [update("1111", None), update("3333", "Blocked")]
+    assert firmware.apply_local_list(version=6, full=False, entries=diff) == "Accepted"
+    assert firmware.apply_local_list(version=6, full=False, entries=[]) == "VersionMismatch"
+    reloaded = StateStore(config.state_dir).load_local_list()
+    assert reloaded.version == 6
+    assert {(e.id_token, e.status) for e in reloaded.entries} == {
+        ("2222", "Accepted"),
+        ("3333", "Blocked"),
+    }
+    decision = await firmware.enter_code("3333", token_type="KeyCode")
+    assert decision.line() == "keypad: rejected"  # Blocked in the list, offline
+    decision = await firmware.enter_code("2222", token_type="KeyCode")
+    assert decision.line().endswith(", local list)")
+    await firmware.close()

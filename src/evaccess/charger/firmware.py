@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from evaccess.charger.config import ChargerConfig
-from evaccess.charger.ocpp_messages import ConnectorStatus, Messages, Request
+from evaccess.charger.ocpp_messages import ConnectorStatus, Messages, Request, StopReason
 from evaccess.charger.ports import BluetoothControl
 from evaccess.charger.state import (
     BluetoothState,
@@ -397,6 +397,7 @@ class Firmware:
         transaction_id = self.rng.token_bytes(8).hex()
         self.transaction_id = transaction_id
         self._session_free.clear()
+        self.counters.active_transaction = transaction_id  # saved with the seqNo below
         self._queue_transaction(
             self.messages.transaction_started(
                 transaction_id=transaction_id,
@@ -413,18 +414,32 @@ class Firmware:
 
     async def _end_session_after(self, transaction_id: str, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
+        self._end_session(transaction_id, StopReason.EV_DISCONNECTED)
+        self.transaction_id = None
+        self._session_free.set()
+        await self.notify_status()
+
+    def _end_session(self, transaction_id: str, reason: StopReason) -> None:
         self._queue_transaction(
             self.messages.transaction_ended(
                 transaction_id=transaction_id,
                 now=self.clock.now(),
                 seq_no=self._next_seq_no(),
                 offline=self.link is None,
+                reason=reason,
             ),
             transaction_id,
         )
-        self.transaction_id = None
-        self._session_free.set()
-        await self.notify_status()
+        self.counters.active_transaction = None
+        self.store.save_counters(self.counters)
+
+    def recover_interrupted_session(self) -> str | None:
+        """A session still open at start was cut by a power loss or crash: end it (E06)."""
+        transaction_id = self.counters.active_transaction
+        if transaction_id is None:
+            return None
+        self._end_session(transaction_id, StopReason.POWER_LOSS)
+        return transaction_id
 
     async def session_ended(self) -> None:
         await self._session_free.wait()

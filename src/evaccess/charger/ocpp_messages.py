@@ -21,6 +21,20 @@ EVSE_ID = 1
 CONNECTOR_ID = 1
 
 
+class StopReason(StrEnum):
+    """Why a session ended; the values are common to 2.0.1 ReasonEnumType and 1.6 Reason."""
+
+    EV_DISCONNECTED = "EVDisconnected"
+    POWER_LOSS = "PowerLoss"
+
+
+# 2.0.1 TriggerReasonEnumType for each way a session ends here (E06).
+_V201_TRIGGER = {
+    StopReason.EV_DISCONNECTED: "EVDeparted",
+    StopReason.POWER_LOSS: "AbnormalCondition",
+}
+
+
 class ConnectorStatus(StrEnum):
     """The connector states this emulator reports (2.0.1 ConnectorStatusEnumType)."""
 
@@ -70,7 +84,13 @@ class Messages(Protocol):
     ) -> Request: ...
 
     def transaction_ended(
-        self, *, transaction_id: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
+        reason: StopReason,
     ) -> Request: ...
 
     def security_event(self, event_type: str, now: datetime, tech_info: str | None) -> Request: ...
@@ -134,14 +154,20 @@ class V201Messages:
         return Request(action="TransactionEvent", payload=payload)
 
     def transaction_ended(
-        self, *, transaction_id: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
+        reason: StopReason,
     ) -> Request:
         payload: dict[str, Any] = {
             "event_type": "Ended",
             "timestamp": timestamp(now),
-            "trigger_reason": "StopAuthorized",
+            "trigger_reason": _V201_TRIGGER[reason],
             "seq_no": seq_no,
-            "transaction_info": {"transaction_id": transaction_id, "stopped_reason": "Local"},
+            "transaction_info": {"transaction_id": transaction_id, "stopped_reason": reason.value},
             "evse": {"id": EVSE_ID, "connector_id": CONNECTOR_ID},
         }
         if offline:
@@ -212,12 +238,18 @@ class V16Messages:
         )
 
     def transaction_ended(
-        self, *, transaction_id: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
+        reason: StopReason,
     ) -> Request:
         # transaction_id is filled in at send time from the StartTransaction reply.
         return Request(
             action="StopTransaction",
-            payload={"meter_stop": 0, "timestamp": timestamp(now), "reason": "Local"},
+            payload={"meter_stop": 0, "timestamp": timestamp(now), "reason": reason.value},
         )
 
     def security_event(self, event_type: str, now: datetime, tech_info: str | None) -> Request:

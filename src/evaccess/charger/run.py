@@ -208,6 +208,9 @@ async def run_charger(
     is done, its session ended and every queued message was answered)."""
     charger = Charger(config, clock=clock, rng=rng, say=say)
     firmware = charger.firmware
+    interrupted = firmware.recover_interrupted_session()
+    if interrupted is not None:
+        say(f"charger: session {interrupted} was interrupted by a restart; ending it")
     peripheral: Any = None
     if config.ble_transport:
         peripheral = await start_bluetooth(charger)

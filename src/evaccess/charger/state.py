@@ -101,6 +101,8 @@ class Counters:
     seq_no: int = 0
     transaction_ids: dict[str, int] = field(default_factory=dict)
     keypad_lockout: dict[str, Any] = field(default_factory=dict)
+    active_transaction: str | None = None
+    """The session in progress; still set at start means the charger lost power mid-session."""
 
 
 class StateStore:
@@ -168,5 +170,6 @@ class StateStore:
             "seq_no": counters.seq_no,
             "transaction_ids": counters.transaction_ids,
             "keypad_lockout": counters.keypad_lockout,
+            "active_transaction": counters.active_transaction,
         }
         write_atomically(self.directory / COUNTERS_FILE, data)
