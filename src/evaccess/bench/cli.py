@@ -9,6 +9,8 @@ import typer
 
 from evaccess import console
 from evaccess.bench.ocpp import QUICK, Plan, render, run_bench
+from evaccess.bench.targets import TARGETS
+from evaccess.domain.errors import InvalidInput
 
 bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -29,6 +31,9 @@ async def ocpp(
     """OCPP-J throughput, latency, CPU per round trip and memory per idle charger."""
     plan = QUICK if quick else Plan()
     chosen = tuple(name.strip() for name in targets.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(TARGETS))
+    if unknown or not chosen:
+        raise InvalidInput(f"unknown target(s) {', '.join(unknown)}; choose from {TARGETS}")
     plan = replace(plan, targets=chosen, rounds=rounds if rounds is not None else plan.rounds)
     result = await run_bench(plan, say=_progress)
     render(result, console.out)

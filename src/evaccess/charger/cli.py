@@ -89,7 +89,6 @@ async def run(
         password=password,
         protocol=protocol,
         state_dir=state_dir or Path("var") / "charger" / serial,
-        keypad_script=codes,
         ble_transport=ble_transport,
         pin_mode=pin_mode,
         session_s=session_seconds,

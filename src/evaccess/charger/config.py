@@ -47,8 +47,6 @@ class ChargerConfig:
     password: str = field(repr=False)
     protocol: OcppVersion = OcppVersion.V201
     state_dir: Path
-    keypad_script: tuple[str, ...] | None = field(default=None, repr=False)
-    """Scripted keypad entries (``--keypad``); ``None`` means read the terminal / stdin."""
     ble_transport: str | None = None
     pin_mode: PinMode = PinMode.PAKE
     session_s: float = 5.0

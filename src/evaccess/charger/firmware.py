@@ -25,7 +25,6 @@ from evaccess.charger.config import ChargerConfig
 from evaccess.charger.ocpp_messages import ConnectorStatus, Messages, Request, StopReason
 from evaccess.charger.ports import BluetoothControl
 from evaccess.charger.state import (
-    BluetoothState,
     LocalAuthorization,
     LocalList,
     QueuedMessage,
@@ -507,6 +506,3 @@ class Firmware:
         self._queue(
             self.messages.data_transfer(DataTransferMessage.BLUETOOTH_PIN_CHANGED, {"pin": new_pin})
         )
-
-    def pin_settings(self) -> BluetoothState:
-        return self.bluetooth_state

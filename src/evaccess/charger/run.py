@@ -130,8 +130,10 @@ class Charger:
             }
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not reader and not task.cancelled() and task.exception():
-                    raise task.exception()  # type: ignore[misc]
+                if task is reader or task.cancelled():
+                    continue  # the reader ends when the socket closes: handled below
+                if (error := task.exception()) is not None:
+                    raise error
             if connection.reboot_requested.is_set():
                 self.say("ocpp: reset requested by the server, rebooting")
                 return
