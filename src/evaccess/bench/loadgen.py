@@ -64,15 +64,28 @@ async def _connect_one(url: str, identity: ChargerIdentity) -> ClientConnection:
     )
 
 
+def boot_frame(serial: str) -> str:
+    payload = {
+        "reason": "PowerUp",
+        "chargingStation": {"vendorName": "evaccess", "model": "bench", "serialNumber": serial},
+    }
+    return json.dumps([2, "boot", "BootNotification", payload], separators=(",", ":"))
+
+
 async def connect_many(
     server: ServerProcess, count: int, *, first: int = 0
 ) -> list[ClientConnection]:
-    """Open ``count`` connections, ``CONNECT_CONCURRENCY`` handshakes at a time."""
+    """Open ``count`` connections and boot each (B01: a CSMS may refuse other messages
+    before BootNotification), ``CONNECT_CONCURRENCY`` at a time."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(index: int) -> ClientConnection:
+        identity = server.identity(index)
         async with gate:
-            return await _connect_one(server.url, server.identity(index))
+            connection = await _connect_one(server.url, identity)
+            await connection.send(boot_frame(identity.serial))
+            await connection.recv()
+            return connection
 
     return list(await asyncio.gather(*(one(first + i) for i in range(count))))
 
