@@ -302,7 +302,7 @@ class Firmware:
     ) -> LocalListStatus:
         current = self.local_list
         if not full and version <= current.version:
-            # D01.FR.18: a differential update not newer than the current list.
+            # D01: a differential update not newer than the list held is a VersionMismatch.
             return LocalListStatus.VERSION_MISMATCH
         by_token: dict[tuple[str, str], LocalAuthorization] = (
             {} if full else {(e.id_token, e.token_type): e for e in current.entries}
@@ -379,7 +379,7 @@ class Firmware:
         return KeypadDecision(outcome=KeypadOutcome.REJECTED, retry_after_s=event.duration_s)
 
     async def _authorize(self, code: str, token_type: str) -> tuple[str, bool]:
-        """The server's verdict when online, else the local list's (C04, C13)."""
+        """The server's verdict when online, else the local list's (C04; D01 local list)."""
         link = self.link
         if link is not None:
             try:

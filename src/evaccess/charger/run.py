@@ -85,8 +85,7 @@ class Charger:
                 self.settled.set()
             draw = self.rng.randbelow(1_000_000) / 1_000_000
             delay = self.config.backoff.delay(attempt, draw)
-            if self.booted.is_set() or attempt == 0:
-                self.say(f"ocpp: offline ({reason}), retrying in {delay:.1f} s")
+            self.say(f"ocpp: offline ({reason}), retrying in {delay:.1f} s")
             attempt += 1
             await asyncio.sleep(delay)
 
