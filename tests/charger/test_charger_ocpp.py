@@ -272,6 +272,7 @@ async def test_server_killed_mid_session_queued_transactions_arrive_exactly_once
         online_line = await running.decision("4821")
         record = csms.records[SERIAL]
         await eventually(lambda: len(record.transactions) == 1, what="Started")
+        await eventually(lambda: len(charger.firmware.outbox) == 0, what="Started answered")
         await csms.stop()
         await eventually(lambda: charger.firmware.link is None, what="offline")
 
@@ -365,6 +366,7 @@ async def test_ocpp16_configuration_local_list_and_offline_transactions(
         assert (await running.decision("4821")).startswith("keypad: accepted")
         record = csms.records[SERIAL]
         await eventually(lambda: len(record.transactions) == 2, what="start/stop online")
+        await eventually(lambda: len(charger.firmware.outbox) == 0, what="stop answered")
         await csms.stop()
         await eventually(lambda: charger.firmware.link is None, what="offline")
         assert (await running.decision("7391")).endswith(", local list)")
@@ -408,10 +410,13 @@ async def test_report_pin_changed_reaches_the_server(tmp_path: Path, csms: TestC
 async def test_a_session_cut_by_a_restart_is_ended_with_power_loss(tmp_path: Path, csms: TestCsms):
     running = start_charger(make_config(tmp_path, csms, session_s=60.0))
     try:
-        await running.booted()
+        charger = await running.booted()
         line = await running.decision("4821")
         record = csms.records[SERIAL]
         await eventually(lambda: len(record.transactions) == 1, what="Started")
+        # Until its reply arrives the event stays queued and would be sent again (at least
+        # once; the server dedupes by transaction id + seqNo): wait for the reply.
+        await eventually(lambda: len(charger.firmware.outbox) == 0, what="Started answered")
     finally:
         await running.stop()  # power cut mid-session
     running = start_charger(make_config(tmp_path, csms))
