@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,47 @@ async def test_fleet_reports_refused_chargers(tmp_path: Path):
         await csms.stop()
     assert code == 1
     assert "HTTP 401: 1" in out
+
+
+async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, csms: TestCsms):
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        # New session whose controlling terminal is the pty, so getpass can open /dev/tty.
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = await asyncio.create_subprocess_exec(
+        EVACCESS,
+        *charger_args(csms, tmp_path),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+        env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
+    )
+    os.close(slave)
+    loop = asyncio.get_running_loop()
+    seen = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 1024), 30)
+            seen += chunk
+
+    try:
+        await read_until(b"keypad code: ")
+        os.write(master, b"4821\n")
+        await read_until(b"keypad: accepted")
+        await read_until(b"keypad code: ")
+        os.write(master, b"\x04")  # Ctrl-D: end of keypad input
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "4821" not in text  # typed without echo, never printed
+    assert [t["event_type"] for t in csms.records[SERIAL].transactions] == ["Started", "Ended"]
