@@ -3,8 +3,8 @@ test (``bench/targets.py``), measured with the raw-frame generator (``bench/load
 
 Method (docs/performance.md, "OCPP"): each server runs in its own process pinned to core 0,
 the generator runs in this process pinned to core 1. Rounds are interleaved (a, b, c, a, b,
-c, ...) so drift on the machine hits every target alike; each round starts fresh server
-processes. Figures are medians over rounds with min-max; CPU per round trip comes from the
+c, ...) so drift on the machine hits every target alike; each round starts a fresh server
+process, measures idle memory first (before any load grows the heap), then the load. Figures are medians over rounds with min-max; CPU per round trip comes from the
 server's ``/proc/PID/stat`` utime+stime over the measurement window; memory per idle
 charger is the server's RSS growth divided by the number of connected chargers.
 """
@@ -56,11 +56,12 @@ class Plan:
 
 QUICK = Plan(
     rounds=2,
-    warmup_s=0.15,
-    duration_s=0.5,
-    open_loop_s=0.8,
-    idle_chargers=(1000,),
+    warmup_s=0.1,
+    duration_s=0.4,
+    open_loop_s=0.6,
+    idle_chargers=(500,),
 )
+"""Under a minute with all three targets (about 8 s per target and round)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -248,18 +249,18 @@ async def run_bench(plan: Plan, *, say: Callable[[str], None]) -> BenchResult:
                     if name in result.missing:
                         continue
                     say(f"round {round_no}/{plan.rounds}: {name}")
+                    try:
+                        server = table[name]()
+                    except TargetUnavailable as exc:
+                        result.missing[name] = str(exc)
+                        continue
                     runs = result.runs.setdefault(name, TargetRuns())
-                    for phase in (measure_load, measure_idle):
-                        try:
-                            server = table[name]()
-                        except TargetUnavailable as exc:
-                            result.missing[name] = str(exc)
-                            result.runs.pop(name, None)
-                            break
-                        try:
-                            await phase(server, plan, runs)
-                        finally:
-                            server.stop()
+                    try:
+                        # Idle memory first, on the fresh process: no heap grown by load yet.
+                        await measure_idle(server, plan, runs)
+                        await measure_load(server, plan, runs)
+                    finally:
+                        server.stop()
     finally:
         os.sched_setaffinity(0, original)
     result.load_average = (load_before, os.getloadavg()[0])

@@ -24,6 +24,7 @@ from evaccess.charger.config import ChargerConfig
 from evaccess.charger.firmware import Firmware, LinkDown
 from evaccess.charger.ocpp_client import OcppConnection
 from evaccess.charger.ocpp_messages import MESSAGES
+from evaccess.charger.ports import ServerLink
 from evaccess.charger.state import StateStore
 from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.errors import ConfigurationError, EvAccessError
@@ -182,11 +183,12 @@ async def start_bluetooth(charger: Charger) -> Any:
             "Bluetooth is not available in this build (evaccess.charger.ble missing)"
         ) from None
     config = charger.config
+    server: ServerLink = charger.firmware  # the firmware queues what the peripheral reports
     peripheral = module.BlePeripheral(
         transport=config.ble_transport,
         serial=config.serial,
         state_dir=config.state_dir,
-        server=charger.firmware,
+        server=server,
         pin_settings=charger.firmware.bluetooth_state.settings(),
         clock=charger.clock,
         rng=charger.rng,
