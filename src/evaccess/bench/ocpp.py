@@ -3,10 +3,11 @@ test (``bench/targets.py``), measured with the raw-frame generator (``bench/load
 
 Method (docs/performance.md, "OCPP"): each server runs in its own process pinned to core 0,
 the generator runs in this process pinned to core 1. Rounds are interleaved (a, b, c, a, b,
-c, ...) so drift on the machine hits every target alike; each round starts a fresh server
-process, measures idle memory first (before any load grows the heap), then the load. Figures are medians over rounds with min-max; CPU per round trip comes from the
-server's ``/proc/PID/stat`` utime+stime over the measurement window; memory per idle
-charger is the server's RSS growth divided by the number of connected chargers.
+c, ...) so drift on the machine hits every target alike. Each round starts a fresh server
+process and measures idle memory first (before any load grows the heap), then the load.
+Figures are medians over rounds with min-max. CPU per round trip comes from the server's
+``/proc/PID/stat`` utime+stime over the measurement window; memory per idle charger is the
+server's RSS growth divided by the number of connected chargers.
 """
 
 from __future__ import annotations
