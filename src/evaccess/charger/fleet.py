@@ -16,7 +16,7 @@ import csv
 import json
 import math
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ async def _answer_calls(websocket: ClientConnection) -> None:
 class _BootPhase:
     """Counts chargers through the boot phase: limits handshakes in flight, drives the bar."""
 
-    def __init__(self, total: int, concurrency: int, on_done: Any) -> None:
+    def __init__(self, total: int, concurrency: int, on_done: Callable[[int], None]) -> None:
         self.gate = asyncio.Semaphore(concurrency)
         self.total = total
         self.finished = 0
