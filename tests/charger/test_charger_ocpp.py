@@ -316,10 +316,17 @@ async def test_server_killed_mid_session_queued_transactions_arrive_exactly_once
 
 
 async def test_reset_reboots_and_availability_is_reported(tmp_path: Path, csms: TestCsms):
-    running = start_charger(make_config(tmp_path, csms))
+    running = start_charger(make_config(tmp_path, csms, session_s=0.5))
     try:
-        await running.booted()
+        charger = await running.booted()
         cp = csms.charge_points[SERIAL]
+        assert (await running.decision("4821")).startswith("keypad: accepted")
+        # During a session the change waits for its end (G03): Scheduled.
+        result = await cp.call(v201.call.ChangeAvailability(operational_status="Inoperative"))
+        assert result.status == "Scheduled"
+        assert charger.firmware.available
+        await charger.firmware.session_ended()
+        assert not charger.firmware.available
         result = await cp.call(v201.call.ChangeAvailability(operational_status="Inoperative"))
         assert result.status == "Accepted"
         record = csms.records[SERIAL]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 class OcppVersion(StrEnum):
-    """The WebSocket subprotocol names of OCPP-J (OCPP 2.0.1 Part 4 §3.1.2; 1.6J §4.1.2)."""
+    """The WebSocket subprotocol names of OCPP-J (OCPP 2.0.1 Part 4; the OCPP-J 1.6 spec)."""
 
     V201 = "ocpp2.0.1"
     V16 = "ocpp1.6"

@@ -203,6 +203,7 @@ class Firmware:
         self.bluetooth: BluetoothControl | None = None
         self.link: CsmsLink | None = None
         self.available = True
+        self._inoperative_after_session = False
         self.transaction_id: str | None = None
         self._session_free = asyncio.Event()
         self._session_free.set()
@@ -330,9 +331,15 @@ class Firmware:
         return found
 
     # -- availability / reset -----------------------------------------------------------------
-    def change_availability(self, *, operative: bool) -> None:
+    def change_availability(self, *, operative: bool) -> str:
+        """Accepted, or Scheduled when a session must end first (2.0.1 G03/G04; 1.6 §5.2)."""
+        if not operative and self.transaction_id is not None:
+            self._inoperative_after_session = True
+            return "Scheduled"
+        self._inoperative_after_session = False
         self.available = operative
         self.spawn(self.notify_status())
+        return "Accepted"
 
     # -- keypad (C04) -------------------------------------------------------------------------
     def _lockout_state(self) -> lockout.LockoutState:
@@ -415,6 +422,9 @@ class Firmware:
         await asyncio.sleep(delay_s)
         self._end_session(transaction_id, StopReason.EV_DISCONNECTED)
         self.transaction_id = None
+        if self._inoperative_after_session:
+            self._inoperative_after_session = False
+            self.available = False
         self._session_free.set()
         await self.notify_status()
 

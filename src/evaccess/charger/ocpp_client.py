@@ -109,7 +109,7 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
                 if status is ReadStatus.ACCEPTED:
                     result["attribute_value"] = value
                 else:
-                    # GetVariableStatusEnumType (Part 2 §3, B06) has no WriteOnly value: a
+                    # GetVariableStatusEnumType (Part 2, B06) has no WriteOnly value: a
                     # WriteOnly variable is answered Rejected, with reasonCode WriteOnly.
                     result["attribute_status_info"] = {"reason_code": "WriteOnly"}
             results.append(result)
@@ -139,8 +139,8 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
         return v201.call_result.GetLocalListVersion(version_number=firmware.local_list.version)
 
     async def change_availability(*, operational_status: str, **_: Any) -> Any:
-        firmware.change_availability(operative=operational_status == "Operative")
-        return v201.call_result.ChangeAvailability(status="Accepted")
+        status = firmware.change_availability(operative=operational_status == "Operative")
+        return v201.call_result.ChangeAvailability(status=status)
 
     async def reset(*, type: str, **_: Any) -> Any:
         return v201.call_result.Reset(status="Accepted")
@@ -212,8 +212,8 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
         return v16.call_result.GetLocalListVersion(list_version=firmware.local_list.version)
 
     async def change_availability(*, type: str, **_: Any) -> Any:
-        firmware.change_availability(operative=type == "Operative")
-        return v16.call_result.ChangeAvailability(status="Accepted")
+        status = firmware.change_availability(operative=type == "Operative")
+        return v16.call_result.ChangeAvailability(status=status)
 
     async def reset(*, type: str, **_: Any) -> Any:
         return v16.call_result.Reset(status="Accepted")

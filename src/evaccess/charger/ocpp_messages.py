@@ -60,7 +60,7 @@ class Request:
 
 
 def timestamp(now: datetime) -> str:
-    """OCPP date-time: RFC 3339 UTC with a ``Z`` (OCPP 2.0.1 Part 2 §2.1.4)."""
+    """OCPP dateTime: RFC 3339 in UTC with a ``Z`` and millisecond precision."""
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 

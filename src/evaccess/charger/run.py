@@ -38,7 +38,8 @@ BLE_MODULE = "evaccess.charger.ble.peripheral"
 
 
 def basic_auth(username: str, password: str) -> str:
-    """HTTP Basic credentials (OCPP 2.0.1 Part 2 A00 security profile 1/2; 1.6J §7)."""
+    """HTTP Basic credentials (OCPP 2.0.1 Part 2 A00, security profiles 1 and 2; 1.6J: the
+    OCPP 1.6 Security Whitepaper, same profiles)."""
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
 
