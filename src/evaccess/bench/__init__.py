@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (``evaccess bench ...``); speed claims come from here."""

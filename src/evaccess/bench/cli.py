@@ -1,0 +1,39 @@
+"""``evaccess bench``: benchmark commands (``ocpp`` here; the lead attaches ``ble``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+
+import typer
+
+from evaccess import console
+from evaccess.bench.ocpp import QUICK, Plan, render, run_bench
+from evaccess.bench.targets import TARGETS
+from evaccess.domain.errors import InvalidInput
+
+bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _progress(line: str) -> None:
+    console.err.print(line, highlight=False)
+
+
+@bench_app.command("ocpp")
+@console.command
+async def ocpp(
+    quick: Annotated[bool, typer.Option(help="Reduced run (under a minute).")] = False,
+    rounds: Annotated[int | None, typer.Option(help="Interleaved rounds (default 3).")] = None,
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated servers: baseline, echo, evaccess.")
+    ] = "baseline,echo,evaccess",
+) -> None:
+    """OCPP-J throughput, latency, CPU per round trip and memory per idle charger."""
+    plan = QUICK if quick else Plan()
+    chosen = tuple(name.strip() for name in targets.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(TARGETS))
+    if unknown or not chosen:
+        raise InvalidInput(f"unknown target(s) {', '.join(unknown)}; choose from {TARGETS}")
+    plan = replace(plan, targets=chosen, rounds=rounds if rounds is not None else plan.rounds)
+    result = await run_bench(plan, say=_progress)
+    render(result, console.out)

@@ -1,0 +1,197 @@
+"""Servers under test for ``evaccess bench ocpp``, each run in its own process.
+
+``python -m evaccess.bench.targets NAME`` starts server NAME on 127.0.0.1, port 0, and prints
+``READY <port>`` on stdout once it listens. The bench pins that process to one core.
+
+- ``baseline``: a server built only on the ``ocpp`` library's v201 ``ChargePoint`` with its
+  defaults (schema validation on, ``websockets`` defaults), answering Authorize KeyCode
+  Accepted: what a team gets by following the library's README.
+- ``echo``: raw ``websockets`` (compression off) answering every Call with a canned
+  CallResult, without parsing it: the ceiling for any Python server on this stack.
+- ``evaccess``: the real server's OCPP endpoint on SQLite with real keypad PINs; see
+  ``start_evaccess_server`` (completed by the lead when the endpoint is merged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from websockets.typing import Subprotocol
+
+TARGETS = ("baseline", "echo", "evaccess")
+READY = "READY"
+CANNED_AUTHORIZE_RESULT = '{"idTokenInfo":{"status":"Accepted"}}'
+
+
+class TargetUnavailable(Exception):
+    """A target that cannot run in this checkout; the message says why."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerIdentity:
+    """Who the load generator connects as, and which keypad code it types."""
+
+    serial: str
+    password: str | None = field(default=None, repr=False)
+    keycode: str = field(default="1234", repr=False)
+
+
+@dataclass(kw_only=True)
+class ServerProcess:
+    """A running server under test."""
+
+    name: str
+    process: subprocess.Popen[str]
+    url: str
+    """Base URL; the load generator appends ``/SERIAL``."""
+    identities: Sequence[ChargerIdentity] | None = None
+    """``None``: any serial works without a password (baseline, echo)."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def identity(self, index: int) -> ChargerIdentity:
+        if self.identities is None:
+            return ChargerIdentity(serial=f"BENCH{index:06d}")
+        return self.identities[index % len(self.identities)]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def raise_nofile_limit() -> int:
+    """Raise RLIMIT_NOFILE to the hard limit (each charger is one file descriptor)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _spawn(name: str, cpu: int | None) -> ServerProcess:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaccess.bench.targets", name],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if cpu is not None:
+        os.sched_setaffinity(process.pid, {cpu})
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if len(line) != 2 or line[0] != READY:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raise TargetUnavailable(f"{name} server did not start")
+    return ServerProcess(name=name, process=process, url=f"ws://127.0.0.1:{int(line[1])}/ocpp")
+
+
+def start_baseline_server(*, cpu: int | None) -> ServerProcess:
+    return _spawn("baseline", cpu)
+
+
+def start_echo_server(*, cpu: int | None) -> ServerProcess:
+    return _spawn("echo", cpu)
+
+
+def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> ServerProcess:
+    """The real evaccess OCPP endpoint: SQLite in ``workdir``, ``chargers`` registered chargers
+    with Basic Auth passwords and one real keypad PIN per charger's user.
+
+    To complete at integration (the endpoint lives on branch ``ocpp-server``): start
+    ``evaccess server run`` on port 0 in a process pinned to ``cpu``, seed the chargers and
+    keypad PINs through the server's services, and return a ``ServerProcess`` whose
+    ``identities`` hold each serial, password and valid keycode.
+    """
+    raise TargetUnavailable(
+        "the evaccess OCPP endpoint is not on this branch (start_evaccess_server is completed "
+        "when branch ocpp-server is merged); no evaccess figures"
+    )
+
+
+# -- the server processes ----------------------------------------------------------------
+async def _serve_baseline() -> None:
+    from ocpp.routing import on
+    from ocpp.v201 import ChargePoint, call_result
+    from websockets.asyncio.server import ServerConnection, serve
+
+    class BaselineChargePoint(ChargePoint):  # type: ignore[misc]
+        @on("Authorize")  # type: ignore[untyped-decorator]
+        async def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
+            return call_result.Authorize(id_token_info={"status": "Accepted"})
+
+        @on("BootNotification")  # type: ignore[untyped-decorator]
+        async def on_boot(self, **_: Any) -> Any:
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return call_result.BootNotification(current_time=now, interval=300, status="Accepted")
+
+    async def handler(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        charge_point = BaselineChargePoint(connection.request.path.rsplit("/", 1)[-1], connection)
+        # The charger went away (closed connection): nothing to do.
+        with contextlib.suppress(Exception):
+            await charge_point.start()
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp2.0.1")]) as server:
+        _ready(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+async def _serve_echo() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def handler(connection: ServerConnection) -> None:
+        try:
+            async for frame in connection:
+                text = frame if isinstance(frame, str) else frame.decode()
+                # [2,"<id>",...]: the id sits between the first two quotes.
+                start = text.index('"') + 1
+                unique_id = text[start : text.index('"', start)]
+                await connection.send(f'[3,"{unique_id}",{CANNED_AUTHORIZE_RESULT}]')
+        except ConnectionClosed:
+            pass
+
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        subprotocols=[Subprotocol("ocpp2.0.1")],
+        compression=None,
+    ) as server:
+        _ready(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+def _ready(port: int) -> None:
+    sys.stdout.write(f"{READY} {port}\n")
+    sys.stdout.flush()
+
+
+SERVERS = {"baseline": _serve_baseline, "echo": _serve_echo}
+
+
+def main(argv: Sequence[str]) -> None:
+    raise_nofile_limit()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(SERVERS[argv[0]]())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,62 @@
+"""What one charger is told at start (``evaccess charger run`` flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class OcppVersion(StrEnum):
+    """The WebSocket subprotocol names of OCPP-J (OCPP 2.0.1 Part 4; the OCPP-J 1.6 spec)."""
+
+    V201 = "ocpp2.0.1"
+    V16 = "ocpp1.6"
+
+
+class PinMode(StrEnum):
+    """How the Bluetooth PIN is checked (DESIGN.md decision 2)."""
+
+    PAKE = "pake"
+    PASSKEY = "passkey"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Backoff:
+    """Reconnect delays: exponential, capped, with "equal jitter" (half fixed, half drawn from
+    the injected rng) so a fleet that lost its server does not reconnect in lockstep."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 60.0
+
+    def delay(self, attempt: int, draw: float) -> float:
+        """Delay before reconnect ``attempt`` (0-based); ``draw`` is uniform in [0, 1)."""
+        ceiling = min(self.initial_s * self.factor**attempt, self.max_s)
+        return ceiling * (0.5 + draw / 2)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerConfig:
+    serial: str
+    vendor: str
+    model: str
+    firmware: str
+    server: str
+    """Base URL of the CSMS, e.g. ``ws://host:port/ocpp``; the serial is appended."""
+    password: str = field(repr=False)
+    protocol: OcppVersion = OcppVersion.V201
+    state_dir: Path
+    ble_transport: str | None = None
+    pin_mode: PinMode = PinMode.PAKE
+    session_s: float = 5.0
+    """How long a keypad-started session lasts before the charger ends it."""
+    exit_when_done: bool = False
+    """Stop once the keypad input is exhausted, sessions ended and the outbox is empty."""
+    backoff: Backoff = Backoff()
+    response_timeout_s: float = 30.0
+    default_heartbeat_s: int = 300
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.rstrip('/')}/{self.serial}"

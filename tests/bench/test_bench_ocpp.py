@@ -1,0 +1,60 @@
+"""The bench machinery end to end with tiny counts: real server processes, real sockets.
+
+Not a timing assertion: it proves every workload runs against (a) and (b), that figures come
+out, and that the missing evaccess target is reported rather than faked.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import pytest
+from rich.console import Console
+
+from evaccess.bench.ocpp import Plan, render, run_bench
+
+pytestmark = pytest.mark.e2e
+
+TINY = Plan(
+    rounds=1,
+    closed_loop_chargers=(1, 5),
+    warmup_s=0.05,
+    duration_s=0.2,
+    open_loop_chargers=5,
+    open_loop_rate=100.0,
+    open_loop_s=0.3,
+    idle_chargers=(20,),
+)
+
+
+async def test_bench_runs_baseline_and_echo_and_reports_evaccess_missing():
+    affinity = os.sched_getaffinity(0)
+    progress: list[str] = []
+    result = await run_bench(TINY, say=progress.append)
+    assert os.sched_getaffinity(0) == affinity  # the generator's pinning is undone
+
+    assert set(result.runs) == {"baseline", "echo"}
+    assert "not on this branch" in result.missing["evaccess"]
+    for name, runs in result.runs.items():
+        assert set(runs.closed) == {1, 5}, name
+        for rows in runs.closed.values():
+            assert len(rows) == 1
+            assert rows[0].rate > 0 and rows[0].p99_ms >= rows[0].p50_ms > 0
+            assert not math.isnan(rows[0].cpu_us)
+        (opened,) = runs.open
+        assert opened.rate > 0 and opened.p99_ms >= opened.p50_ms
+        (idle,) = runs.idle_bytes[20]
+        assert idle > 0, f"{name}: the server grew when chargers connected"
+    assert progress[:2] == ["round 1/1: baseline", "round 1/1: echo"]
+
+    out = io.StringIO()
+    line = render(result, Console(file=out, width=200))
+    assert line == (
+        "ratio_vs_baseline=n/a ratio_vs_echo=n/a open_loop_p99_ms=n/a kb_per_idle_charger=n/a"
+    )
+    text = out.getvalue()
+    assert text.rstrip().endswith(line)
+    assert "missing target evaccess" in text
+    assert "Closed loop" in text and "Open loop" in text and "Idle chargers" in text

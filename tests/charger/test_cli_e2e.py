@@ -1,0 +1,179 @@
+"""`evaccess charger ...` as separate processes against the test CSMS over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from tests.charger.conftest import PASSWORD, SERIAL
+from tests.charger.csms import TestCsms
+
+EVACCESS = str(Path(sys.executable).parent / "evaccess")
+pytestmark = pytest.mark.e2e
+
+
+async def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None):
+    process = await asyncio.create_subprocess_exec(
+        EVACCESS,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def charger_args(csms: TestCsms, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "charger",
+        "run",
+        "--serial",
+        SERIAL,
+        "--server",
+        csms.url,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--session-seconds",
+        "0.2",
+        "--exit-when-done",
+        *extra,
+    ]
+
+
+async def test_scripted_keypad_prints_each_decision_never_the_code(tmp_path: Path, csms: TestCsms):
+    code, out, err = await run_cli(
+        *charger_args(csms, tmp_path, "--keypad", "4821,1190"),
+        env={"EVACCESS_CHARGER_PASSWORD": PASSWORD},
+    )
+    assert code == 0, err
+    keypad_lines = [line for line in out.splitlines() if line.startswith("keypad:")]
+    assert len(keypad_lines) == 2
+    assert keypad_lines[0].startswith("keypad: accepted (session started, transaction ")
+    assert keypad_lines[1] == "keypad: rejected"
+    assert "ocpp: boot accepted" in out
+    for secret in ("4821", "1190", PASSWORD):
+        assert secret not in out + err
+    record = csms.records[SERIAL]
+    assert [t["event_type"] for t in record.transactions] == ["Started", "Ended"]
+    assert record.transactions[0]["transaction_info"]["transaction_id"] in keypad_lines[0]
+
+
+async def test_keypad_lines_on_stdin_ocpp16(tmp_path: Path, csms: TestCsms):
+    code, out, err = await run_cli(
+        *charger_args(csms, tmp_path, "--protocol", "ocpp1.6", "--password", PASSWORD),
+        stdin=b"1190\n4821\n",
+    )
+    assert code == 0, err
+    keypad_lines = [line for line in out.splitlines() if line.startswith("keypad:")]
+    assert keypad_lines[0] == "keypad: rejected"
+    assert keypad_lines[1].startswith("keypad: accepted")
+    actions = [t["action"] for t in csms.records[SERIAL].transactions]
+    assert actions == ["StartTransaction", "StopTransaction"]
+
+
+async def test_missing_password_is_one_line_and_non_zero(tmp_path: Path, csms: TestCsms):
+    code, out, err = await run_cli(*charger_args(csms, tmp_path, "--keypad", "1"))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: a password is required")
+    assert "Traceback" not in err
+
+
+async def test_fleet_of_50_boots_and_prints_a_summary(tmp_path: Path):
+    passwords = {f"FLEET{i:04d}": f"pw-{i:04d}-secret" for i in range(60)}
+    csv_file = tmp_path / "chargers.csv"
+    csv_file.write_text("serial,password\n" + "".join(f"{s},{p}\n" for s, p in passwords.items()))
+    csms = TestCsms(passwords=passwords)
+    await csms.start()
+    try:
+        code, out, err = await run_cli(
+            "charger",
+            "fleet",
+            "--count",
+            "50",
+            "--server",
+            csms.url,
+            "--password-file",
+            str(csv_file),
+            "--hold-seconds",
+            "0.2",
+        )
+    finally:
+        await csms.stop()
+    assert code == 0, err
+    assert len(csms.records) == 50
+    assert csms.auth_failures == 0
+    summary = [line for line in out.splitlines() if line.startswith("│")]
+    cells = [cell.strip() for cell in summary[0].strip("│").split("│")]
+    assert cells[:4] == ["50", "50", "50", "0"]
+    assert float(cells[4]) > 0 and float(cells[5]) >= float(cells[4])
+    for secret in passwords.values():
+        assert secret not in out + err
+
+
+async def test_fleet_reports_refused_chargers(tmp_path: Path):
+    csv_file = tmp_path / "chargers.csv"
+    csv_file.write_text("serial,password\nGOOD,pw-good\nBAD,pw-wrong\n")
+    csms = TestCsms(passwords={"GOOD": "pw-good", "BAD": "pw-bad"})
+    await csms.start()
+    try:
+        code, out, err = await run_cli(
+            "charger", "fleet", "--server", csms.url, "--password-file", str(csv_file)
+        )
+    finally:
+        await csms.stop()
+    assert code == 1
+    assert "HTTP 401: 1" in out
+
+
+async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, csms: TestCsms):
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        # New session whose controlling terminal is the pty, so getpass can open /dev/tty.
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = await asyncio.create_subprocess_exec(
+        EVACCESS,
+        *charger_args(csms, tmp_path),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+        env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
+    )
+    os.close(slave)
+    loop = asyncio.get_running_loop()
+    seen = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 1024), 30)
+            seen += chunk
+
+    try:
+        await read_until(b"keypad code: ")
+        os.write(master, b"4821\n")
+        await read_until(b"keypad: accepted")
+        await read_until(b"keypad code: ")
+        os.write(master, b"\x04")  # Ctrl-D: end of keypad input
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "4821" not in text  # typed without echo, never printed
+    assert [t["event_type"] for t in csms.records[SERIAL].transactions] == ["Started", "Ended"]
