@@ -129,5 +129,7 @@ async def test_reported_settings_are_shown_without_secrets(ctx, canaries):
         "WB-100001", {"WifiSsid": "Garage", "CurrentLimitA": "16", "WifiPassword": "hunter2-wifi"}
     )
     async with client_for(ctx) as client:
-        detail = await client.get(f"/api/chargers/{world.chargers['wallbox'].id}", headers=await world.headers("owner"))
+        detail = await client.get(
+            f"/api/chargers/{world.chargers['wallbox'].id}", headers=await world.headers("owner")
+        )
     assert detail.json()["reported_settings"] == {"CurrentLimitA": "16", "WifiSsid": "Garage"}

@@ -33,10 +33,36 @@ class LoadResult:
     messages: int
     seconds: float
     latencies_s: Sequence[float]
+    refused: int = 0
+    first_refusal: str | None = None
+    """The first reply that was not ``Accepted``, for the error message."""
+    """Replies that were not ``Accepted``: a server that refuses (or throttles) the codes
+    it is sent is not doing the work being measured, so the bench rejects such a run."""
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
+
+
+ACCEPTED = '"Accepted"'
+# What a lean charger answers to a server-initiated Call (OCPP-J: every Call gets a reply).
+CALL_ANSWERS = {"GetLocalListVersion": '{"versionNumber":0}'}
+
+
+async def recv_reply(connection: ClientConnection) -> str:
+    """The next CallResult/CallError for us, answering any server Call that comes first
+    (evaccess asks a keypad charger its local list version when it connects)."""
+    while True:
+        message = await connection.recv()
+        text = message if isinstance(message, str) else message.decode()
+        if not text.startswith("[2,"):
+            return text
+        frame = json.loads(text)
+        answer = CALL_ANSWERS.get(frame[2])
+        if answer is None:
+            await connection.send(json.dumps([4, frame[1], "NotImplemented", "", {}]))
+        else:
+            await connection.send(f"[3,{json.dumps(frame[1])},{answer}]")
 
 
 def authorize_frame_parts(keycode: str) -> tuple[str, str]:
@@ -84,7 +110,7 @@ async def connect_many(
         async with gate:
             connection = await _connect_one(server.url, identity)
             await connection.send(boot_frame(identity.serial))
-            await connection.recv()
+            await recv_reply(connection)
             return connection
 
     return list(await asyncio.gather(*(one(first + i) for i in range(count))))
@@ -102,15 +128,19 @@ async def closed_loop(
     duration_s: float,
     on_window: Callable[[bool], None] | None = None,
 ) -> LoadResult:
-    """Every connection keeps exactly one Authorize in flight; counts replies in the window."""
+    """Every connection keeps exactly one Authorize in flight; counts replies in the window,
+    which opens after ``warmup_s`` once every connection has had a reply."""
     loop = asyncio.get_running_loop()
     measuring = False
     stop = False
     latencies: list[float] = []
-    count = 0
+    count = refused = 0
+    first_refusal: str | None = None
+    warmed: set[int] = set()
+    all_warm = asyncio.Event()
 
     async def charger(index: int, connection: ClientConnection) -> None:
-        nonlocal count
+        nonlocal count, refused, first_refusal
         prefix, suffix = authorize_frame_parts(server.identity(index).keycode)
         sequence = 0
         clock = time.perf_counter
@@ -118,13 +148,24 @@ async def closed_loop(
             sequence += 1
             started = clock()
             await connection.send(f"{prefix}{index}-{sequence}{suffix}")
-            await connection.recv()
+            reply = await recv_reply(connection)
+            warmed.add(index)
+            if len(warmed) == len(connections):
+                all_warm.set()
+            if ACCEPTED not in reply:
+                refused += 1
+                first_refusal = first_refusal or str(reply)[:200]
             if measuring:
                 latencies.append(clock() - started)
                 count += 1
 
     tasks = [loop.create_task(charger(i, c)) for i, c in enumerate(connections)]
     await asyncio.sleep(warmup_s)
+    # Steady state: every charger has had at least one reply (a server's per-charger caches
+    # are warm, whichever server it is) before the window opens.
+    warm = loop.create_task(all_warm.wait())
+    await asyncio.wait([warm, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    warm.cancel()
     if on_window:
         on_window(True)
     measuring = True
@@ -136,7 +177,13 @@ async def closed_loop(
         on_window(False)
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    return LoadResult(messages=count, seconds=elapsed, latencies_s=latencies)
+    return LoadResult(
+        messages=count,
+        seconds=elapsed,
+        latencies_s=latencies,
+        refused=refused,
+        first_refusal=first_refusal,
+    )
 
 
 async def open_loop(
@@ -152,9 +199,11 @@ async def open_loop(
     n = len(connections)
     total = int(rate * duration_s)
     latencies: list[float] = []
+    refused = 0
     t0 = loop.time() + 0.2  # let every task reach its first sleep
 
     async def charger(index: int, connection: ClientConnection) -> None:
+        nonlocal refused
         prefix, suffix = authorize_frame_parts(server.identity(index).keycode)
         for k in range(index, total, n):
             scheduled = t0 + k / rate
@@ -162,7 +211,8 @@ async def open_loop(
             if delay > 0:
                 await asyncio.sleep(delay)
             await connection.send(f"{prefix}{index}-{k}{suffix}")
-            await connection.recv()
+            if ACCEPTED not in await recv_reply(connection):
+                refused += 1
             latencies.append(loop.time() - scheduled)
 
     if on_window:
@@ -172,4 +222,6 @@ async def open_loop(
     elapsed = loop.time() - max(began, t0)
     if on_window:
         on_window(False)
-    return LoadResult(messages=len(latencies), seconds=elapsed, latencies_s=latencies)
+    return LoadResult(
+        messages=len(latencies), seconds=elapsed, latencies_s=latencies, refused=refused
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from websockets.asyncio.client import ClientConnection
 
 from evaccess.bench import loadgen
 from evaccess.bench.targets import (
@@ -34,6 +35,7 @@ from evaccess.bench.targets import (
     start_echo_server,
     start_evaccess_server,
 )
+from evaccess.domain.errors import EvAccessError
 
 SERVER_CPU = 0
 GENERATOR_CPU = 1
@@ -166,6 +168,7 @@ async def measure_load(server: ServerProcess, plan: Plan, runs: TargetRuns) -> N
                 duration_s=plan.duration_s,
                 on_window=window,
             )
+            _require_accepted(server, result)
             runs.closed.setdefault(n, []).append(
                 ClosedLoop(
                     rate=result.rate,
@@ -183,6 +186,7 @@ async def measure_load(server: ServerProcess, plan: Plan, runs: TargetRuns) -> N
             duration_s=plan.open_loop_s,
             on_window=window,
         )
+        _require_accepted(server, result)
     finally:
         await loadgen.close_all(connections)
     runs.open.append(
@@ -193,6 +197,21 @@ async def measure_load(server: ServerProcess, plan: Plan, runs: TargetRuns) -> N
             cpu_percent=100 * window.used / result.seconds if result.seconds else math.nan,
         )
     )
+
+
+class BenchInvalid(EvAccessError):
+    """A run whose figures would not mean what they claim."""
+
+    code = "bench_invalid"
+
+
+def _require_accepted(server: ServerProcess, result: loadgen.LoadResult) -> None:
+    if result.refused:
+        raise BenchInvalid(
+            f"{server.name} answered {result.refused} Authorize request(s) with something other "
+            f"than Accepted (first: {result.first_refusal}): its figures would not measure "
+            "keypad authorization"
+        )
 
 
 async def measure_idle(server: ServerProcess, plan: Plan, runs: TargetRuns) -> None:
@@ -217,15 +236,15 @@ async def measure_idle(server: ServerProcess, plan: Plan, runs: TargetRuns) -> N
 
 
 async def _one_authorize(
-    server: ServerProcess, connections: Sequence[object], *, first: int
+    server: ServerProcess, connections: Sequence[ClientConnection], *, first: int
 ) -> None:
     gate = asyncio.Semaphore(loadgen.CONNECT_CONCURRENCY)
 
-    async def one(index: int, connection: object) -> None:
+    async def one(index: int, connection: ClientConnection) -> None:
         prefix, suffix = loadgen.authorize_frame_parts(server.identity(first + index).keycode)
         async with gate:
-            await connection.send(f"{prefix}idle-{first + index}{suffix}")  # type: ignore[attr-defined]
-            await connection.recv()  # type: ignore[attr-defined]
+            await connection.send(f"{prefix}idle-{first + index}{suffix}")
+            await loadgen.recv_reply(connection)
 
     await asyncio.gather(*(one(i, c) for i, c in enumerate(connections)))
 

@@ -8,8 +8,8 @@
   Accepted: what a team gets by following the library's README.
 - ``echo``: raw ``websockets`` (compression off) answering every Call with a canned
   CallResult, without parsing it: the ceiling for any Python server on this stack.
-- ``evaccess``: the real server's OCPP endpoint on SQLite with real keypad PINs; see
-  ``start_evaccess_server`` (completed by the lead when the endpoint is merged).
+- ``evaccess``: the real server's OCPP endpoint on the real database backend (SQLite) with
+  real keypad PINs (``start_evaccess_server``).
 """
 
 from __future__ import annotations
@@ -111,17 +111,37 @@ def start_echo_server(*, cpu: int | None) -> ServerProcess:
 
 
 def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> ServerProcess:
-    """The real evaccess OCPP endpoint: SQLite in ``workdir``, ``chargers`` registered chargers
-    with Basic Auth passwords and one real keypad PIN per charger's user.
+    """The real evaccess OCPP endpoint on the real database backend: SQLite in ``workdir``,
+    ``chargers`` registered chargers, each with its own Basic Auth password and an owner
+    whose real keypad PIN the load generator types (``bench/evaccess_target.py``)."""
+    import json
 
-    To complete at integration (the endpoint lives on branch ``ocpp-server``): start
-    ``evaccess server run`` on port 0 in a process pinned to ``cpu``, seed the chargers and
-    keypad PINs through the server's services, and return a ``ServerProcess`` whose
-    ``identities`` hold each serial, password and valid keycode.
-    """
-    raise TargetUnavailable(
-        "the evaccess OCPP endpoint is not on this branch (start_evaccess_server is completed "
-        "when branch ocpp-server is merged); no evaccess figures"
+    from evaccess.bench.evaccess_target import IDENTITIES
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir), str(chargers)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if cpu is not None:
+        os.sched_setaffinity(process.pid, {cpu})
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if len(line) != 2 or line[0] != READY:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raise TargetUnavailable("the evaccess server did not start")
+    identities = [
+        ChargerIdentity(serial=i["serial"], password=i["password"], keycode=i["keycode"])
+        for i in json.loads((workdir / IDENTITIES).read_text())
+    ]
+    return ServerProcess(
+        name="evaccess",
+        process=process,
+        url=f"ws://127.0.0.1:{int(line[1])}/ocpp",
+        identities=identities,
     )
 
 

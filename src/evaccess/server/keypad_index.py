@@ -8,6 +8,7 @@ from stale data; entries also expire at the earliest grant expiry they contain a
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,6 +35,8 @@ class KeypadIndex:
         self._ttl_s = ttl_s
         self._max = max_chargers
         self._entries: dict[str, ChargerKeypad] = {}
+        self.loading = asyncio.Lock()
+        """Held while an organisation tree is being loaded (one load at a time)."""
 
     def get(self, charger_id: str) -> ChargerKeypad | None:
         entry = self._entries.get(charger_id)

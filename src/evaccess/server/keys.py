@@ -14,6 +14,7 @@ import binascii
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,41 +39,63 @@ class KeyRing:
 
 class KeyProvider(Protocol):
     def load(self) -> KeyRing:
-        """The current keys (re-read: another process may have rotated)."""
+        """The current keys (cheap: called for every keypad entry)."""
+
+    def reload(self) -> KeyRing:
+        """The keys as they are now (another process may have added a vault version)."""
 
     def add_vault_key(self, rng: RandomSource) -> int:
         """Create the next vault key version; returns its number."""
 
 
 class FileKeyProvider:
-    """One base64 file per key in ``directory``; missing keys are created on first use."""
+    """One base64 file per key in ``directory``; missing keys are created on first use.
 
-    def __init__(self, directory: Path, rng: RandomSource) -> None:
+    Keys are read once and kept. A rotation (another process adding ``vault-vN.key``) is
+    noticed by one ``stat`` of the directory, at most every ``recheck_s`` seconds, or at
+    once through ``reload()`` when a ciphertext names a version not loaded yet."""
+
+    def __init__(self, directory: Path, rng: RandomSource, *, recheck_s: float = 1.0) -> None:
         self.directory = directory
         self._rng = rng
-        self._cache: tuple[tuple[str, ...], KeyRing] | None = None
+        self._recheck_s = recheck_s
+        self._ring: KeyRing | None = None
+        self._mtime_ns = -1
+        self._checked_at = float("-inf")
 
     def load(self) -> KeyRing:
-        self._ensure()
-        listing = tuple(sorted(os.listdir(self.directory)))
-        if self._cache is not None and self._cache[0] == listing:
-            return self._cache[1]
+        now = time.monotonic()
+        if self._ring is not None and now - self._checked_at < self._recheck_s:
+            return self._ring
+        self._checked_at = now
+        if self._ring is None:
+            self._ensure()
+        mtime_ns = os.stat(self.directory).st_mtime_ns
+        if self._ring is None or mtime_ns != self._mtime_ns:
+            self._ring, self._mtime_ns = self._read_all(), mtime_ns
+        return self._ring
+
+    def reload(self) -> KeyRing:
+        self._checked_at = float("-inf")
+        return self.load()
+
+    def _read_all(self) -> KeyRing:
+        names = os.listdir(self.directory)
         vault = {
             int(m.group(1)): self._read(name)
-            for name in listing
+            for name in names
             if (m := _VAULT_FILE.match(name)) is not None
         }
-        ring = KeyRing(
+        return KeyRing(
             vault=vault,
             audit=self._read("audit.key"),
             keypad_pepper=self._read("keypad-pepper.key"),
         )
-        self._cache = (listing, ring)
-        return ring
 
     def add_vault_key(self, rng: RandomSource) -> int:
-        version = self.load().vault_version + 1
+        version = self.reload().vault_version + 1
         self._create(f"vault-v{version}.key", rng)
+        self.reload()
         return version
 
     def _ensure(self) -> None:
@@ -120,6 +143,9 @@ class EnvKeyProvider:
             raise ConfigurationError("EVACCESS_KEYS holds no vault key")
 
     def load(self) -> KeyRing:
+        return self._ring
+
+    def reload(self) -> KeyRing:
         return self._ring
 
     def add_vault_key(self, rng: RandomSource) -> int:

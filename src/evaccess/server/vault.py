@@ -57,6 +57,8 @@ class PinVault:
 
     def open(self, subject: str, sealed: Sealed, *, purpose: str = BLUETOOTH_PIN) -> str:
         key = self._keys.load().vault.get(sealed.key_version)
+        if key is None:  # rotated by another process a moment ago?
+            key = self._keys.reload().vault.get(sealed.key_version)
         if key is None:
             raise IntegrityFailure(
                 f"a {purpose.replace('-', ' ')} is sealed under key version {sealed.key_version}, "

@@ -8,6 +8,7 @@ answer a blocked one gets, is audited, and counts against the setter's rejection
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -236,17 +237,21 @@ async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
         return None
     keypad = ctx.keypad_index.get(charger_id)
     if keypad is None:
-        keypad = await _load(ctx, charger_id)
+        # One load at a time, for a whole organisation tree: a fleet of chargers that all
+        # miss at once (a restart, a reconnect storm) costs one query, not one each.
+        async with ctx.keypad_index.loading:
+            keypad = ctx.keypad_index.get(charger_id)
+            if keypad is None:
+                await _load_tree(ctx, charger_id)
+                keypad = ctx.keypad_index.get(charger_id)
         if keypad is None:
             return None
-        ctx.keypad_index.put(charger_id, keypad)
     return keypad.users.get(ctx.keypad_hasher.digest(keypad.root_id, pin))
 
 
-async def _load(ctx: Context, charger_id: str) -> ChargerKeypad | None:
-    """Who may use this charger's keypad, by PIN digest (one query for the charger, one
-    for the grants joined with their holders' PINs)."""
-    epoch = ctx.keypad_index.epoch
+async def _load_tree(ctx: Context, charger_id: str) -> None:
+    """Index who may use each keypad of the charger's organisation tree, by PIN digest."""
+    epoch, loaded_at = ctx.keypad_index.epoch, ctx.clock.monotonic()
     async with ctx.db.read() as session:
         root_id = await session.scalar(
             select(Organisation.root_id)
@@ -254,31 +259,44 @@ async def _load(ctx: Context, charger_id: str) -> ChargerKeypad | None:
             .where(Charger.id == charger_id)
         )
         if root_id is None:
-            return None
+            return
+        in_tree = (
+            select(Charger.id)
+            .join(Organisation, Organisation.id == Charger.organisation_id)
+            .where(Organisation.root_id == root_id)
+        )
+        chargers = (await session.scalars(in_tree)).all()
         rows = (
             await session.execute(
-                select(KeypadPin.digest, Grant.user_id, Grant.kind, Grant.expires_at)
+                select(
+                    Grant.charger_id, KeypadPin.digest, Grant.user_id, Grant.kind, Grant.expires_at
+                )
                 .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
                 .where(
-                    Grant.charger_id == charger_id,
+                    Grant.charger_id.in_(in_tree),
                     active_grant(ctx.clock),
                     KeypadPin.pin_space_id == root_id,
                 )
             )
         ).all()
-    users = {
-        digest: user_id
-        for digest, user_id, kind, _ in rows
-        if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))])
-    }
-    expiries = [expires for *_, expires in rows if expires is not None]
-    return ChargerKeypad(
-        epoch=epoch,
-        loaded_at=ctx.clock.monotonic(),
-        valid_until=min(expiries, default=None),
-        root_id=root_id,
-        users=users,
-    )
+    users: dict[str, dict[bytes, str]] = {c: {} for c in chargers}
+    expiries: dict[str, list[datetime]] = {}
+    for charger, digest, user_id, kind, expires in rows:
+        if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))]):
+            users[charger][digest] = user_id
+            if expires is not None:
+                expiries.setdefault(charger, []).append(expires)
+    for charger, by_digest in users.items():
+        ctx.keypad_index.put(
+            charger,
+            ChargerKeypad(
+                epoch=epoch,
+                loaded_at=loaded_at,
+                valid_until=min(expiries.get(charger, ()), default=None),
+                root_id=root_id,
+                users=by_digest,
+            ),
+        )
 
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
