@@ -1,4 +1,4 @@
-"""``evaccess bench``: benchmark commands (``ocpp`` here; the lead attaches ``ble``)."""
+"""``evaccess bench``: benchmark commands that print figures (``ocpp``, ``ble``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from evaccess import console
+from evaccess.bench.ble import ble_bench_app
 from evaccess.bench.ocpp import QUICK, Plan, render, run_bench
 from evaccess.bench.targets import TARGETS
 from evaccess.domain.errors import InvalidInput
 
 bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+bench_app.add_typer(ble_bench_app, name="ble")
 
 
 def _progress(line: str) -> None:

@@ -1,0 +1,140 @@
+"""Issue 4's acceptance path, as a person would walk it in four terminals: the server, the
+virtual Bluetooth link, a charger (OCPP to the server, a Bluetooth peripheral on the link),
+and the phone app. The app pairs with the PIN it gets from the server, configures Wi-Fi, and
+the server shows the change the charger reported over OCPP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Canaries
+from tests.e2e.conftest import EVACCESS, Cli, Server, leaked, one_line_error, succeeded
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+OWNER = "owner@example.com"
+OWNER_PASSWORD = "plum tractor 7 lantern"
+SERIAL = "WB-700007"
+WIFI_PASSWORD = "garage-wifi-secret-42"
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_pair_configure_and_see_it_on_the_server(
+    cli: Cli, server: Server, tmp_path: Path, canaries: Canaries
+) -> None:
+    canaries.add(OWNER_PASSWORD, WIFI_PASSWORD)
+    org = server.organisation_id
+    by_admin = ("--by", server.admin_email)
+    cli.ok("admin", "create-user", OWNER, "--password-stdin", stdin=f"{OWNER_PASSWORD}\n")
+    registration = json.loads(
+        cli.ok(
+            "admin", "create-charger", org, "--serial", SERIAL, "--vendor", "Wallbox", "--model", "Pulsar Max",
+            "--firmware", "6.11.2", "--owner", OWNER, *by_admin, "--json",
+        ).stdout
+    )  # fmt: skip
+    canaries.add(registration["ocpp_password"])
+    cli.ok(
+        "app",
+        "login",
+        "--server",
+        server.url,
+        "--email",
+        OWNER,
+        "--password-stdin",
+        stdin=f"{OWNER_PASSWORD}\n",
+    )
+
+    link = subprocess.Popen(
+        (*EVACCESS, "ble-link"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli.env,
+    )
+    processes: list[subprocess.Popen[str]] = [link]
+    try:
+        assert link.stdout is not None
+        charger_side, phone_side = (link.stdout.readline().strip() for _ in range(2))
+        charger = subprocess.Popen(
+            (
+                *EVACCESS, "charger", "run", "--serial", SERIAL, "--vendor", "Wallbox", "--model", "Pulsar Max",
+                "--firmware", "6.11.2", "--server", f"ws://127.0.0.1:{cli.env['EVACCESS_OCPP_PORT']}/ocpp",
+                "--state-dir", str(tmp_path / "charger"), "--ble-transport", charger_side,
+            ),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            env=cli.env | {"EVACCESS_CHARGER_PASSWORD": registration["ocpp_password"]},
+        )  # fmt: skip
+        processes.append(charger)
+
+        # The server pushes the mandatory PIN; the charger accepts it; it becomes active.
+        def pin_active() -> bool:
+            info = cli("app", "charger-info", SERIAL, "--json")
+            return (
+                info.returncode == 0
+                and json.loads(info.stdout)["bluetooth_pin"]["status"] == "active"
+            )
+
+        wait_for(pin_active, "the charger to accept its Bluetooth PIN")
+
+        # A wrong PIN: one line, and the troubleshooting screen shows the right one.
+        wrong = cli("app", "pair", SERIAL, "--ble-transport", phone_side, "--pin", "100000")
+        assert wrong.returncode != 0
+        assert "Traceback" not in wrong.output
+
+        paired = succeeded(cli("app", "pair", SERIAL, "--ble-transport", phone_side))
+        assert "with its PIN" in paired.stdout
+        configured = succeeded(
+            cli(
+                "app", "configure", SERIAL, "--ble-transport", phone_side, "--wifi-ssid", "Garage",
+                "--wifi-password-stdin", stdin=f"{WIFI_PASSWORD}\n",
+            )
+        )  # fmt: skip
+        assert "Wi-Fi network Garage" in configured.stdout
+
+        def reported() -> dict[str, str]:
+            info = cli("app", "charger-info", SERIAL, "--json")
+            return (
+                json.loads(info.stdout)["charger"]["reported_settings"]
+                if info.returncode == 0
+                else {}
+            )
+
+        assert wait_for(
+            lambda: reported().get("WifiSsid") == "Garage", "the Wi-Fi change to reach the server"
+        )
+
+        # The app forgets the charger; the credential no longer works.
+        succeeded(cli("app", "forget", SERIAL, "--ble-transport", phone_side))
+        again = cli(
+            "app", "configure", SERIAL, "--ble-transport", phone_side, "--current-limit", "10"
+        )
+        one_line_error(again)
+    finally:
+        outputs = []
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                out, err = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+            outputs.append(out + err)
+    everything = "\n".join(outputs) + server.output()
+    assert "Traceback" not in everything
+    assert not leaked(everything, canaries, server.admin_password), (
+        "a secret reached a log or a terminal"
+    )
