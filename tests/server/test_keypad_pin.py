@@ -293,3 +293,21 @@ async def test_an_admin_cannot_set_the_pin_of_someone_who_outranks_them(ctx, wor
             url(world, "admin"), json={"pin": "6047"}, headers=await world.headers("super_admin")
         )
         assert ok.status_code == 200
+
+
+async def test_a_stale_index_answers_while_it_refreshes_in_the_background(
+    ctx, world, clock, canaries
+):
+    """Past its TTL the index keeps answering (a reload must not stall every keypad) and
+    reloads once in the background; a local change is never answered from old data."""
+    canaries.add("8163")
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "8163"
+    )
+    charger = world.chargers["old"]
+    assert await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["owner"].id
+    loaded = ctx.keypad_index.get(charger.id)
+    clock.advance(31)
+    assert await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["owner"].id
+    await ctx.keypad_index.refreshed()
+    assert ctx.keypad_index.get(charger.id).loaded_at > loaded.loaded_at

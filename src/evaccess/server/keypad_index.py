@@ -1,20 +1,26 @@
 """Who may use each charger's keypad, by PIN digest, kept in memory: a keypad entry then
 costs one HMAC and one dictionary lookup instead of several queries.
 
-Any change to grants or keypad PINs calls ``invalidate()``, so this process never answers
-from stale data; entries also expire at the earliest grant expiry they contain and after
-``ttl_s``, which bounds how long another server node's change can take to be seen here.
+Freshness, strongest first:
+- every change to grants or keypad PINs in this process calls ``invalidate()`` after its
+  commit: nothing loaded before it is used again (the epoch moves on);
+- an entry holding a grant that has since expired is not used;
+- after ``ttl_s`` an entry is *stale*: still answered from, while one background refresh
+  reloads its organisation tree. This bounds how long a change made by another server node
+  takes to be seen here, without stalling keypad answers behind a reload.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from evaccess.domain.clock import Clock
 
-DEFAULT_TTL_S = 10.0
+DEFAULT_TTL_S = 30.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,24 +43,37 @@ class KeypadIndex:
         self._entries: dict[str, ChargerKeypad] = {}
         self.loading = asyncio.Lock()
         """Held while an organisation tree is being loaded (one load at a time)."""
+        self._refresh: asyncio.Task[None] | None = None
 
     def get(self, charger_id: str) -> ChargerKeypad | None:
+        """The entry to answer from (possibly stale), or ``None``: load it first."""
         entry = self._entries.get(charger_id)
         if entry is None:
             return None
-        if (
-            entry.epoch != self.epoch
-            or self._clock.monotonic() - entry.loaded_at >= self._ttl_s
-            or (entry.valid_until is not None and self._clock.now() >= entry.valid_until)
+        if entry.epoch != self.epoch or (
+            entry.valid_until is not None and self._clock.now() >= entry.valid_until
         ):
             del self._entries[charger_id]
             return None
         return entry
 
+    def is_stale(self, entry: ChargerKeypad) -> bool:
+        return self._clock.monotonic() - entry.loaded_at >= self._ttl_s
+
+    def refresh_soon(self, load: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Reload in the background (one refresh at a time); answers go on meanwhile."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.get_running_loop().create_task(load())
+
+    async def refreshed(self) -> None:
+        """Wait for a background refresh in flight, if any."""
+        if self._refresh is not None:
+            await self._refresh
+
     def put(self, charger_id: str, entry: ChargerKeypad) -> None:
         if entry.epoch != self.epoch:
             return  # something changed while it loaded: do not keep it
-        if len(self._entries) >= self._max:
+        if len(self._entries) >= self._max and charger_id not in self._entries:
             self._entries.clear()
         self._entries[charger_id] = entry
 

@@ -7,6 +7,7 @@ answer a blocked one gets, is audited, and counts against the setter's rejection
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -235,23 +236,37 @@ async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
 async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
     if not pin.isascii() or not pin.isdigit() or not 4 <= len(pin) <= 8:
         return None
-    keypad = ctx.keypad_index.get(charger_id)
+    index = ctx.keypad_index
+    keypad = index.get(charger_id)
     if keypad is None:
         # One load at a time, for a whole organisation tree: a fleet of chargers that all
         # miss at once (a restart, a reconnect storm) costs one query, not one each.
-        async with ctx.keypad_index.loading:
-            keypad = ctx.keypad_index.get(charger_id)
+        async with index.loading:
+            keypad = index.get(charger_id)
             if keypad is None:
                 await _load_tree(ctx, charger_id)
-                keypad = ctx.keypad_index.get(charger_id)
+                keypad = index.get(charger_id)
         if keypad is None:
             return None
+    elif index.is_stale(keypad):
+        index.refresh_soon(lambda: _refresh_tree(ctx, charger_id))
     return keypad.users.get(ctx.keypad_hasher.digest(keypad.root_id, pin))
 
 
+async def _refresh_tree(ctx: Context, charger_id: str) -> None:
+    async with ctx.keypad_index.loading:
+        await _load_tree(ctx, charger_id)
+
+
+TREE_CHUNK = 1000
+
+
 async def _load_tree(ctx: Context, charger_id: str) -> None:
-    """Index who may use each keypad of the charger's organisation tree, by PIN digest."""
+    """Index who may use each keypad of the charger's organisation tree, by PIN digest.
+    Rows arrive in chunks, so that a large fleet's reload never holds the event loop."""
     epoch, loaded_at = ctx.keypad_index.epoch, ctx.clock.monotonic()
+    users: dict[str, dict[bytes, str]] = {}
+    expiries: dict[str, list[datetime]] = {}
     async with ctx.db.read() as session:
         root_id = await session.scalar(
             select(Organisation.root_id)
@@ -265,27 +280,24 @@ async def _load_tree(ctx: Context, charger_id: str) -> None:
             .join(Organisation, Organisation.id == Charger.organisation_id)
             .where(Organisation.root_id == root_id)
         )
-        chargers = (await session.scalars(in_tree)).all()
-        rows = (
-            await session.execute(
-                select(
-                    Grant.charger_id, KeypadPin.digest, Grant.user_id, Grant.kind, Grant.expires_at
-                )
-                .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
-                .where(
-                    Grant.charger_id.in_(in_tree),
-                    active_grant(ctx.clock),
-                    KeypadPin.pin_space_id == root_id,
-                )
+        async for chunk in (await session.stream_scalars(in_tree)).partitions(TREE_CHUNK):
+            users.update((charger, {}) for charger in chunk)
+        rows = await session.stream(
+            select(Grant.charger_id, KeypadPin.digest, Grant.user_id, Grant.kind, Grant.expires_at)
+            .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
+            .where(
+                Grant.charger_id.in_(in_tree),
+                active_grant(ctx.clock),
+                KeypadPin.pin_space_id == root_id,
             )
-        ).all()
-    users: dict[str, dict[bytes, str]] = {c: {} for c in chargers}
-    expiries: dict[str, list[datetime]] = {}
-    for charger, digest, user_id, kind, expires in rows:
-        if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))]):
-            users[charger][digest] = user_id
-            if expires is not None:
-                expiries.setdefault(charger, []).append(expires)
+        )
+        async for partition in rows.partitions(TREE_CHUNK):
+            for charger, digest, user_id, kind, expires in partition:
+                if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))]):
+                    users.setdefault(charger, {})[digest] = user_id
+                    if expires is not None:
+                        expiries.setdefault(charger, []).append(expires)
+            await asyncio.sleep(0)
     for charger, by_digest in users.items():
         ctx.keypad_index.put(
             charger,
