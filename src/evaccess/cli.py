@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -34,17 +35,17 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _attach() -> None:
+def _attach(argv: list[str]) -> None:
+    """Attach the program named on the command line (all of them for bare ``evaccess`` or
+    ``--help``): each program's imports cost a second or more, and a command needs one."""
+    names = {name for _, _, name, _ in SUBCOMMANDS}
+    wanted = argv[1] if len(argv) > 1 and argv[1] in names else None
     for module_name, attribute, name, help_text in SUBCOMMANDS:
-        try:
+        if wanted is None or name == wanted:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue  # a program not built yet in this checkout
-        app.add_typer(getattr(module, attribute), name=name, help=help_text)
+            app.add_typer(getattr(module, attribute), name=name, help=help_text)
 
 
 def main() -> None:
-    _attach()
+    _attach(sys.argv)
     console.run_app(app)

@@ -648,6 +648,19 @@ ROWS: tuple[Row, ...] = (
     Row(
         area="chargers",
         method="POST",
+        path=f"{CHARGER}/bluetooth/revoke-phones",
+        expect=charger(202, "owner", "service"),
+        json={"phone_id": None},
+    ),
+    Row(
+        area="chargers",
+        method="POST",
+        path=f"{CHARGER}/bluetooth/reenable-pairing",
+        expect=charger(202, "owner", "service"),
+    ),
+    Row(
+        area="chargers",
+        method="POST",
         path=f"{CHARGER}/bluetooth-pin/change",
         expect=charger(200, "owner", "service"),
         json={"pin": None},

@@ -247,3 +247,59 @@ async def test_firmware_upgrade_to_611_makes_pin_mandatory(ctx, world, canaries)
         assert push is not None
         canaries.add(push.pin or "")
         assert push.required
+
+
+async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, world):
+    from evaccess.server.ocpp.backend import ReenablePinPairing, RevokeCredentials
+    from evaccess.server.services.ocpp_backend import DbOcppBackend
+
+    charger = world.chargers["wallbox"]
+    async with client_for(ctx) as client:
+        headers = await world.headers("owner")
+        one = await client.post(
+            f"/api/chargers/{charger.id}/bluetooth/revoke-phones",
+            json={"phone_id": "phone-7"},
+            headers=headers,
+        )
+        every = await client.post(
+            f"/api/chargers/{charger.id}/bluetooth/revoke-phones", json={}, headers=headers
+        )
+        again = await client.post(
+            f"/api/chargers/{charger.id}/bluetooth/reenable-pairing", headers=headers
+        )
+        denied = await client.post(
+            f"/api/chargers/{charger.id}/bluetooth/revoke-phones",
+            json={},
+            headers=await world.headers("invited"),
+        )
+    assert (one.status_code, every.status_code, again.status_code, denied.status_code) == (
+        202,
+        202,
+        202,
+        403,
+    )
+    commands = [
+        c
+        for c in await DbOcppBackend(ctx).pending_commands(charger.serial)
+        if not hasattr(c, "pin")
+    ]
+    assert [type(c) for c in commands] == [RevokeCredentials, RevokeCredentials, ReenablePinPairing]
+    assert [c.phone_id for c in commands[:2]] == ["phone-7", None]
+
+
+async def test_super_admin_assigns_a_charger_to_a_subgroup_member(ctx, world):
+    from evaccess.domain.access import Role
+    from evaccess.server.services import organisations
+
+    await organisations.add_member(
+        ctx, world.actor("super_admin"), world.subgroup.id, "stranger@example.com", Role.USER
+    )
+    async with client_for(ctx) as client:
+        assigned = await client.post(
+            f"/api/chargers/{world.chargers['wallbox'].id}/assign",
+            json={"user_id": world.users["stranger"].id},
+            headers=await world.headers("super_admin"),
+        )
+        assert assigned.status_code == 201, assigned.text
+        seen = await client.get("/api/chargers", headers=await world.headers("stranger"))
+    assert [c["serial"] for c in seen.json()] == [world.chargers["wallbox"].serial]

@@ -76,6 +76,10 @@ class ApiClient:
             raise errors.NotFound(f"no charger with serial {serial} that you can see")
         return dict(found[0])
 
+    async def charger(self, charger_id: str) -> dict[str, Any]:
+        """The detail view: connectors and the settings the charger reported."""
+        return dict(await self.request("GET", f"/api/chargers/{charger_id}"))
+
     async def bluetooth_pin_state(self, charger_id: str) -> dict[str, Any]:
         return dict(await self.request("GET", f"/api/chargers/{charger_id}/bluetooth-pin"))
 

@@ -100,7 +100,7 @@ async def charger_info(
 ) -> None:
     """A charger's details and Bluetooth PIN state; the PIN itself only with --reveal."""
     async with _client(load_session()) as api:
-        charger = await api.charger_by_serial(serial)
+        charger = await api.charger((await api.charger_by_serial(serial))["id"])
         state = await api.bluetooth_pin_state(charger["id"])
         pin = await api.reveal_bluetooth_pin(charger["id"]) if reveal else None
     if json_output:
@@ -119,6 +119,11 @@ async def charger_info(
         ("PIN rule", state["rule"]),
         ("PIN changeable", "yes" if state["changeable"] else "no"),
     ]  # fmt: skip
+    reported = charger.get("reported_settings") or {}
+    if reported:
+        rows.append(
+            ("reported settings", ", ".join(f"{k} {v}" for k, v in sorted(reported.items())))
+        )
     if pin is not None:
         rows.append(("Bluetooth PIN value", pin))
     elif state["can_reveal"]:

@@ -62,6 +62,7 @@ class ChargerAction(StrEnum):
     MANAGE_GRANTS = "manage_grants"
     ASSIGN = "assign"
     VIEW_SECURITY_EVENTS = "view_security_events"
+    MANAGE_PHONES = "manage_phones"
     USE_KEYPAD = "use_keypad"
 
 

@@ -528,3 +528,21 @@ async def reveal_history(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list
         s.RevealEventOut(at=e.at, actor_email=e.actor_email, basis=e.basis, request_id=e.request_id)
         for e in await bluetooth_pins.reveal_history(ctx, actor, charger_id)
     ]
+
+
+@router.post(
+    "/chargers/{charger_id}/bluetooth/revoke-phones", status_code=202, tags=["bluetooth-pin"]
+)
+async def revoke_phones(
+    charger_id: str, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
+) -> None:
+    """Make the charger forget one phone's credential (or all): delivered over OCPP."""
+    await bluetooth_pins.revoke_phones(ctx, actor, charger_id, body.phone_id)
+
+
+@router.post(
+    "/chargers/{charger_id}/bluetooth/reenable-pairing", status_code=202, tags=["bluetooth-pin"]
+)
+async def reenable_pairing(charger_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+    """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
+    await bluetooth_pins.reenable_pairing(ctx, actor, charger_id)

@@ -208,6 +208,11 @@ class PinChangeIn(In):
     pin: str | None = Field(default=None, min_length=1, max_length=16)
 
 
+class RevokePhonesIn(In):
+    phone_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """One phone's id; absent: every phone."""
+
+
 class RevealedPinOut(BaseModel):
     pin: str
     status: PinStatus

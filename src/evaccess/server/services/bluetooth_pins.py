@@ -380,3 +380,54 @@ async def changed_on_charger(
         ),
     )
     return True
+
+
+async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: str | None) -> None:
+    """The owner makes the charger forget one phone's credential, or every phone's (OCPP
+    RevokeCredentials); a phone that wants back in proves the PIN again."""
+    if phone_id is not None and not (0 < len(phone_id) <= 64 and phone_id.isprintable()):
+        from evaccess.domain.errors import InvalidInput
+
+        raise InvalidInput("a phone id has 1 to 64 printable characters")
+    async with ctx.db.transaction() as session:
+        charger, basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
+        )
+        await outbox.queue(
+            session, ctx, charger.id, outbox.CommandKind.REVOKE_CREDENTIALS, phone_id=phone_id
+        )
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="bluetooth.phones_revoked",
+                actor_id=actor.user_id,
+                organisation_id=charger.organisation_id,
+                charger_id=charger.id,
+                basis=basis,
+                request_id=actor.request_id,
+                details={"phone": phone_id or "*"},
+            ),
+        )
+    ctx.notifier.poke(charger.serial)
+
+
+async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> None:
+    """After 100 failed PIN exchanges in a row a charger accepts no more PIN pairings until
+    its owner re-enables them from here (OCPP PinPairingEnabled)."""
+    async with ctx.db.transaction() as session:
+        charger, basis, _ = await charger_for(
+            session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
+        )
+        await outbox.queue(session, ctx, charger.id, outbox.CommandKind.REENABLE_PIN_PAIRING)
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="bluetooth.pairing_reenabled",
+                actor_id=actor.user_id,
+                organisation_id=charger.organisation_id,
+                charger_id=charger.id,
+                basis=basis,
+                request_id=actor.request_id,
+            ),
+        )
+    ctx.notifier.poke(charger.serial)

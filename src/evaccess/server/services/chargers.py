@@ -39,6 +39,7 @@ from evaccess.server.services.relations import (
     charger_bases,
     charger_for,
     require_org_action,
+    subtree,
 )
 
 INVITATION_TTL = timedelta(days=14)
@@ -300,7 +301,10 @@ async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> G
         charger, _basis, _ = await charger_for(
             session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock
         )
+        # The group the charger belongs to, the groups above it and its subgroups (seeds:
+        # "assign chargers to users in a group or a subgroup").
         org_ids = [o.id for o in await ancestors(session, charger.organisation_id)]
+        org_ids += await subtree(session, charger.organisation_id)
         member = await session.scalar(
             select(Membership.id).where(
                 Membership.user_id == user_id, Membership.organisation_id.in_(org_ids)

@@ -46,6 +46,25 @@ async def ancestors(session: AsyncSession, organisation_id: str) -> list[Organis
     return chain
 
 
+async def subtree(session: AsyncSession, organisation_id: str) -> list[str]:
+    """The organisation and all its subgroups, at any depth."""
+    found: list[str] = []
+    frontier = [organisation_id]
+    while frontier and len(found) < 10_000:
+        current = frontier.pop()
+        if current in found:
+            continue
+        found.append(current)
+        frontier.extend(
+            (
+                await session.scalars(
+                    select(Organisation.id).where(Organisation.parent_id == current)
+                )
+            ).all()
+        )
+    return found
+
+
 async def org_role(session: AsyncSession, user_id: str, organisation_id: str) -> Role | None:
     """The strongest role ``user_id`` holds in the organisation or any ancestor."""
     ids = [o.id for o in await ancestors(session, organisation_id)]
