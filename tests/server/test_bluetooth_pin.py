@@ -249,7 +249,7 @@ async def test_firmware_upgrade_to_611_makes_pin_mandatory(ctx, world, canaries)
         assert push.required
 
 
-async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, world):
+async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, world, clock):
     from evaccess.server.ocpp.backend import ReenablePinPairing, RevokeCredentials
     from evaccess.server.services.ocpp_backend import DbOcppBackend
 
@@ -261,9 +261,11 @@ async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, worl
             json={"phone_id": "phone-7"},
             headers=headers,
         )
+        clock.advance(1)  # commands are delivered in the order they were made
         every = await client.post(
             f"/api/chargers/{charger.id}/bluetooth/revoke-phones", json={}, headers=headers
         )
+        clock.advance(1)
         again = await client.post(
             f"/api/chargers/{charger.id}/bluetooth/reenable-pairing", headers=headers
         )

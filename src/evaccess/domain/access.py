@@ -81,6 +81,9 @@ CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
     ChargerAction.MANAGE_GRANTS: frozenset({Basis.OWNER, Basis.ORG_SUPER_ADMIN}),
     ChargerAction.ASSIGN: frozenset({Basis.ORG_SUPER_ADMIN}),
     ChargerAction.VIEW_SECURITY_EVENTS: frozenset({Basis.OWNER, Basis.SERVICE}) | _ADMINS,
+    # Revoking phone credentials and lifting the 100-failure pairing cap: the owner, and the
+    # installer who answers the owner's call.
+    ChargerAction.MANAGE_PHONES: frozenset({Basis.OWNER, Basis.SERVICE}),
     # The keypad works for anyone the charger is shared with, and for the members of its
     # organisation it has been assigned to (assignment creates a USER grant).
     ChargerAction.USE_KEYPAD: _GRANTS,
