@@ -97,6 +97,8 @@ def test_a_user_meets_evaccess_through_the_command_line(
     new_pin = re.search(r"your new keypad PIN: (\d{4}) \(shown once\)", generated.stdout)
     assert new_pin is not None, generated.stdout
     canaries.add(new_pin.group(1))
+    assert "deleted" in cli.ok("app", "keypad-pin", "delete").stdout
+    one_line_error(cli("app", "keypad-pin", "delete"), exit_code=5)  # nothing left to delete
 
     # --- what goes wrong, goes wrong in one line --------------------------------------------
     pending = {

@@ -305,3 +305,53 @@ async def test_super_admin_assigns_a_charger_to_a_subgroup_member(ctx, world):
         assert assigned.status_code == 201, assigned.text
         seen = await client.get("/api/chargers", headers=await world.headers("stranger"))
     assert [c["serial"] for c in seen.json()] == [world.chargers["wallbox"].serial]
+
+
+async def test_ending_an_ownership_revokes_everything_derived_from_it_in_one_transaction(
+    ctx, world
+):
+    """Issue 2: grants, invitations and phone credentials all hang off the ownership, so a
+    transfer can end them together (one UPDATE per table, one transaction)."""
+    from sqlalchemy import select
+
+    from evaccess.domain.access import GrantKind
+    from evaccess.server.db.models import Grant, Invitation, PhoneCredential
+    from evaccess.server.services import chargers
+
+    charger = world.chargers["wallbox"]
+    pending = await chargers.invite(
+        ctx, world.actor("owner"), charger.id, email="later@example.com", kind=GrantKind.USER
+    )
+    async with ctx.db.transaction() as session:
+        ownership = await chargers.current_ownership(session, charger.id)
+        session.add(
+            PhoneCredential(
+                charger_id=charger.id,
+                ownership_id=ownership.id,
+                phone_id="phone-1",
+                created_at=ctx.clock.now(),
+            )
+        )
+    async with ctx.db.transaction() as session:
+        ownership = await chargers.current_ownership(session, charger.id)
+        counts = await chargers.end_ownership(session, ctx, ownership)
+    chargers._access_changed(ctx, charger)
+    assert counts == {"grants": 3, "invitations": 1, "phones": 1}  # owner, invited, service
+    async with ctx.db.read() as session:
+        assert await chargers.current_ownership(session, charger.id) is None
+        open_grants = (
+            await session.scalars(
+                select(Grant).where(Grant.charger_id == charger.id, Grant.revoked_at.is_(None))
+            )
+        ).all()
+        invitation = await session.get(Invitation, pending.invitation.id)
+        phone = await session.scalar(select(PhoneCredential))
+    assert open_grants == []
+    assert invitation.revoked_at is not None
+    assert phone.revoked_at is not None
+    async with client_for(ctx) as client:
+        for who in ("owner", "invited", "service"):
+            response = await client.get(
+                f"/api/chargers/{charger.id}", headers=await world.headers(who)
+            )
+            assert response.status_code == 404, who

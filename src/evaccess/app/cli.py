@@ -162,6 +162,17 @@ async def keypad_set(
     console.out.print(f"your {result['digits']}-digit keypad PIN is set")
 
 
+@keypad_app.command("delete")
+@console.command
+async def keypad_delete(
+    organisation: Annotated[str | None, typer.Option(help="Organisation id or name.")] = None,
+) -> None:
+    """Remove your keypad PIN (the keypad no longer starts sessions for you)."""
+    async with _client(load_session()) as api:
+        await api.delete_keypad_pin(await _organisation(api, organisation))
+    console.out.print("your keypad PIN is deleted")
+
+
 @keypad_app.command("generate")
 @console.command
 async def keypad_generate(

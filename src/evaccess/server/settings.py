@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(default=None, description="PEM certificate: OCPP profile 2.")
     tls_key: Path | None = None
     token_ttl_hours: float = Field(default=24 * 14, gt=0)
-    redis_url: str | None = Field(default=None, description="Shared state for several nodes.")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     bootstrap_admin_email: str = "admin@example.com"
     public_url: str | None = Field(default=None, description="URL printed for newcomers.")
@@ -60,10 +59,6 @@ class Settings(BaseSettings):
     @property
     def resolved_keys_dir(self) -> Path:
         return self.keys_dir or self.data_dir / "keys"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url.startswith("sqlite")
 
 
 def load_settings(**overrides: object) -> Settings:

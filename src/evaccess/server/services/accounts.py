@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
-from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated, Throttled
+from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated
 from evaccess.server.context import Context
 from evaccess.server.db.models import ApiToken, User
 from evaccess.server.services.audit import AuditEntry
@@ -205,6 +205,3 @@ async def user_by_email(ctx: Context, email: str) -> User:
     if user is None:
         raise NotFound("no user with this email")
     return user
-
-
-__all__ = ["IssuedToken", "Throttled", "authenticate", "create_user", "login", "logout"]

@@ -26,6 +26,7 @@ from evaccess.server.db.models import (
     Membership,
     Organisation,
     Ownership,
+    PhoneCredential,
     SecurityEvent,
     User,
 )
@@ -196,22 +197,33 @@ async def end_ownership(
     session: AsyncSession, ctx: Context, ownership: Ownership
 ) -> dict[str, int]:
     """End one ownership and everything derived from it, in the caller's transaction: one
-    UPDATE per table. Returns how many rows each revoked (for the audit record)."""
-    from evaccess.server.db.models import PhoneCredential
-
+    UPDATE per table (grants, open invitations, phone credentials). Returns how many rows
+    each revoked, for the audit record. The caller calls ``_access_changed`` after commit."""
     now = ctx.clock.now()
     ownership.ended_at = now
+    derived = (
+        (
+            "grants",
+            update(Grant).where(Grant.ownership_id == ownership.id, Grant.revoked_at.is_(None)),
+        ),
+        (
+            "invitations",
+            update(Invitation).where(
+                Invitation.ownership_id == ownership.id,
+                Invitation.revoked_at.is_(None),
+                Invitation.accepted_at.is_(None),  # an accepted one lives on as its grant
+            ),
+        ),
+        (
+            "phones",
+            update(PhoneCredential).where(
+                PhoneCredential.ownership_id == ownership.id, PhoneCredential.revoked_at.is_(None)
+            ),
+        ),
+    )
     counts: dict[str, int] = {}
-    for name, table in (
-        ("grants", Grant),
-        ("invitations", Invitation),
-        ("phones", PhoneCredential),
-    ):
-        result = await session.execute(
-            update(table)
-            .where(table.ownership_id == ownership.id, table.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+    for name, statement in derived:
+        result = await session.execute(statement.values(revoked_at=now))
         counts[name] = int(result.rowcount)  # type: ignore[attr-defined]
     return counts
 

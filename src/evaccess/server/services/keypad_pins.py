@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, allowed_bases
 from evaccess.domain.errors import (
     EvAccessError,
-    LockedOut,
     NotFound,
     PermissionDenied,
     PinRejected,
@@ -339,6 +338,3 @@ async def _record_lockout(ctx: Context, charger_id: str) -> None:
                 details={"seconds": int(retry or 0)},
             ),
         )
-
-
-__all__ = ["LockedOut", "crowding", "delete_pin", "resolve", "set_pin"]
