@@ -9,7 +9,7 @@ EVACCESS := $(VENV)/bin/evaccess
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export EVACCESS_DATA_DIR ?= $(abspath var)
 
-.PHONY: run test lint typecheck layers pytest env clean
+.PHONY: run test check lint typecheck layers pytest pytest-quick env clean
 
 $(UV):
 	$(PY) -m venv $(BOOT)
@@ -21,8 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced
 
+# Host and ports come from the server's settings (EVACCESS_HOST, EVACCESS_PORT,
+# EVACCESS_OCPP_PORT; defaults 127.0.0.1, 8000 and 9000).
 run: env
-	$(EVACCESS) server run --host 127.0.0.1 --port 8000
+	$(EVACCESS) server run
 
 lint: env
 	$(VENV)/bin/ruff check src tests
@@ -37,7 +39,15 @@ layers: env
 pytest: env
 	$(VENV)/bin/pytest
 
+# Without the tests that start real processes: the daily loop, about a minute.
+pytest-quick: env
+	$(VENV)/bin/pytest -q -m "not e2e"
+
+# The full gate: what CI runs.
 test: lint typecheck layers pytest
+
+# The daily loop: lint, types, layers and the in-process tests.
+check: lint typecheck layers pytest-quick
 
 clean:
 	rm -rf $(VENV) $(BOOT) .mypy_cache .pytest_cache .ruff_cache
