@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import os
+import pty
+import select
 import sys
+import time
 
 import pytest
 import typer
 
 from evaccess import console
-from evaccess.domain.errors import NotFound
+from evaccess.domain.errors import InvalidInput, NotFound
 
 
 def _app() -> typer.Typer:
@@ -70,3 +75,67 @@ def test_a_table_shows_cells_as_text(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "Charger [/x]" in out
     assert "[bold]WB-1[/]" in out
+
+
+def test_a_secret_is_one_line_of_piped_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret pass\nnext\n"))
+    assert console.secret("Password", confirm=True) == "s3cret pass"
+
+
+def test_no_secret_on_stdin_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(InvalidInput, match="no password on standard input"):
+        console.secret("Password")
+
+
+def _in_a_terminal(code: str, answers: list[str], timeout_s: float = 20.0) -> str:
+    """Run ``code`` in a child whose controlling terminal is a fresh pty (as a person at a
+    terminal would); answer each prompt ending in ``: `` with the next of ``answers``."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: stdin, stdout and /dev/tty are the pty
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    pending = list(answers)
+    answered = 0  # what was on the screen when the last prompt was answered
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # the child closed the terminal: it has exited
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if pending and seen[answered:].rstrip().endswith(b":"):
+                os.write(master, pending.pop(0).encode() + b"\n")
+                answered = len(seen)
+    finally:
+        os.close(master)
+        os.waitpid(pid, 0)
+    return seen.decode(errors="replace")
+
+
+SECRET_IN_A_TERMINAL = (
+    "from evaccess import console\n"
+    "from evaccess.domain.errors import InvalidInput\n"
+    "try:\n"
+    "    print('got', len(console.secret('Keypad PIN', confirm=True)), 'characters')\n"
+    "except InvalidInput as exc:\n"
+    "    print('refused:', exc.message)\n"
+)
+
+
+def test_a_secret_in_a_terminal_is_prompted_hidden_and_confirmed() -> None:
+    seen = _in_a_terminal(SECRET_IN_A_TERMINAL, ["482913", "482913"])
+    assert "Keypad PIN:" in seen and "Keypad PIN (again):" in seen
+    assert "got 6 characters" in seen
+    assert "482913" not in seen  # never echoed
+
+
+def test_a_mistyped_confirmation_is_refused() -> None:
+    seen = _in_a_terminal(SECRET_IN_A_TERMINAL, ["482913", "482914"])
+    assert "refused: the two keypad pins differ" in seen

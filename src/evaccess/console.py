@@ -4,6 +4,7 @@ non-zero exit code per error class, and a sync shell around each ``async def`` c
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import sys
@@ -106,6 +107,27 @@ def command(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def secret(prompt: str, *, confirm: bool = False, from_stdin: bool = False) -> str:
+    """A password or PIN from the person at the keyboard: a hidden prompt when stdin is a
+    terminal, else one line of stdin (a pipe, a file, a test driving the program).
+
+    ``getpass`` alone would read ``/dev/tty`` whenever the process has a controlling
+    terminal, even with stdin piped: a script piping the secret would hang on a prompt.
+    ``from_stdin`` (the ``--…-stdin`` flags) reads stdin even on a terminal."""
+    if from_stdin or not sys.stdin.isatty():
+        value = sys.stdin.readline()
+        if not value:
+            raise errors.InvalidInput(f"no {prompt.lower()} on standard input")
+        return value.rstrip("\r\n")
+    try:
+        value = getpass.getpass(f"{prompt}: ")
+        if confirm and getpass.getpass(f"{prompt} (again): ") != value:
+            raise errors.InvalidInput(f"the two {prompt.lower()}s differ")
+    except EOFError:
+        raise errors.InvalidInput(f"no {prompt.lower()} entered") from None
+    return value
 
 
 def print_json(data: Any) -> None:

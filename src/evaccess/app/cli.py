@@ -3,7 +3,6 @@ commands come from ``app/ble``)."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -34,11 +33,7 @@ async def login(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
     """Log in and keep the session for the other commands."""
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else typer.prompt("Password", hide_input=True)
-    )
+    password = console.secret("Password", from_stdin=password_stdin)
     async with ApiClient(server) as api:
         token = await api.login(email, password)
     path = save_session(AppSession(server=server, token=token, email=email))
@@ -151,11 +146,7 @@ async def keypad_set(
     pin_stdin: Annotated[bool, typer.Option("--pin-stdin")] = False,
 ) -> None:
     """Choose your keypad PIN (prompted, never on the command line)."""
-    pin = (
-        sys.stdin.readline().strip()
-        if pin_stdin
-        else typer.prompt("Keypad PIN", hide_input=True, confirmation_prompt=True)
-    )
+    pin = console.secret("Keypad PIN", confirm=True, from_stdin=pin_stdin).strip()
     async with _client(load_session()) as api:
         org_id = await _organisation(api, organisation)
         result = await api.set_keypad_pin(org_id, pin)

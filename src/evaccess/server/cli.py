@@ -103,13 +103,7 @@ async def create_user(
     system_admin: Annotated[bool, typer.Option(help="May create organisations.")] = False,
 ) -> None:
     """Create a user (the password is prompted for, or read from stdin)."""
-    import sys
-
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    )
+    password = console.secret("Password", confirm=True, from_stdin=password_stdin)
     from evaccess.server.services import accounts
 
     ctx, _ = await _admin_context()

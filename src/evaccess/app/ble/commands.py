@@ -3,7 +3,6 @@ merges ``ble_commands`` into ``evaccess app``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Annotated, Protocol
 
@@ -13,7 +12,7 @@ from evaccess.app.api import ApiClient
 from evaccess.app.ble import pairing
 from evaccess.app.ble.credentials import CredentialStore
 from evaccess.app.session import load_session
-from evaccess.console import command, err, out
+from evaccess.console import command, err, out, secret
 from evaccess.domain.clock import RandomSource, SystemRandom
 from evaccess.domain.errors import EvAccessError, InvalidInput, NotAuthenticated, PinRejected
 from evaccess.domain.pins import validate_bluetooth_pin
@@ -67,7 +66,7 @@ server_factory: Callable[[], ServerPins | None] = _default_server
 
 
 def prompt_pin() -> str:
-    return str(typer.prompt("Bluetooth PIN of the charger", hide_input=True))
+    return secret("Bluetooth PIN of the charger").strip()
 
 
 async def run_pair(
@@ -161,10 +160,10 @@ async def configure_command(
     if wifi_password_stdin:
         if wifi_ssid is None:
             raise InvalidInput("--wifi-password-stdin goes with --wifi-ssid")
-        password = sys.stdin.readline().rstrip("\n")
+        password = secret("Wi-Fi password")
     pin = None
     if new_pin:
-        pin = str(typer.prompt("New Bluetooth PIN", hide_input=True, confirmation_prompt=True))
+        pin = secret("New Bluetooth PIN", confirm=True).strip()
         try:
             validate_bluetooth_pin(pin)
         except PinRejected as exc:
