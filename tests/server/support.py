@@ -35,9 +35,13 @@ async def make_context(
     )
 
 
-def client_for(ctx: Context) -> httpx.AsyncClient:
-    app = create_app(Settings(), context=ctx)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(
+    ctx: Context, *, address: str = "127.0.0.1", settings: Settings | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client of the app in this process, calling from ``address``."""
+    app = create_app(settings or Settings(), context=ctx)
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 def actor_of(user: accounts.User, *, system: bool = False) -> Actor:

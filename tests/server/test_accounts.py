@@ -65,6 +65,41 @@ async def test_tokens_expire(ctx, clock):
         ).status_code == 401
 
 
+async def _login(client, password: str, email: str = "owner@example.com") -> int:
+    response = await client.post("/api/auth/login", json={"email": email, "password": password})
+    return int(response.status_code)
+
+
+async def test_guesses_from_elsewhere_never_lock_the_owner_out(ctx, clock):
+    await build_world(ctx)
+    async with client_for(ctx, address="203.0.113.9") as attacker:
+        for _ in range(4):  # an attacker keeps guessing, 12 wrong passwords a minute
+            assert [await _login(attacker, "wrong-password") for _ in range(6)][-1] == 429
+            clock.advance(20)
+        locked = await attacker.post(
+            "/api/auth/login", json={"email": "owner@example.com", "password": "wrong-password"}
+        )
+        assert locked.status_code == 429
+        assert "try again in" in locked.json()["detail"]
+    async with client_for(ctx, address="198.51.100.7") as owner:
+        assert await _login(owner, PASSWORD) == 200
+
+
+async def test_an_account_guessed_from_many_addresses_pauses_but_not_for_good(ctx, clock):
+    await build_world(ctx)
+    for n in range(50):  # 50 addresses, one guess each
+        async with client_for(ctx, address=f"203.0.113.{n}") as attacker:
+            assert await _login(attacker, "wrong-password") == 401
+    async with client_for(ctx, address="198.51.100.7") as owner:
+        paused = await owner.post(
+            "/api/auth/login", json={"email": "owner@example.com", "password": PASSWORD}
+        )
+        assert paused.status_code == 429
+        assert paused.json()["detail"].endswith("try again in 15 min")
+        clock.advance(15 * 60 + 1)
+        assert await _login(owner, PASSWORD) == 200
+
+
 async def test_login_is_throttled_per_account(ctx, clock):
     await build_world(ctx)
     async with client_for(ctx) as client:

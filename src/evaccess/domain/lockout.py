@@ -11,6 +11,7 @@ float of seconds passed in by the caller (monotonic in memory, epoch when persis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -70,9 +71,21 @@ def check(state: LockoutState, now: float) -> None:
             retry_after=float("inf"),
         )
     if now < state.locked_until:
+        remaining = state.locked_until - now
         raise LockedOut(
-            "too many failed attempts; try again later", retry_after=state.locked_until - now
+            f"too many failed attempts; try again in {wait_text(remaining)}",
+            retry_after=remaining,
         )
+
+
+def wait_text(seconds: float) -> str:
+    """``45 s``, ``3 min``, ``2 h``: how long a person has to wait, rounded up."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 2 * 3600:
+        return f"{math.ceil(whole / 60)} min"
+    return f"{math.ceil(whole / 3600)} h"
 
 
 def record_failure(

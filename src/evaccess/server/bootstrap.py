@@ -3,18 +3,28 @@ at import time; tests build their own context with frozen time and seeded random
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.profiles import RFC_9106_LOW_MEMORY
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, make_url, select
+from sqlalchemy.exc import DBAPIError
 
 from evaccess.domain.access import Role
 from evaccess.domain.clock import Clock, RandomSource, SystemClock, SystemRandom
+from evaccess.domain.errors import ConfigurationError
 from evaccess.domain.lockout import KEYPAD_RULES
-from evaccess.server.context import LOGIN_RULES, PIN_SET_RULES, Context
-from evaccess.server.db.engine import Database
+from evaccess.server.context import (
+    LOGIN_ACCOUNT_RULES,
+    LOGIN_CLIENT_RULES,
+    LOGIN_RULES,
+    PIN_SET_RULES,
+    Context,
+)
+from evaccess.server.db.engine import Database, make_engine
 from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
 from evaccess.server.keypad_index import KeypadIndex
@@ -55,13 +65,79 @@ def build_context(
         token_ttl_s=settings.token_ttl_hours * 3600,
         keypad_throttle=ThrottleRegistry(KEYPAD_RULES, clock),
         login_throttle=ThrottleRegistry(LOGIN_RULES, clock),
+        login_account_throttle=ThrottleRegistry(LOGIN_ACCOUNT_RULES, clock),
+        login_client_throttle=ThrottleRegistry(LOGIN_CLIENT_RULES, clock),
         pin_set_throttle=ThrottleRegistry(PIN_SET_RULES, clock),
         keypad_index=KeypadIndex(clock),
     )
 
 
+def database_label(settings: Settings) -> str:
+    """Which database, for people: the SQLite file, or the URL without its password."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite {url.database}"
+    return f"PostgreSQL {url.render_as_string(hide_password=True).split('://', 1)[1]}"
+
+
+def prepare_database_file(settings: Settings, *, create: bool) -> None:
+    """Check a SQLite path before SQLAlchemy meets it, with one line naming the problem:
+    a file where its directory should be, a directory that is not there (never created
+    silently: a typo would start an empty database), or, for an admin command
+    (``create=False``), no database yet. ``server run`` creates the file 0600."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database)
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigurationError(f"database path {path}: {parent} is a file, not a directory")
+    if path.exists():
+        return
+    if not create:
+        raise ConfigurationError(
+            f"no database at {path}: `evaccess server run` creates it "
+            "(or set EVACCESS_DATA_DIR or EVACCESS_DATABASE_URL to the server's)"
+        )
+    if not path.parent.is_dir():
+        raise ConfigurationError(f"database path {path}: directory {path.parent} does not exist")
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _unreachable(settings: Settings, exc: Exception) -> ConfigurationError:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(cause).strip()
+    reason = getattr(cause, "strerror", None) or (text.splitlines()[0] if text else "")
+    return ConfigurationError(
+        f"cannot open the database ({database_label(settings)}): {reason or type(cause).__name__}"
+    )
+
+
 async def migrate(settings: Settings) -> None:
-    await upgrade(settings.resolved_database_url)
+    """Bring the database to the newest schema; an unreachable database is one line."""
+    try:
+        await upgrade(settings.resolved_database_url)
+    except (OSError, DBAPIError) as exc:
+        raise _unreachable(settings, exc) from None
+
+
+async def require_schema(settings: Settings) -> None:
+    """For admin commands: the server must have created this database (an empty
+    PostgreSQL database is refused, not migrated into a fresh evaccess)."""
+    prepare_database_file(settings, create=False)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+    except (OSError, DBAPIError) as exc:
+        raise _unreachable(settings, exc) from None
+    finally:
+        await engine.dispose()
+    if "alembic_version" not in tables:
+        raise ConfigurationError(
+            f"{database_label(settings)} holds no evaccess data: `evaccess server run` creates it"
+        )
+    await migrate(settings)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -69,6 +145,7 @@ class BootstrapAdmin:
     email: str
     password: str
     organisation_id: str
+    organisation_name: str
 
 
 async def ensure_bootstrap_admin(ctx: Context, email: str) -> BootstrapAdmin | None:
@@ -98,4 +175,6 @@ async def ensure_bootstrap_admin(ctx: Context, email: str) -> BootstrapAdmin | N
                 action="bootstrap.admin_created", subject_id=user.id, organisation_id=org.id
             ),
         )
-    return BootstrapAdmin(email=user.email, password=password, organisation_id=org.id)
+    return BootstrapAdmin(
+        email=user.email, password=password, organisation_id=org.id, organisation_name=org.name
+    )

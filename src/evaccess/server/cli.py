@@ -8,8 +8,12 @@ must not pay for a server it never starts."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import date
-from typing import TYPE_CHECKING, Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,6 +38,8 @@ def _logging(settings: Settings) -> None:
 
 
 def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
+    from evaccess.server.bootstrap import database_label
+
     url = settings.public_url or f"http://{settings.host}:{settings.port}"
     scheme = "wss" if settings.tls_cert else "ws"
     ocpp_url = (
@@ -42,16 +48,27 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
     console.out.print(f"[bold]evaccess server[/] on {url}  (API docs: {url}/docs)", soft_wrap=True)
     console.out.print(f"OCPP endpoint: {ocpp_url}", soft_wrap=True)
     console.out.print(
-        f"database: {settings.resolved_database_url.split('://')[0]}, data in {settings.data_dir}/"
+        f"database: {database_label(settings)}; keys in {settings.resolved_keys_dir}/",
+        soft_wrap=True,
+        markup=False,
     )
-    if admin is not None:
+    if admin is None:
+        console.out.print(
+            "forgot the admin's password? evaccess admin reset-password EMAIL", soft_wrap=True
+        )
+    else:
         console.out.print(
             "[bold yellow]First start: a super-admin was created. These credentials are shown "
             "once; change the password after logging in.[/]"
         )
         console.out.print(f"  email:    {admin.email}")
         console.out.print(f"  password: {admin.password}")
-        console.out.print(f"  organisation: {admin.organisation_id}")
+        console.out.print(
+            f'  organisation: "{admin.organisation_name}", id {admin.organisation_id} '
+            "(ORG_ID in the README; admin commands take the id or the name)",
+            soft_wrap=True,
+            markup=False,
+        )
         console.out.print(
             f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True
         )
@@ -61,28 +78,37 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
 @console.command
 async def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on (EVACCESS_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (EVACCESS_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(help="REST API port (EVACCESS_PORT).")] = None,
+    ocpp_port: Annotated[
+        int | None, typer.Option(help="OCPP WebSocket port (EVACCESS_OCPP_PORT).")
+    ] = None,
 ) -> None:
-    """Migrate the database and serve the REST API and the OCPP endpoint."""
+    """Create or migrate the database and serve the REST API and the OCPP endpoint."""
     from evaccess.server.runner import serve
     from evaccess.server.settings import load_settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = load_settings(**overrides)
+    given = {"host": host, "port": port, "ocpp_port": ocpp_port}
+    settings = load_settings(**{k: v for k, v in given.items() if v is not None})
     _logging(settings)
     await serve(settings, announce=_announce)
 
 
-async def _admin_context() -> tuple[Context, Actor]:
-    """A context for administrative commands, acting as the system itself."""
-    from evaccess.server.bootstrap import build_context, migrate
-    from evaccess.server.services.relations import Actor
+@asynccontextmanager
+async def _admin() -> AsyncIterator[Context]:
+    """A context for an administrative command, on the database ``server run`` created
+    (never a new one: run from the wrong directory, an admin command would otherwise fill
+    an empty database). Names the database it used when the command succeeds."""
+    from evaccess.server.bootstrap import build_context, database_label, require_schema
     from evaccess.server.settings import load_settings
 
     settings = load_settings()
-    await migrate(settings)
+    await require_schema(settings)
     ctx = build_context(settings)
-    return ctx, Actor(user_id="", email="", is_system_admin=True)
+    try:
+        yield ctx
+    finally:
+        await ctx.db.dispose()
+    console.err.print(f"database: {database_label(settings)}", style="dim", markup=False)
 
 
 async def _system_actor(ctx: Context, email: str) -> Actor:
@@ -91,6 +117,16 @@ async def _system_actor(ctx: Context, email: str) -> Actor:
 
     user = await accounts.user_by_email(ctx, email)
     return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
+
+
+async def _organisation_id(ctx: Context, ref: str) -> str:
+    from evaccess.server.services import directory
+
+    return (await directory.organisation(ctx, ref)).id
+
+
+Organisation = Annotated[str, typer.Argument(help="Organisation id, or its unique name.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 @admin_app.command("create-user")
@@ -102,16 +138,25 @@ async def create_user(
     ] = False,
     system_admin: Annotated[bool, typer.Option(help="May create organisations.")] = False,
 ) -> None:
-    """Create a user (the password is prompted for, or read from stdin)."""
-    password = console.secret("Password", confirm=True, from_stdin=password_stdin)
+    """Create a user (the password is prompted for, or read from stdin when piped)."""
     from evaccess.server.services import accounts
 
-    ctx, _ = await _admin_context()
-    try:
+    password = console.secret("Password", confirm=True, from_stdin=password_stdin)
+    async with _admin() as ctx:
         user = await accounts.create_user(ctx, email, password, is_system_admin=system_admin)
-    finally:
-        await ctx.db.dispose()
     console.out.print(f"created user {user.email} ({user.id})", markup=False)
+
+
+@admin_app.command("reset-password")
+@console.command
+async def reset_password(email: str) -> None:
+    """Give an account a new one-time password (printed once) and end its sessions."""
+    from evaccess.server.services import accounts
+
+    async with _admin() as ctx:
+        password = await accounts.reset_password(ctx, email)
+    console.out.print(f"new one-time password for {email}: {password}", markup=False)
+    console.out.print("every session of the account was ended; change it after logging in")
 
 
 @admin_app.command("create-organisation")
@@ -119,29 +164,29 @@ async def create_user(
 async def create_organisation(
     name: str,
     super_admin: Annotated[str, typer.Option(help="Email of the organisation's super-admin.")],
-    parent: Annotated[str | None, typer.Option(help="Parent organisation id (a subgroup).")] = None,
+    parent: Annotated[
+        str | None, typer.Option(help="Parent organisation, id or name (makes a subgroup).")
+    ] = None,
 ) -> None:
     """Create an organisation (or a subgroup) with its super-admin."""
     from evaccess.server.services import organisations
     from evaccess.server.services.relations import Actor
 
-    ctx, _ = await _admin_context()
-    try:
+    async with _admin() as ctx:
         actor = await _system_actor(ctx, super_admin)
         if parent is None:
             actor = Actor(user_id=actor.user_id, email=actor.email, is_system_admin=True)
             org = await organisations.create_organisation(ctx, actor, name)
         else:
-            org = await organisations.create_subgroup(ctx, actor, parent, name)
-    finally:
-        await ctx.db.dispose()
+            parent_id = await _organisation_id(ctx, parent)
+            org = await organisations.create_subgroup(ctx, actor, parent_id, name)
     console.out.print(f"created organisation {org.name} ({org.id})", markup=False)
 
 
 @admin_app.command("add-member")
 @console.command
 async def add_member(
-    organisation: str,
+    organisation: Organisation,
     email: str,
     by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
     role: Annotated[Role, typer.Option()] = Role.USER,
@@ -149,57 +194,56 @@ async def add_member(
     """Add an existing user to an organisation."""
     from evaccess.server.services import organisations
 
-    ctx, _ = await _admin_context()
-    try:
+    async with _admin() as ctx:
         actor = await _system_actor(ctx, by)
-        member = await organisations.add_member(ctx, actor, organisation, email, role)
-    finally:
-        await ctx.db.dispose()
+        org_id = await _organisation_id(ctx, organisation)
+        member = await organisations.add_member(ctx, actor, org_id, email, role)
     console.out.print(f"{member.email} is now {member.role.value} of {organisation}", markup=False)
 
 
 @admin_app.command("create-charger")
 @console.command
 async def create_charger(
-    organisation: str,
-    serial: Annotated[str, typer.Option()],
-    vendor: Annotated[str, typer.Option()],
-    model: Annotated[str, typer.Option()],
-    firmware: Annotated[str, typer.Option()],
+    organisation: Organisation,
+    serial: Annotated[str, typer.Option(help="The serial number on the charger's label.")],
+    vendor: Annotated[str, typer.Option(help="Maker, e.g. Wallbox or Zaptec.")],
+    model: Annotated[str, typer.Option(help='Model, e.g. "Pulsar Max".')],
+    firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
     by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
     owner: Annotated[str | None, typer.Option(help="Owner's email.")] = None,
     production_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
-    keypad: Annotated[bool, typer.Option()] = False,
-    no_bluetooth: Annotated[bool, typer.Option()] = False,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    keypad: Annotated[
+        bool,
+        typer.Option("--keypad", help="The charger has a keypad (keypad PINs start sessions)."),
+    ] = False,
+    bluetooth: Annotated[
+        bool, typer.Option(" /--no-bluetooth", help="The charger has no Bluetooth LE radio.")
+    ] = True,
+    json_output: Json = False,
 ) -> None:
     """Register a charger; prints its OCPP password once."""
     from evaccess.domain.errors import InvalidInput
+    from evaccess.server.services import chargers
 
     try:
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
-    from evaccess.server.services import chargers
-
-    ctx, _ = await _admin_context()
-    try:
+    async with _admin() as ctx:
         actor = await _system_actor(ctx, by)
         reg = await chargers.register(
             ctx,
             actor,
-            organisation_id=organisation,
+            organisation_id=await _organisation_id(ctx, organisation),
             serial=serial,
             vendor=vendor,
             model=model,
             firmware=firmware,
             production_date=produced,
             keypad=keypad,
-            bluetooth=not no_bluetooth,
+            bluetooth=bluetooth,
             owner_email=owner,
         )
-    finally:
-        await ctx.db.dispose()
     if json_output:
         console.print_json(
             {"id": reg.charger.id, "serial": reg.charger.serial, "ocpp_password": reg.ocpp_password}
@@ -207,6 +251,37 @@ async def create_charger(
         return
     console.out.print(f"registered charger {reg.charger.serial} ({reg.charger.id})", markup=False)
     console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
+
+
+class Listing(StrEnum):
+    ORGANISATIONS = "organisations"
+    USERS = "users"
+    CHARGERS = "chargers"
+
+
+@admin_app.command("list")
+@console.command
+async def list_(what: Listing, json_output: Json = False) -> None:
+    """List the organisations, users or chargers in the database."""
+    from evaccess.server.services import directory
+
+    async with _admin() as ctx:
+        match what:
+            case Listing.ORGANISATIONS:
+                rows: Sequence[Any] = await directory.organisations(ctx)
+                columns = ["id", "name", "parent_id", "members", "chargers"]
+            case Listing.USERS:
+                rows = await directory.users(ctx)
+                columns = ["id", "email", "system_admin", "organisations"]
+            case Listing.CHARGERS:
+                rows = await directory.chargers(ctx)
+                columns = ["serial", "organisation", "vendor", "model", "firmware", "online", "id"]
+    if json_output:
+        console.print_json([asdict(row) for row in rows])
+        return
+    console.print_table(
+        what.value.capitalize(), columns, [[getattr(row, c) for c in columns] for row in rows]
+    )
 
 
 @admin_app.command("rotate-keys")
@@ -217,12 +292,9 @@ async def rotate_keys() -> None:
     from evaccess.domain.clock import SystemRandom
     from evaccess.server.services import rotation
 
-    ctx, _ = await _admin_context()
-    try:
+    async with _admin() as ctx:
         version = ctx.keys.add_vault_key(SystemRandom())
         count = await rotation.rotate_keys(ctx)
-    finally:
-        await ctx.db.dispose()
     console.out.print(f"re-encrypted {count} sealed value(s) under key version {version}")
 
 
@@ -232,12 +304,8 @@ async def verify() -> None:
     """Walk the audit chain; name the first bad record (exit 8) or confirm it is whole."""
     from evaccess.domain.errors import AuditChainBroken
 
-    ctx, _ = await _admin_context()
-    try:
-        async with ctx.db.read() as session:
-            report = await ctx.audit.verify(session)
-    finally:
-        await ctx.db.dispose()
+    async with _admin() as ctx, ctx.db.read() as session:
+        report = await ctx.audit.verify(session)
     if not report.ok:
         raise AuditChainBroken(f"audit record {report.first_bad_seq} is bad: {report.reason}")
     console.out.print(f"audit log verified: {report.records} record(s), chain intact")

@@ -30,7 +30,19 @@ class NotifierSlot:
 
 
 LOGIN_RULES = LockoutRules(max_failures=5, window_s=60.0, lockout_s=60.0, escalation=2.0)
-"""Login: 5 failures in a minute lock the account (or address) for 1 min, doubling."""
+"""Login, per (account, address) pair: 5 failures in a minute lock that pair for 1 min,
+doubling. Someone guessing from elsewhere never locks the owner's own address out."""
+
+LOGIN_ACCOUNT_RULES = LockoutRules(
+    max_failures=50, window_s=3600.0, lockout_s=900.0, escalation=1.0
+)
+"""Login, per account from all addresses: 50 failures in an hour pause it for 15 min, never
+longer (a distributed guesser gets 50 guesses an hour; it cannot lock the owner out for
+good)."""
+
+LOGIN_CLIENT_RULES = LockoutRules(max_failures=30, window_s=600.0, lockout_s=600.0, escalation=2.0)
+"""Login, per address over all accounts: 30 failures in 10 min pause it for 10 min, doubling
+(one address spraying many accounts)."""
 
 PIN_SET_RULES = LockoutRules(max_failures=5, window_s=3600.0, lockout_s=3600.0, escalation=2.0)
 """Keypad PIN rejections per setter: 5 an hour, then an hour's pause (the PIN-taken oracle)."""
@@ -49,6 +61,8 @@ class Context:
     token_ttl_s: float
     keypad_throttle: ThrottleRegistry
     login_throttle: ThrottleRegistry
+    login_account_throttle: ThrottleRegistry
+    login_client_throttle: ThrottleRegistry
     pin_set_throttle: ThrottleRegistry
     keypad_index: KeypadIndex
     notifier: NotifierSlot = field(default_factory=NotifierSlot)

@@ -5,18 +5,47 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 import uvicorn
 
+from evaccess.domain.errors import ConfigurationError
 from evaccess.server.api.app import create_app
-from evaccess.server.bootstrap import BootstrapAdmin, build_context, ensure_bootstrap_admin, migrate
+from evaccess.server.bootstrap import (
+    BootstrapAdmin,
+    build_context,
+    ensure_bootstrap_admin,
+    migrate,
+    prepare_database_file,
+)
 from evaccess.server.context import Context
 from evaccess.server.ocpp.server import serve_ocpp, server_tls_context
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
 log = logging.getLogger("evaccess.server")
+
+
+def _listen(host: str, port: int, setting: str) -> socket.socket:
+    """Bind the REST port now, before anything is created: a busy port must stop the
+    first start before it prints (and loses) the admin's one-time password."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(_bind_failure(host, port, setting, exc)) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_failure(host: str, port: int, setting: str, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return f"cannot listen on {host}:{port}: {reason.lower()} (set {setting} to move it)"
 
 
 async def serve(
@@ -28,26 +57,40 @@ async def serve(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o700)  # the database holds ciphertexts and digests: keep it private
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    await migrate(settings)
-    ctx = context or build_context(settings)
-    admin = await ensure_bootstrap_admin(ctx, settings.bootstrap_admin_email)
+    http_socket = _listen(settings.host, settings.port, "EVACCESS_PORT or --port")
+    ocpp_host = settings.ocpp_host or settings.host
     tls = (
         server_tls_context(settings.tls_cert, settings.tls_key)
         if settings.tls_cert is not None and settings.tls_key is not None
         else None
     )
-    ocpp = await serve_ocpp(
-        DbOcppBackend(ctx),
-        host=settings.ocpp_host or settings.host,
-        port=settings.ocpp_port,
-        ssl=tls,
-        clock=ctx.clock,
-    )
+    try:
+        prepare_database_file(settings, create=True)
+        await migrate(settings)
+        ctx = context or build_context(settings)
+        try:
+            ocpp = await serve_ocpp(
+                DbOcppBackend(ctx),
+                host=ocpp_host,
+                port=settings.ocpp_port,
+                ssl=tls,
+                clock=ctx.clock,
+            )
+        except OSError as exc:
+            await ctx.db.dispose()
+            raise ConfigurationError(
+                _bind_failure(
+                    ocpp_host, settings.ocpp_port, "EVACCESS_OCPP_PORT or --ocpp-port", exc
+                )
+            ) from None
+    except BaseException:
+        http_socket.close()
+        raise
+    # Both ports are ours: only now may a first start create (and print) the admin.
+    admin = await ensure_bootstrap_admin(ctx, settings.bootstrap_admin_email)
     ctx.notifier.target = ocpp.notifier
     config = uvicorn.Config(
         create_app(settings, context=ctx),
-        host=settings.host,
-        port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=True,
         lifespan="on",
@@ -61,7 +104,7 @@ async def serve(
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     announce(settings, admin)
     try:
-        await server.serve()
+        await server.serve(sockets=[http_socket])
     finally:
         ctx.notifier.target = None
         await ocpp.close()

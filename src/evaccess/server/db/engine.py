@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -25,9 +24,6 @@ from sqlalchemy.ext.asyncio import (
 def make_engine(url: str, *, immediate: bool = False) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 

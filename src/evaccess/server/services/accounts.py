@@ -11,10 +11,10 @@ from functools import cache
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
-from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated
+from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from evaccess.server.context import Context
 from evaccess.server.db.models import ApiToken, User
 from evaccess.server.services.audit import AuditEntry
@@ -85,24 +85,30 @@ _DUMMY_HASH: dict[int, str] = {}
 
 
 async def login(ctx: Context, email: str, password: str, *, client: str) -> IssuedToken:
-    """Check a password and issue a token. Throttled per account and per client address;
-    an unknown email costs the same hash as a known one."""
+    """Check a password and issue a token; an unknown email costs the same hash as a known
+    one. Throttled per (account, address) pair, and more slowly per account and per address
+    (``context.LOGIN_*_RULES``): guesses from one address never lock the owner out at
+    another, and a success resets only its own pair, so an attacker cannot wipe the slower
+    counters by logging in to an account of their own."""
     try:
         email = normalise_email(email)
     except InvalidInput:
         raise NotAuthenticated("wrong email or password") from None
-    account_key, client_key = f"account:{email}", f"client:{client}"
-    for key in (account_key, client_key):
-        ctx.login_throttle.check(key)
+    throttles = (
+        (ctx.login_throttle, f"{email}|{client}"),
+        (ctx.login_account_throttle, email),
+        (ctx.login_client_throttle, client),
+    )
+    for throttle, key in throttles:
+        throttle.check(key)
     async with ctx.db.read() as session:
         user = await session.scalar(select(User).where(User.email == email))
     if not await _verify(ctx, user.password_hash if user else None, password):
-        for key in (account_key, client_key):
-            ctx.login_throttle.failure(key)
+        for throttle, key in throttles:
+            throttle.failure(key)
         raise NotAuthenticated("wrong email or password")
     assert user is not None
-    ctx.login_throttle.success(account_key)
-    ctx.login_throttle.success(client_key)
+    ctx.login_throttle.success(f"{email}|{client}")
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     expires = now + timedelta(seconds=ctx.token_ttl_s)
@@ -170,13 +176,12 @@ async def logout(ctx: Context, token: str) -> None:
 
 async def change_password(ctx: Context, actor: Actor, current: str, new: str) -> None:
     """Change one's own password; every other token of the account is revoked."""
-    from sqlalchemy import update
-
     check_password(new, actor.email)
+    ctx.login_account_throttle.check(actor.email)
     async with ctx.db.read() as session:
         user = await session.get_one(User, actor.user_id)
     if not await _verify(ctx, user.password_hash, current):
-        ctx.login_throttle.failure(f"account:{actor.email}")
+        ctx.login_account_throttle.failure(actor.email)
         raise NotAuthenticated("the current password is wrong")
     fresh = await asyncio.to_thread(ctx.passwords.hash, new)
     async with ctx.db.transaction() as session:
@@ -198,10 +203,29 @@ async def change_password(ctx: Context, actor: Actor, current: str, new: str) ->
 
 
 async def user_by_email(ctx: Context, email: str) -> User:
-    from evaccess.domain.errors import NotFound
-
     async with ctx.db.read() as session:
         user = await session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
         raise NotFound("no user with this email")
     return user
+
+
+async def reset_password(ctx: Context, email: str) -> str:
+    """The operator's way back in (``evaccess admin reset-password``): a new random one-time
+    password, every session of the account revoked, audited. Returns the password, which
+    the caller shows once."""
+    user = await user_by_email(ctx, email)
+    password = secrets.token_urlsafe(18)
+    fresh = await asyncio.to_thread(ctx.passwords.hash, password)
+    async with ctx.db.transaction() as session:
+        (await session.get_one(User, user.id)).password_hash = fresh
+        await session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=ctx.clock.now())
+        )
+        await ctx.audit.append(
+            session, AuditEntry(action="user.password_reset", subject_id=user.id)
+        )
+    ctx.login_account_throttle.success(user.email)
+    return password
