@@ -4,6 +4,7 @@ non-zero exit code per error class, and a sync shell around each ``async def`` c
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import sys
@@ -121,6 +122,22 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for row in rows:
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     out.print(table)
+
+
+def secret(prompt: str, *, confirm: bool = False) -> str:
+    """A password or PIN: prompted hidden (twice with ``confirm``) on a terminal, otherwise
+    one line read from stdin. Never echoed, never an argument on the command line."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise errors.InvalidInput("no password on stdin")
+        return line
+    value = getpass.getpass(f"{prompt}: ")
+    if not value:
+        raise errors.InvalidInput("nothing entered")
+    if confirm and getpass.getpass(f"{prompt} (again): ") != value:
+        raise errors.InvalidInput("the two entries differ")
+    return value
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
