@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from evaccess import console
-from evaccess.domain.errors import NotFound
+from evaccess.domain.errors import InvalidInput, NotFound
 
 
 def _app() -> typer.Typer:
@@ -70,3 +70,54 @@ def test_a_table_shows_cells_as_text(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "Charger [/x]" in out
     assert "[bold]WB-1[/]" in out
+
+
+class _Stdin:
+    def __init__(self, text: str, *, tty: bool) -> None:
+        self._lines = iter(text.splitlines(keepends=True))
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+    def readline(self) -> str:
+        return next(self._lines, "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("s3cret pass\nnext\n", "s3cret pass"), ("windows\r\n", "windows"), ("at eof", "at eof")],
+)
+def test_secret_reads_one_line_when_stdin_is_no_terminal(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: str
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _Stdin(text, tty=False))
+    monkeypatch.setattr("getpass.getpass", _no_prompt)
+    assert console.secret("Password", confirm=True) == expected
+
+
+@pytest.mark.parametrize("text", ["", "\n"])
+def test_secret_refuses_empty_stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", _Stdin(text, tty=False))
+    with pytest.raises(InvalidInput, match="no password on stdin"):
+        console.secret("Password")
+
+
+def test_secret_prompts_hidden_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(["hunter2 horse", "hunter2 horse", "hunter2 horse", "other"])
+    prompts: list[str] = []
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(sys, "stdin", _Stdin("", tty=True))
+    monkeypatch.setattr("getpass.getpass", getpass)
+    assert console.secret("New password", confirm=True) == "hunter2 horse"
+    assert prompts == ["New password: ", "New password (again): "]
+    with pytest.raises(InvalidInput, match="differ"):
+        console.secret("New password", confirm=True)
+
+
+def _no_prompt(prompt: str) -> str:
+    raise AssertionError("no terminal: nothing to prompt on")

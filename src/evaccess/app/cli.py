@@ -232,6 +232,10 @@ class InviteRole(StrEnum):
     SERVICE = "service"
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _when(value: str | None) -> str:
     """An API timestamp, to the minute, in UTC."""
     if not value:
@@ -272,7 +276,7 @@ async def invite(
     json_output: JsonOption = False,
 ) -> None:
     """Invite someone to a charger; the invitation code is shown once."""
-    until = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    until = _now() + timedelta(days=expires_days) if expires_days else None
     async with _client(load_session()) as api:
         charger = await api.charger_by_serial(serial)
         issued = await api.invite(charger["id"], email, role.value, until)
