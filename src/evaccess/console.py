@@ -117,12 +117,14 @@ def secret(prompt: str, *, confirm: bool = False, from_stdin: bool = False) -> s
     terminal, even with stdin piped: a script piping the secret would hang on a prompt.
     ``from_stdin`` (the ``--…-stdin`` flags) reads stdin even on a terminal."""
     if from_stdin or not sys.stdin.isatty():
-        value = sys.stdin.readline()
+        value = sys.stdin.readline().rstrip("\r\n")
         if not value:
             raise errors.InvalidInput(f"no {prompt.lower()} on standard input")
-        return value.rstrip("\r\n")
+        return value
     try:
         value = getpass.getpass(f"{prompt}: ")
+        if not value:
+            raise errors.InvalidInput(f"no {prompt.lower()} entered")
         if confirm and getpass.getpass(f"{prompt} (again): ") != value:
             raise errors.InvalidInput(f"the two {prompt.lower()}s differ")
     except EOFError:

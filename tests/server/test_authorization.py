@@ -397,6 +397,7 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(area="people", method="GET", path="/api/me", expect=everyone(200)),
+    Row(area="people", method="GET", path="/api/me/transactions", expect=everyone(200)),
     # --- organisations --------------------------------------------------------------------------
     Row(area="people", method="GET", path="/api/organisations", expect=everyone(200)),
     Row(
@@ -517,6 +518,13 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(area="chargers", method="GET", path="/api/chargers", expect=everyone(200)),
     Row(area="chargers", method="GET", path=CHARGER, expect=charger(200, *CHARGER_SEERS)),
+    Row(
+        area="chargers",
+        method="GET",
+        path=f"{CHARGER}/transactions",
+        expect=charger(200, *CHARGER_SEERS),
+        note="everybody's for owner and admins, else one's own",
+    ),
     Row(
         area="chargers",
         method="POST",

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -107,6 +109,85 @@ class ApiClient:
 
     async def may_reveal_bluetooth_pin(self, charger_id: str) -> bool:
         return bool((await self.bluetooth_pin_state(charger_id)).get("can_reveal"))
+
+    async def change_password(self, current: str, new: str) -> None:
+        await self.request(
+            "POST",
+            "/api/auth/password",
+            json={"current_password": current, "new_password": new},
+        )
+
+    async def organisations(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/api/organisations"))
+
+    async def members(self, organisation_id: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/api/organisations/{organisation_id}/members"))
+
+    # --- access to a charger -------------------------------------------------------------
+
+    async def invite(
+        self, charger_id: str, email: str, kind: str, service_expires_at: datetime | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": email, "kind": kind}
+        if service_expires_at is not None:
+            body["service_expires_at"] = service_expires_at.isoformat()
+        return dict(
+            await self.request("POST", f"/api/chargers/{charger_id}/invitations", json=body)
+        )
+
+    async def invitations(self, charger_id: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/api/chargers/{charger_id}/invitations"))
+
+    async def revoke_invitation(self, charger_id: str, invitation_id: str) -> None:
+        await self.request(
+            "DELETE", f"/api/chargers/{charger_id}/invitations/{_segment(invitation_id)}"
+        )
+
+    async def accept_invitation(self, token: str) -> dict[str, Any]:
+        return dict(await self.request("POST", "/api/invitations/accept", json={"token": token}))
+
+    async def grants(self, charger_id: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/api/chargers/{charger_id}/grants"))
+
+    async def revoke_grant(self, charger_id: str, grant_id: str) -> None:
+        await self.request("DELETE", f"/api/chargers/{charger_id}/grants/{_segment(grant_id)}")
+
+    async def assign(self, charger_id: str, user_id: str) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "POST", f"/api/chargers/{charger_id}/assign", json={"user_id": user_id}
+            )
+        )
+
+    # --- a charger's history and its Bluetooth ------------------------------------------------
+
+    async def reveal_history(self, charger_id: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/api/chargers/{charger_id}/bluetooth-pin/reveals"))
+
+    async def security_events(self, charger_id: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/api/chargers/{charger_id}/security-events"))
+
+    async def reenable_pairing(self, charger_id: str) -> None:
+        await self.request("POST", f"/api/chargers/{charger_id}/bluetooth/reenable-pairing")
+
+    async def revoke_phones(self, charger_id: str, phone_id: str | None) -> None:
+        await self.request(
+            "POST",
+            f"/api/chargers/{charger_id}/bluetooth/revoke-phones",
+            json={"phone_id": phone_id},
+        )
+
+    async def transactions(self, charger_id: str | None = None) -> list[dict[str, Any]]:
+        """A charger's charging sessions, or (without one) the caller's own."""
+        path = "/api/me/transactions" if charger_id is None else (
+            f"/api/chargers/{charger_id}/transactions"
+        )  # fmt: skip
+        return list(await self.request("GET", path))
+
+
+def _segment(value: str) -> str:
+    """An id the user typed, as one path segment (a ``/`` or ``..`` cannot change the route)."""
+    return quote(value, safe="")
 
 
 def _problem(response: httpx.Response) -> errors.EvAccessError:

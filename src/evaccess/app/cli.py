@@ -3,9 +3,12 @@ commands come from ``app/ble``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from evaccess import console
 from evaccess.app.api import ApiClient
@@ -174,3 +177,320 @@ async def keypad_generate(
         org_id = await _organisation(api, organisation)
         result = await api.generate_keypad_pin(org_id)
     console.out.print(f"your new keypad PIN: [bold]{result['pin']}[/] (shown once)")
+
+
+# --- your account ------------------------------------------------------------------------
+
+JSON_HELP = "Print JSON instead of a table."
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+@app_app.command("password")
+@console.command
+async def password(
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read two lines from stdin: current, then new."),
+    ] = False,
+) -> None:
+    """Change your password (prompted hidden); every session of yours ends."""
+    session = load_session()
+    current = console.secret("Current password", from_stdin=password_stdin)
+    new = console.secret("New password", confirm=True, from_stdin=password_stdin)
+    async with _client(session) as api:
+        await api.change_password(current, new)
+    clear_session()
+    console.out.print(
+        "password changed; all your sessions ended: log in again (evaccess app login)"
+    )
+
+
+# --- who may use a charger ---------------------------------------------------------------------
+
+
+class InviteRole(StrEnum):
+    USER = "user"
+    SERVICE = "service"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _when(value: str | None) -> str:
+    """An API timestamp, to the minute, in UTC."""
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _invitation_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (i["id"], i["email"], i["kind"], _when(i["expires_at"]), _when(i["service_expires_at"]))
+        for i in items
+    ]
+
+
+INVITATION_COLUMNS = ("invitation", "email", "role", "invitation expires", "access expires")
+GRANT_COLUMNS = ("grant", "email", "role", "since", "expires")
+
+
+def _grant_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (g["id"], g["email"], g["kind"], _when(g["created_at"]), _when(g["expires_at"]))
+        for g in items
+    ]
+
+
+@app_app.command("invite")
+@console.command
+async def invite(
+    serial: str,
+    email: Annotated[str, typer.Option(help="The invitee's email (their account's).")],
+    role: Annotated[InviteRole, typer.Option(help="user, or service (an installer).")] = (
+        InviteRole.USER
+    ),
+    expires_days: Annotated[
+        int | None,
+        typer.Option("--expires-days", min=1, help="Service access ends after this many days."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Invite someone to a charger; the invitation code is shown once."""
+    until = _now() + timedelta(days=expires_days) if expires_days else None
+    async with _client(load_session()) as api:
+        charger = await api.charger_by_serial(serial)
+        issued = await api.invite(charger["id"], email, role.value, until)
+    if json_output:
+        console.print_json(issued)
+        return
+    console.print_table(f"Invitation to {serial}", INVITATION_COLUMNS, _invitation_rows([issued]))
+    console.out.print(
+        Text.assemble(
+            "invitation code (shown once): ",
+            (issued["token"], "bold"),
+            "\nthe invitee logs in and runs: evaccess app accept CODE",
+        ),
+        soft_wrap=True,
+    )
+
+
+@app_app.command("invitations")
+@console.command
+async def invitations(serial: str, json_output: JsonOption = False) -> None:
+    """A charger's open invitations."""
+    async with _client(load_session()) as api:
+        items = await api.invitations((await api.charger_by_serial(serial))["id"])
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table(
+        f"Open invitations to {serial}", INVITATION_COLUMNS, _invitation_rows(items)
+    )
+
+
+@app_app.command("invitation-revoke")
+@console.command
+async def invitation_revoke(
+    serial: str, invitation_id: str, json_output: JsonOption = False
+) -> None:
+    """Withdraw an invitation before it is accepted."""
+    async with _client(load_session()) as api:
+        await api.revoke_invitation((await api.charger_by_serial(serial))["id"], invitation_id)
+    _done(json_output, {"invitation_id": invitation_id, "revoked": True}, "invitation revoked")
+
+
+@app_app.command("accept")
+@console.command
+async def accept(
+    code: Annotated[
+        str | None, typer.Argument(help="The invitation code (prompted when left out).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Accept an invitation sent to your account's email."""
+    token = code if code is not None else console.secret("Invitation code")
+    async with _client(load_session()) as api:
+        grant = await api.accept_invitation(token)
+    if json_output:
+        console.print_json(grant)
+        return
+    console.print_table("Access granted", GRANT_COLUMNS, _grant_rows([grant]))
+
+
+@app_app.command("grants")
+@console.command
+async def grants(serial: str, json_output: JsonOption = False) -> None:
+    """Who may use a charger (owner, users, service)."""
+    async with _client(load_session()) as api:
+        items = await api.grants((await api.charger_by_serial(serial))["id"])
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table(f"Access to {serial}", GRANT_COLUMNS, _grant_rows(items))
+
+
+@app_app.command("revoke")
+@console.command
+async def revoke(serial: str, grant_id: str, json_output: JsonOption = False) -> None:
+    """End someone's access to a charger (see `grants` for the ids)."""
+    async with _client(load_session()) as api:
+        await api.revoke_grant((await api.charger_by_serial(serial))["id"], grant_id)
+    _done(json_output, {"grant_id": grant_id, "revoked": True}, "access revoked")
+
+
+@app_app.command("assign")
+@console.command
+async def assign(
+    serial: str,
+    member: Annotated[str, typer.Option(help="The member's email.")],
+    organisation: Annotated[
+        str | None,
+        typer.Option(
+            help="Organisation id or name the member belongs to (default: the charger's)."
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Assign a charger to a member of its organisation (super-admins)."""
+    async with _client(load_session()) as api:
+        charger = await api.charger_by_serial(serial)
+        org_id = (
+            await _visible_organisation(api, organisation)
+            if organisation is not None
+            else str(charger["organisation_id"])
+        )
+        wanted = member.strip().casefold()
+        found = [m for m in await api.members(org_id) if m["email"].casefold() == wanted]
+        if not found:
+            raise NotFound(
+                "no member with that email in the organisation"
+                + ("" if organisation else " (pass --organisation for another group)")
+            )
+        grant = await api.assign(charger["id"], found[0]["user_id"])
+    if json_output:
+        console.print_json(grant)
+        return
+    console.print_table(f"Assigned {serial}", GRANT_COLUMNS, _grant_rows([grant]))
+
+
+async def _visible_organisation(api: ApiClient, organisation: str) -> str:
+    """An organisation (or subgroup) the caller belongs to, by id or by name."""
+    for org in await api.organisations():
+        if organisation in (org["id"], org["name"]):
+            return str(org["id"])
+    raise NotFound("no such organisation among yours")
+
+
+def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
+    if json_output:
+        console.print_json(data)
+    else:
+        console.out.print(message, markup=False)
+
+
+# --- a charger's history, and its phones ---------------------------------------------------
+
+
+@app_app.command("reveals")
+@console.command
+async def reveals(serial: str, json_output: JsonOption = False) -> None:
+    """Who revealed a charger's Bluetooth PIN, and when (owners)."""
+    async with _client(load_session()) as api:
+        items = await api.reveal_history((await api.charger_by_serial(serial))["id"])
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table(
+        f"Bluetooth PIN reveals of {serial}",
+        ["at", "by", "basis", "request"],
+        [(_when(e["at"]), e["actor_email"] or "-", e["basis"] or "-", e["request_id"] or "-")
+         for e in items],
+    )  # fmt: skip
+
+
+@app_app.command("security-events")
+@console.command
+async def security_events(serial: str, json_output: JsonOption = False) -> None:
+    """Security events the charger reported (newest first)."""
+    async with _client(load_session()) as api:
+        items = await api.security_events((await api.charger_by_serial(serial))["id"])
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table(
+        f"Security events of {serial}",
+        ["at", "event", "details", "received"],
+        [(_when(e["at"]), e["event_type"], e["tech_info"] or "-", _when(e["received_at"]))
+         for e in items],
+    )  # fmt: skip
+
+
+@app_app.command("reenable-pairing")
+@console.command
+async def reenable_pairing(serial: str, json_output: JsonOption = False) -> None:
+    """Lift the charger's cap on PIN pairing after 100 failed attempts in a row."""
+    async with _client(load_session()) as api:
+        await api.reenable_pairing((await api.charger_by_serial(serial))["id"])
+    _done(
+        json_output,
+        {"serial": serial, "queued": "reenable_pairing"},
+        "PIN pairing re-enable queued: the charger gets it over OCPP",
+    )
+
+
+@app_app.command("revoke-phones")
+@console.command
+async def revoke_phones(
+    serial: str,
+    phone: Annotated[str | None, typer.Option("--phone", help="One phone's id.")] = None,
+    every_phone: Annotated[bool, typer.Option("--all", help="Every paired phone.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Make the charger forget a phone's Bluetooth credential (or every phone's)."""
+    if (phone is None) == (not every_phone):
+        raise InvalidInput("pass either --phone PHONE_ID or --all")
+    async with _client(load_session()) as api:
+        await api.revoke_phones((await api.charger_by_serial(serial))["id"], phone)
+    _done(
+        json_output,
+        {"serial": serial, "queued": "revoke_phones", "phone_id": phone},
+        ("every phone's" if phone is None else "the phone's")
+        + " credential revocation queued: the charger gets it over OCPP",
+    )
+
+
+# --- charging sessions ------------------------------------------------------------------------
+
+
+@app_app.command("sessions")
+@console.command
+async def sessions(
+    serial: Annotated[
+        str | None, typer.Argument(help="A charger's sessions (default: your own).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Charging sessions: yours, or a charger's (all of them for its owner and admins)."""
+    async with _client(load_session()) as api:
+        charger_id = None if serial is None else (await api.charger_by_serial(serial))["id"]
+        items = await api.transactions(charger_id)
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table(
+        "Your charging sessions" if serial is None else f"Charging sessions at {serial}",
+        ["started", "stopped", "charger", "user", "energy (kWh)", "token", "stop reason"],
+        [
+            (
+                _when(t["started_at"]),
+                _when(t["stopped_at"]),
+                t["charger_serial"],
+                t["user_email"] or "-",
+                "-" if t["energy_wh"] is None else f"{t['energy_wh'] / 1000:.2f}",
+                t["token_type"] or "-",
+                t["stop_reason"] or "-",
+            )
+            for t in items
+        ],
+    )

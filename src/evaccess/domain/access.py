@@ -64,6 +64,7 @@ class ChargerAction(StrEnum):
     VIEW_SECURITY_EVENTS = "view_security_events"
     MANAGE_PHONES = "manage_phones"
     USE_KEYPAD = "use_keypad"
+    VIEW_ALL_TRANSACTIONS = "view_all_transactions"
 
 
 _GRANTS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
@@ -87,6 +88,9 @@ CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
     # The keypad works for anyone the charger is shared with, and for the members of its
     # organisation it has been assigned to (assignment creates a USER grant).
     ChargerAction.USE_KEYPAD: _GRANTS,
+    # Everyone who sees a charger sees their own charging sessions there; everybody's, only
+    # its owner and the organisation's admins.
+    ChargerAction.VIEW_ALL_TRANSACTIONS: frozenset({Basis.OWNER}) | _ADMINS,
 }
 
 

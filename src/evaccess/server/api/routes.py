@@ -17,6 +17,7 @@ from evaccess.server.services import (
     chargers,
     keypad_pins,
     organisations,
+    transactions,
 )
 from evaccess.server.services.chargers import ChargerView
 
@@ -546,3 +547,46 @@ async def revoke_phones(
 async def reenable_pairing(charger_id: str, ctx: Ctx, actor: CurrentActor) -> None:
     """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
     await bluetooth_pins.reenable_pairing(ctx, actor, charger_id)
+
+
+# --- charging sessions ------------------------------------------------------------------------
+
+
+def _transaction(view: transactions.TransactionView) -> s.TransactionOut:
+    return s.TransactionOut(
+        id=view.id,
+        transaction_id=view.transaction_id,
+        charger_serial=view.charger_serial,
+        user_email=view.user_email,
+        started_at=view.started_at,
+        stopped_at=view.stopped_at,
+        energy_wh=view.energy_wh,
+        meter_wh=view.meter_wh,
+        token_type=view.token_type,
+        stop_reason=view.stop_reason,
+        offline=view.offline,
+    )
+
+
+@router.get(
+    "/chargers/{charger_id}/transactions",
+    response_model=list[s.TransactionOut],
+    tags=["transactions"],
+)
+async def charger_transactions(
+    charger_id: str,
+    ctx: Ctx,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[s.TransactionOut]:
+    """A charger's charging sessions: all for its owner and admins, else your own."""
+    views = await transactions.for_charger(ctx, actor, charger_id, limit=limit)
+    return [_transaction(v) for v in views]
+
+
+@router.get("/me/transactions", response_model=list[s.TransactionOut], tags=["transactions"])
+async def my_transactions(
+    ctx: Ctx, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[s.TransactionOut]:
+    """Your own charging sessions, at every charger."""
+    return [_transaction(v) for v in await transactions.for_user(ctx, actor, limit=limit)]

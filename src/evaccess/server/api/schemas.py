@@ -233,6 +233,22 @@ class SecurityEventOut(BaseModel):
     received_at: datetime
 
 
+class TransactionOut(BaseModel):
+    """A charging session. The token that started it appears by type only."""
+
+    id: str
+    transaction_id: str
+    charger_serial: str
+    user_email: str | None
+    started_at: datetime
+    stopped_at: datetime | None
+    energy_wh: float | None
+    meter_wh: float | None
+    token_type: str | None
+    stop_reason: str | None
+    offline: bool
+
+
 class AuditRecordOut(BaseModel):
     seq: int
     at: datetime

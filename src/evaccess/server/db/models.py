@@ -267,6 +267,11 @@ class Transaction(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     meter_wh: Mapped[float | None] = mapped_column()
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    meter_start_wh: Mapped[float | None] = mapped_column()
+    """The first meter reading before the end: the session's energy is ``meter_wh`` minus it."""
+    token_type: Mapped[str | None] = mapped_column(String(20))
+    """The IdToken's type (``KeyCode``, ``ISO14443``, ...); the token value is never stored."""
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
 
 
 class TransactionEventRecord(Base):

@@ -67,6 +67,8 @@ class TransactionEvent:
     evse_id: int | None = None
     meter_wh: float | None = None
     offline: bool = False
+    stopped_reason: str | None = None
+    """Why an Ended transaction stopped (2.0.1 ``stoppedReason``, 1.6 ``reason``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -232,9 +232,11 @@ def _energy_wh(meter_values: list[dict[str, Any]]) -> float | None:
 async def transaction_event_v201(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:
     """TransactionEvent (2.0.1 E01-E15); the backend stores it once per (id, seqNo)."""
     token = payload.get("idToken")
+    info = payload["transactionInfo"]
+    event_type = TransactionEventType(payload["eventType"])
     event = TransactionEvent(
-        transaction_id=payload["transactionInfo"]["transactionId"],
-        event_type=TransactionEventType(payload["eventType"]),
+        transaction_id=info["transactionId"],
+        event_type=event_type,
         seq_no=payload["seqNo"],
         timestamp=_timestamp(payload["timestamp"], ctx.clock),
         trigger_reason=payload["triggerReason"],
@@ -243,6 +245,9 @@ async def transaction_event_v201(ctx: HandlerContext, payload: dict[str, Any]) -
         evse_id=payload.get("evse", {}).get("id"),
         meter_wh=_energy_wh(payload.get("meterValue", [])),
         offline=payload.get("offline", False),
+        # E06: stoppedReason may only be left out when it is Local.
+        stopped_reason=info.get("stoppedReason")
+        or ("Local" if event_type is TransactionEventType.ENDED else None),
     )
     result = await ctx.backend.transaction_event(ctx.charger_id, event)
     if token is None:
@@ -327,6 +332,7 @@ async def stop_transaction_v16(ctx: HandlerContext, payload: dict[str, Any]) -> 
         id_token=id_tag,
         id_token_type=KEYCODE_TOKEN_TYPE if id_tag else None,
         meter_wh=float(payload["meterStop"]),
+        stopped_reason=payload.get("reason", "Local"),
     )
     result = await ctx.backend.transaction_event(ctx.charger_id, event)
     if id_tag is None:

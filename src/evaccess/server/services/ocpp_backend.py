@@ -178,10 +178,17 @@ class DbOcppBackend:
                     session.add(tx)
                 elif user_id is not None and tx.user_id is None:
                     tx.user_id = user_id
+                if event.id_token is not None and tx.token_type is None:
+                    # The type only: the token value (a keypad code) is never stored.
+                    tx.token_type = (event.id_token_type or "KeyCode")[:20]
+                ended = event.event_type is port.TransactionEventType.ENDED
                 if event.meter_wh is not None:
+                    if tx.meter_start_wh is None and not ended:
+                        tx.meter_start_wh = event.meter_wh
                     tx.meter_wh = event.meter_wh
-                if event.event_type is port.TransactionEventType.ENDED:
+                if ended:
                     tx.ended_at = event.timestamp
+                    tx.stop_reason = event.stopped_reason and event.stopped_reason[:64]
         except IntegrityError:
             pass  # the same (transaction, seqNo) again: a resend after a lost reply
         return answer
