@@ -51,7 +51,24 @@ def test_created_chargers_boot_as_a_fleet(
             "charger", "fleet", "--server", ocpp, "--password-file", str(tmp_path / "nope.csv")
         ),
     )  # fmt: skip
+    # A firmware that is not a version is refused by name (the PIN policy reads it).
+    bad_firmware = {
+        firmware: cli.start(
+            "admin", "create-charger", org, "--serial", "WB-BAD", "--vendor", "Wallbox",
+            "--model", "Pulsar Max", "--firmware", firmware, *by,
+        )
+        for firmware in ("six.eleven", "6..11", "")
+    }  # fmt: skip
+    bulk_bad_firmware = cli.start(
+        "admin", "create-chargers", org, "--count", "3", "--prefix", "BAD-", "--vendor",
+        "Wallbox", "--model", "Pulsar Max", "--firmware", "6..11", *by,
+        "--out", str(tmp_path / "bad.csv"),
+    )  # fmt: skip
     fleet, duplicate, missing = (p.result() for p in started)
+    for firmware, pending in bad_firmware.items():
+        assert repr(firmware) in one_line_error(pending.result(), exit_code=2)
+    assert "'6..11'" in one_line_error(bulk_bad_firmware.result(), exit_code=2)
+    assert not (tmp_path / "bad.csv").exists()
     succeeded(fleet)
     table = re.search(r"│\s*50\s*│\s*50\s*│\s*50\s*│\s*0\s*│", fleet.stdout)
     assert table is not None, fleet.stdout  # chargers, connected, booted, failed

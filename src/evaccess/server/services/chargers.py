@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, Role
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound
 from evaccess.domain.policy import ChargerFacts, PinPolicy, pin_policy
+from evaccess.domain.versions import firmware_version
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
@@ -90,6 +91,13 @@ class ChargerView:
     """Non-secret settings the charger reported (Wi-Fi network name, current limit, ...)."""
 
 
+def _firmware(firmware: str) -> str:
+    """The firmware as given (trimmed), once it reads as a version: the PIN policy reads it."""
+    firmware = firmware.strip()
+    firmware_version(firmware)
+    return firmware
+
+
 def _serial(serial: str) -> str:
     serial = serial.strip()
     if not serial or len(serial) > 64 or not all(c.isalnum() or c in "-_." for c in serial):
@@ -115,6 +123,7 @@ async def register(
     """Register a charger in an organisation, optionally with its owner and, for vendors
     that print a factory PIN (Zaptec), that PIN (active at once: the charger has it)."""
     serial = _serial(serial)
+    firmware = _firmware(firmware)
     password = secrets.token_urlsafe(OCPP_PASSWORD_BYTES)
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
@@ -124,7 +133,7 @@ async def register(
             organisation_id=organisation_id,
             vendor=vendor.strip(),
             model=model.strip(),
-            firmware=firmware.strip(),
+            firmware=firmware,
             production_date=production_date,
             has_bluetooth=bluetooth,
             has_keypad=keypad,
@@ -188,7 +197,7 @@ async def register_many(
     transaction, before it commits: the passwords are shown once, so if keeping them fails,
     nothing is registered. ``progress`` is told how many chargers are written so far."""
     cleaned = _serials(serials)
-    vendor, model, firmware = vendor.strip(), model.strip(), firmware.strip()
+    vendor, model, firmware = vendor.strip(), model.strip(), _firmware(firmware)
     details = {"vendor": vendor, "model": model, "firmware": firmware}
     registrations: list[Registration] = []
     async with ctx.db.transaction() as session:

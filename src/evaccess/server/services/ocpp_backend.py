@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.errors import LockedOut
+from evaccess.domain.errors import InvalidInput, LockedOut
+from evaccess.domain.versions import firmware_version
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
@@ -28,6 +29,8 @@ from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, o
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.chargers import verify_ocpp_password
 
+FIRMWARE_UNREADABLE = "evaccess.FirmwareUnreadable"
+"""Security event the server records: a BootNotification's firmware is not a version."""
 MAX_SETTING_LENGTH = 255
 SECRET_SETTING_WORDS = ("password", "pin", "key", "secret", "token")
 
@@ -75,16 +78,35 @@ class DbOcppBackend:
             charger.last_seen_at = self._ctx.clock.now()
 
     async def boot(self, charger_id: str, info: port.BootInfo) -> None:
+        now = self._ctx.clock.now()
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)
+            firmware = charger.firmware
+            if info.firmware is not None:
+                try:
+                    firmware_version(info.firmware)
+                    firmware = info.firmware
+                except InvalidInput:
+                    # Accepted all the same (refusing the boot would take the charger off
+                    # line), but the policy keeps the registered firmware.
+                    session.add(
+                        SecurityEvent(
+                            charger_id=charger.id,
+                            event_type=FIRMWARE_UNREADABLE,
+                            at=now,
+                            tech_info=f"reported firmware {info.firmware[:64]!r} is not a "
+                            f"version; {charger.firmware} kept",
+                            received_at=now,
+                        )
+                    )
             changed = (charger.vendor, charger.model, charger.firmware) != (
                 info.vendor,
                 info.model,
-                info.firmware or charger.firmware,
+                firmware,
             )
             charger.vendor, charger.model = info.vendor, info.model
-            charger.firmware = info.firmware or charger.firmware
-            charger.last_seen_at = self._ctx.clock.now()
+            charger.firmware = firmware
+            charger.last_seen_at = now
             # Every boot re-pushes the PIN settings (a charger may have lost them); a
             # firmware change may make the PIN mandatory, which generates one first.
             await bluetooth_pins.apply_policy(session, self._ctx, charger)
