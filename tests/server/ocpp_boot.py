@@ -48,6 +48,8 @@ def _accepted(version: str, call: list[Any]) -> dict[str, Any]:
                 for i in call[3]["setVariableData"]
             ]
         }
+    if call[2] == "GetLocalListVersion":
+        return {"versionNumber" if version == "ocpp2.0.1" else "listVersion": 0}
     return {"status": "Accepted"}
 
 
@@ -60,10 +62,10 @@ async def boot_over_ocpp(
     model: str,
     firmware: str | None,
     version: str = "ocpp2.0.1",
-    pushes: int = 1,
 ) -> Booted:
-    """Connect with Basic Auth, send BootNotification, answer the first ``pushes`` server
-    Calls, disconnect."""
+    """Connect with Basic Auth, send BootNotification, answer the server's Calls (Accepted)
+    until the Bluetooth PIN settings have come, disconnect."""
+    push = "SetVariables" if version == "ocpp2.0.1" else "ChangeConfiguration"
     server = await serve_ocpp(DbOcppBackend(ctx), port=0, clock=ctx.clock)
     ctx.notifier.target = server.notifier
     token = base64.b64encode(f"{serial}:{password}".encode()).decode()
@@ -78,7 +80,7 @@ async def boot_over_ocpp(
             booted: Booted | None = None
             calls: list[list[Any]] = []
             async with asyncio.timeout(10):
-                while booted is None or len(calls) < pushes:
+                while booted is None or not any(c[2] == push for c in calls):
                     frame = json.loads(await ws.recv())
                     if frame[0] == 2:
                         calls.append(frame)
