@@ -7,6 +7,9 @@ UV := $(BOOT)/bin/uv
 VENV := .venv
 EVACCESS := $(VENV)/bin/evaccess
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# Compile bytecode at install: with PYTHONDONTWRITEBYTECODE set, every command would
+# otherwise recompile the package (1-2 s per `evaccess` start).
+export UV_COMPILE_BYTECODE := 1
 export EVACCESS_DATA_DIR ?= $(abspath var)
 
 .PHONY: run test check lint typecheck layers pytest pytest-quick env clean

@@ -53,11 +53,16 @@ class FleetOptions:
 
 def load_credentials(path: Path, *, count: int | None = None) -> list[FleetCredential]:
     """Read ``serial,password`` rows (header required); the first ``count`` when given."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"serial", "password"} <= set(reader.fieldnames):
-            raise InvalidInput(f"{path.name}: expected a CSV header 'serial,password'")
-        rows = [FleetCredential(serial=r["serial"], password=r["password"]) for r in reader]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"serial", "password"} <= set(reader.fieldnames):
+                raise InvalidInput(f"{path.name}: expected a CSV header 'serial,password'")
+            rows = [FleetCredential(serial=r["serial"], password=r["password"]) for r in reader]
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the password file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise InvalidInput(f"cannot read the password file {path}: not a CSV text file") from None
     if count is not None:
         if count > len(rows):
             raise InvalidInput(f"{path.name} lists {len(rows)} chargers, {count} requested")

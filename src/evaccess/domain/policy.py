@@ -8,12 +8,13 @@ article in ``shared/seeds``. The first matching rule wins; rules are data, not c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
 from evaccess.domain.access import Basis
-from evaccess.domain.versions import Version, version
+from evaccess.domain.errors import InvalidInput
+from evaccess.domain.versions import Version, firmware_version, version
 
 
 class PinRequirement(StrEnum):
@@ -155,3 +156,86 @@ def _policy(rule: Rule) -> PinPolicy:
         visible_to=rule.visible_to,
         rule=rule.name,
     )
+
+
+# --- what a charger reports at boot ---------------------------------------------------------
+
+_PROTECTION = {
+    PinRequirement.UNSUPPORTED: 0,
+    PinRequirement.OPTIONAL: 1,
+    PinRequirement.MANDATORY: 2,
+}
+
+
+class Refusal(StrEnum):
+    """Why part of a charger's report was not applied to its facts."""
+
+    IDENTITY_CHANGED = "identity_changed"
+    """Vendor or model differ from the registration (emulator defaults, a swapped board)."""
+    FIRMWARE_DOWNGRADE = "firmware_downgrade"
+    """Older firmware than the charger had, or a version that would lower the PIN."""
+    FIRMWARE_UNREADABLE = "firmware_unreadable"
+    """The reported firmware is not a version."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Refused:
+    reason: Refusal
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReportReview:
+    facts: ChargerFacts
+    """The facts to keep: the registered ones, with a reported firmware only if it may apply."""
+    refused: tuple[Refused, ...] = ()
+
+
+def review_report(
+    registered: ChargerFacts, *, vendor: str, model: str, firmware: str | None
+) -> ReportReview:
+    """Apply a BootNotification's vendor, model and firmware to a charger's facts as a
+    ratchet: a report may raise the PIN protection (a firmware upgrade that makes it
+    mandatory), never lower it. The registration is what an administrator asserted about the
+    charger; a charger cannot rename itself, so a different vendor or model is refused and
+    so is older firmware, or any firmware under which the rule table would give a weaker
+    requirement. Whoever owns the charger lowers protection explicitly, never the charger."""
+    refused: list[Refused] = []
+    if (vendor.strip().casefold(), model.strip().casefold()) != (
+        registered.vendor.casefold(),
+        registered.model.casefold(),
+    ):
+        refused.append(
+            Refused(
+                reason=Refusal.IDENTITY_CHANGED,
+                detail=f"reported {vendor[:40]!r} {model[:40]!r}, registered "
+                f"{registered.vendor!r} {registered.model!r}; the registration is kept",
+            )
+        )
+    if firmware is None or firmware == registered.firmware:
+        return ReportReview(facts=registered, refused=tuple(refused))
+    try:
+        reported = firmware_version(firmware)
+    except InvalidInput:
+        refused.append(
+            Refused(
+                reason=Refusal.FIRMWARE_UNREADABLE,
+                detail=f"reported firmware {firmware[:64]!r} is not a version; "
+                f"{registered.firmware} kept",
+            )
+        )
+        return ReportReview(facts=registered, refused=tuple(refused))
+    candidate = replace(registered, firmware=firmware)
+    before = Version.parse(registered.firmware)
+    if (before is not None and reported < before) or _PROTECTION[
+        pin_policy(candidate).requirement
+    ] < _PROTECTION[pin_policy(registered).requirement]:
+        refused.append(
+            Refused(
+                reason=Refusal.FIRMWARE_DOWNGRADE,
+                detail=f"reported firmware {firmware} after {registered.firmware}; "
+                f"{registered.firmware} kept for the PIN policy",
+            )
+        )
+        return ReportReview(facts=registered, refused=tuple(refused))
+    return ReportReview(facts=candidate, refused=tuple(refused))

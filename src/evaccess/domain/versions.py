@@ -6,7 +6,13 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from evaccess.domain.errors import InvalidInput
+
 _LEADING = re.compile(r"^\s*[vV]?(\d+(?:\.\d+)*)")
+# Dotted numbers, an optional "v" before them and an optional suffix after a separator:
+# "6.11.2", "v6.7.17", "6.10.2-rc1", "1.0.0+build.5". Not "6..11", "6.", "six.eleven".
+_FIRMWARE = re.compile(r"[vV]?\d+(?:\.\d+)*(?:[-+_~][0-9A-Za-z]+(?:[-+_~.][0-9A-Za-z]+)*)?")
+MAX_FIRMWARE_LENGTH = 64
 
 
 @total_ordering
@@ -41,4 +47,16 @@ def version(text: str) -> Version:
     parsed = Version.parse(text)
     if parsed is None:
         raise ValueError(f"not a version: {text!r}")
+    return parsed
+
+
+def firmware_version(text: str) -> Version:
+    """A firmware version where it enters evaccess (an administrator, the REST API, a
+    BootNotification). The PIN policy reads it, so a value that is not a version is refused,
+    named, instead of silently counting as "too old"."""
+    if len(text) > MAX_FIRMWARE_LENGTH or _FIRMWARE.fullmatch(text) is None:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise InvalidInput(f"firmware {shown!r} is not a version like 6.11.2 or v6.7.17-rc1")
+    parsed = Version.parse(text)
+    assert parsed is not None  # the pattern starts with what Version.parse reads
     return parsed

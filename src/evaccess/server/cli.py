@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -23,6 +24,7 @@ from evaccess.domain.access import Role
 if TYPE_CHECKING:
     from evaccess.server.bootstrap import BootstrapAdmin
     from evaccess.server.context import Context
+    from evaccess.server.services.chargers import Registration
     from evaccess.server.services.relations import Actor
     from evaccess.server.settings import Settings
 
@@ -309,3 +311,152 @@ async def verify() -> None:
     if not report.ok:
         raise AuditChainBroken(f"audit record {report.first_bad_seq} is bad: {report.reason}")
     console.out.print(f"audit log verified: {report.records} record(s), chain intact")
+
+
+BULK_PROGRESS_ABOVE = 50
+"""Bulk registrations of more chargers than this show a progress bar."""
+
+
+@admin_app.command("create-chargers")
+@console.command
+async def create_chargers(
+    organisation: Organisation,
+    vendor: Annotated[str, typer.Option(help="Maker, e.g. Wallbox or Zaptec.")],
+    model: Annotated[str, typer.Option(help='Model, e.g. "Pulsar Max".')],
+    firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Password file to create (0600): 'serial,password', for charger fleet."),
+    ],
+    count: Annotated[int | None, typer.Option(help="How many serials to make.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Serials PREFIX0001, PREFIX0002, …")] = None,
+    start: Annotated[int, typer.Option(help="The first number after the prefix.")] = 1,
+    serials_from: Annotated[
+        Path | None,
+        typer.Option(help="A file with one serial per line, or a CSV with a 'serial' column."),
+    ] = None,
+    production_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    keypad: Annotated[bool, typer.Option("--keypad", help="The chargers have a keypad.")] = False,
+    bluetooth: Annotated[
+        bool, typer.Option(" /--no-bluetooth", help="The chargers have no Bluetooth LE radio.")
+    ] = True,
+) -> None:
+    """Register many chargers of one kind in one transaction; write their OCPP passwords to
+    a file that `evaccess charger fleet --password-file` reads."""
+    from evaccess.domain.errors import InvalidInput
+
+    serials = _bulk_serials(count, prefix, start, serials_from)
+    try:
+        produced = date.fromisoformat(production_date) if production_date else None
+    except ValueError:
+        raise InvalidInput("--production-date takes YYYY-MM-DD") from None
+    from rich.progress import Progress
+
+    from evaccess.server.services import chargers
+
+    handle = _new_secret_file(out)
+    registrations: list[Registration] | None = None
+    try:
+        async with _admin() as ctx:
+            actor = await _system_actor(ctx, by)
+            with Progress(
+                console=console.err,
+                transient=True,
+                disable=len(serials) <= BULK_PROGRESS_ABOVE or not console.err.is_terminal,
+            ) as bar:
+                task = bar.add_task("registering chargers", total=len(serials))
+                registrations = await chargers.register_many(
+                    ctx,
+                    actor,
+                    organisation_id=await _organisation_id(ctx, organisation),
+                    serials=serials,
+                    vendor=vendor,
+                    model=model,
+                    firmware=firmware,
+                    production_date=produced,
+                    keypad=keypad,
+                    bluetooth=bluetooth,
+                    keep=lambda regs: _write_password_file(handle, regs),
+                    progress=lambda done: bar.update(task, completed=done),
+                )
+    finally:
+        handle.close()
+        if registrations is None:  # nothing was registered: the file holds no password
+            out.unlink(missing_ok=True)
+    console.out.print(
+        f"registered {len(registrations)} chargers in {organisation}; "
+        f"their OCPP passwords are in {out} (0600, shown nowhere else)",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _bulk_serials(
+    count: int | None, prefix: str | None, start: int, serials_from: Path | None
+) -> list[str]:
+    from evaccess.domain.errors import InvalidInput
+
+    if (count is None) == (serials_from is None):
+        raise InvalidInput("give either --count with --prefix, or --serials-from")
+    if serials_from is not None:
+        return _read_serials(serials_from)
+    assert count is not None
+    if prefix is None:
+        raise InvalidInput("--count needs --prefix")
+    if not 1 <= count <= 100_000:
+        raise InvalidInput("--count takes 1 to 100000")
+    if start < 0:
+        raise InvalidInput("--start takes a number from 0")
+    width = max(4, len(str(start + count - 1)))
+    return [f"{prefix}{n:0{width}d}" for n in range(start, start + count)]
+
+
+def _read_serials(path: Path) -> list[str]:
+    """One serial per line, or a CSV whose header has a ``serial`` column."""
+    import csv
+
+    from evaccess.domain.errors import InvalidInput
+
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInput(f"cannot read the serials file {path}: {reason}") from None
+    lines = [line for line in lines if line.strip()]
+    rows = list(csv.reader(lines))
+    header = [cell.strip().casefold() for cell in rows[0]] if rows else []
+    if "serial" not in header:
+        return lines
+    column = header.index("serial")
+    return [row[column] if column < len(row) else "" for row in rows[1:]]
+
+
+def _new_secret_file(path: Path) -> TextIO:
+    """Create ``path`` for writing, 0600 from the start; refuse to replace a file (it may
+    hold the only copy of other chargers' passwords)."""
+    import os
+
+    from evaccess.domain.errors import InvalidInput
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInput(f"{path} exists; choose another --out (it is never replaced)") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o600)  # whatever the umask
+    return os.fdopen(fd, "w", newline="", encoding="utf-8")
+
+
+def _write_password_file(handle: TextIO, registrations: Sequence[Registration]) -> None:
+    """The format ``charger fleet`` reads (``charger/fleet.py``): a header, then one
+    ``serial,password`` row per charger; flushed to disk before the registrations commit."""
+    import csv
+    import os
+
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(("serial", "password"))
+    writer.writerows((reg.charger.serial, reg.ocpp_password) for reg in registrations)
+    handle.flush()
+    os.fsync(handle.fileno())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,32 +67,44 @@ class AuditLog:
 
     async def append(self, session: AsyncSession, entry: AuditEntry) -> AuditRecord:
         """Add a record inside the caller's transaction (it commits or rolls back with it)."""
+        (record,) = await self.append_many(session, [entry])
+        return record
+
+    async def append_many(
+        self, session: AsyncSession, entries: Sequence[AuditEntry]
+    ) -> list[AuditRecord]:
+        """Add records in order inside the caller's transaction: the head row is read and
+        locked once and the records are flushed together (bulk registration)."""
         head = await session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
         if head is None:
             head = AuditHead(id=1, seq=0, mac=GENESIS)
             session.add(head)
-        seq = head.seq + 1
-        at = self._clock.now()
-        details = json.dumps(dict(entry.details or {}), sort_keys=True, separators=(",", ":"))
-        mac = self._mac(head.mac, _canonical(seq, at, entry, details))
-        record = AuditRecord(
-            seq=seq,
-            at=at,
-            action=entry.action,
-            actor_id=entry.actor_id,
-            organisation_id=entry.organisation_id,
-            charger_id=entry.charger_id,
-            subject_id=entry.subject_id,
-            basis=entry.basis,
-            request_id=entry.request_id,
-            details=details,
-            prev_mac=head.mac,
-            mac=mac,
-        )
-        session.add(record)
+        seq, mac, at = head.seq, head.mac, self._clock.now()
+        records: list[AuditRecord] = []
+        for entry in entries:
+            seq += 1
+            details = json.dumps(dict(entry.details or {}), sort_keys=True, separators=(",", ":"))
+            prev, mac = mac, self._mac(mac, _canonical(seq, at, entry, details))
+            records.append(
+                AuditRecord(
+                    seq=seq,
+                    at=at,
+                    action=entry.action,
+                    actor_id=entry.actor_id,
+                    organisation_id=entry.organisation_id,
+                    charger_id=entry.charger_id,
+                    subject_id=entry.subject_id,
+                    basis=entry.basis,
+                    request_id=entry.request_id,
+                    details=details,
+                    prev_mac=prev,
+                    mac=mac,
+                )
+            )
+        session.add_all(records)
         head.seq, head.mac = seq, mac
         await session.flush()
-        return record
+        return records
 
     async def verify(self, session: AsyncSession) -> VerifyReport:
         prev, expected_seq, count = GENESIS, 1, 0

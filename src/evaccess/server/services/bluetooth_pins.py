@@ -120,11 +120,28 @@ async def apply_policy(
         row.active_ciphertext, row.active_key_version = sealed.ciphertext, sealed.key_version
         row.updated_at = now
     elif _required(policy, row) and _status(row) is PinStatus.NONE:
-        sealed = ctx.vault.seal(charger.id, _new_pin(ctx, charger))
-        row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
-        row.pending_since = row.updated_at = now
+        _seal_new_pending(ctx, charger, row)
     await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
     return True
+
+
+def _seal_new_pending(ctx: Context, charger: Charger, row: BluetoothPin) -> None:
+    sealed = ctx.vault.seal(charger.id, _new_pin(ctx, charger))
+    row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
+    row.pending_since = row.updated_at = ctx.clock.now()
+
+
+def registration_rows(ctx: Context, charger: Charger) -> list[BluetoothPin | OutboxCommand]:
+    """What ``apply_policy`` adds for a charger registered in this transaction (it has no
+    PIN row and no command yet), built without a query so that bulk registration can add
+    the rows of many chargers in one flush."""
+    policy = _policy(charger)
+    if policy.requirement is PinRequirement.UNSUPPORTED:
+        return []
+    row = BluetoothPin(charger_id=charger.id, enabled=False, updated_at=ctx.clock.now())
+    if _required(policy, row):
+        _seal_new_pending(ctx, charger, row)
+    return [row, outbox.new_command(ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)]
 
 
 def validate_factory_pin(pin: str) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.errors import LockedOut
+from evaccess.domain.policy import Refusal, review_report
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
@@ -26,8 +27,14 @@ from evaccess.server.db.models import (
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
 from evaccess.server.services.audit import AuditEntry
-from evaccess.server.services.chargers import verify_ocpp_password
+from evaccess.server.services.chargers import facts_of, verify_ocpp_password
 
+REFUSAL_EVENTS: dict[Refusal, str] = {
+    Refusal.IDENTITY_CHANGED: "evaccess.ReportedIdentityChanged",
+    Refusal.FIRMWARE_DOWNGRADE: "evaccess.FirmwareDowngrade",
+    Refusal.FIRMWARE_UNREADABLE: "evaccess.FirmwareUnreadable",
+}
+"""Security events the server records when a BootNotification is not applied in full."""
 MAX_SETTING_LENGTH = 255
 SECRET_SETTING_WORDS = ("password", "pin", "key", "secret", "token")
 
@@ -75,16 +82,32 @@ class DbOcppBackend:
             charger.last_seen_at = self._ctx.clock.now()
 
     async def boot(self, charger_id: str, info: port.BootInfo) -> None:
+        now = self._ctx.clock.now()
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)
+            # Accepted whatever it reports (refusing the boot would only take the charger
+            # off line), but applied as a ratchet: what would lower the PIN protection is
+            # kept out of the policy and recorded for the owner (domain.policy).
+            review = review_report(
+                facts_of(charger), vendor=info.vendor, model=info.model, firmware=info.firmware
+            )
+            for refused in review.refused:
+                session.add(
+                    SecurityEvent(
+                        charger_id=charger.id,
+                        event_type=REFUSAL_EVENTS[refused.reason],
+                        at=now,
+                        tech_info=refused.detail[:255],
+                        received_at=now,
+                    )
+                )
             changed = (charger.vendor, charger.model, charger.firmware) != (
                 info.vendor,
                 info.model,
                 info.firmware or charger.firmware,
             )
-            charger.vendor, charger.model = info.vendor, info.model
-            charger.firmware = info.firmware or charger.firmware
-            charger.last_seen_at = self._ctx.clock.now()
+            charger.firmware = review.facts.firmware
+            charger.last_seen_at = now
             # Every boot re-pushes the PIN settings (a charger may have lost them); a
             # firmware change may make the PIN mandatory, which generates one first.
             await bluetooth_pins.apply_policy(session, self._ctx, charger)
@@ -99,6 +122,7 @@ class DbOcppBackend:
                             "vendor": info.vendor,
                             "model": info.model,
                             "firmware": info.firmware,
+                            "refused": ",".join(r.reason for r in review.refused) or None,
                         },
                     ),
                 )

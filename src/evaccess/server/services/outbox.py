@@ -40,12 +40,23 @@ async def queue(
             )
             .values(completed_at=now)
         )
-    command = OutboxCommand(
-        charger_id=charger_id, kind=kind, arguments=json.dumps(arguments), created_at=now
-    )
+    command = new_command(ctx, charger_id, kind, **arguments)
     session.add(command)
     await session.flush()
     return command
+
+
+def new_command(
+    ctx: Context, charger_id: str, kind: CommandKind, **arguments: Any
+) -> OutboxCommand:
+    """A command not yet added to a session: for a charger that has no commands yet (bulk
+    registration adds many at once; ``queue`` is the general way)."""
+    return OutboxCommand(
+        charger_id=charger_id,
+        kind=kind,
+        arguments=json.dumps(arguments),
+        created_at=ctx.clock.now(),
+    )
 
 
 async def open_commands(session: AsyncSession, charger_id: str) -> list[OutboxCommand]:
