@@ -173,7 +173,7 @@ def _wait_for_announcement(
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         text = out.read_text()
-        found = dict(re.findall(r"^\s+(email|password|organisation):\s+(\S+)\s*$", text, re.M))
+        found = dict(re.findall(r"^\s+(email|password|organisation):\s+(\S+)", text, re.M))
         if len(found) == 3:
             return found
         if process.poll() is not None:

@@ -66,8 +66,9 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
         console.out.print(f"  email:    {admin.email}")
         console.out.print(f"  password: {admin.password}")
         console.out.print(
-            f'  organisation: "{admin.organisation_name}", id {admin.organisation_id} '
-            "(ORG_ID in the README; admin commands take the id or the name)",
+            f"  organisation: {admin.organisation_id}  "
+            f'("{admin.organisation_name}"; ORG_ID in the README: admin commands take the id '
+            "or the name)",
             soft_wrap=True,
             markup=False,
         )
