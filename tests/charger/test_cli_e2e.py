@@ -68,13 +68,17 @@ async def test_scripted_keypad_prints_each_decision_never_the_code(tmp_path: Pat
 
 async def test_keypad_lines_on_stdin_ocpp16(tmp_path: Path, csms: TestCsms):
     code, out, err = await run_cli(
-        *charger_args(csms, tmp_path, "--protocol", "ocpp1.6", "--password", PASSWORD),
+        *charger_args(
+            csms, tmp_path, "--protocol", "ocpp1.6", "--password", PASSWORD, "--keypad", "-"
+        ),
         stdin=b"1190\n4821\n",
     )
     assert code == 0, err
     keypad_lines = [line for line in out.splitlines() if line.startswith("keypad:")]
     assert keypad_lines[0] == "keypad: rejected"
     assert keypad_lines[1].startswith("keypad: accepted")
+    transaction = keypad_lines[1].split("transaction ")[1].rstrip(")")
+    assert f"charger: session ended (transaction {transaction})" in out
     actions = [t["action"] for t in csms.records[SERIAL].transactions]
     assert actions == ["StartTransaction", "StopTransaction"]
 
@@ -86,6 +90,26 @@ async def test_missing_password_is_one_line_and_non_zero(tmp_path: Path, csms: T
     assert len(lines) == 1
     assert lines[0].startswith("error: a password is required")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "fleet"])
+async def test_a_server_url_that_is_not_websocket_is_one_line(
+    tmp_path: Path, csms: TestCsms, command: str
+):
+    http_url = csms.url.replace("ws://", "http://")
+    args = (
+        charger_args(csms, tmp_path)
+        if command == "run"
+        else ["charger", "fleet", "--server", csms.url, "--password-file", "chargers.csv"]
+    )
+    args[args.index("--server") + 1] = http_url
+    code, out, err = await run_cli(*args, env={"EVACCESS_CHARGER_PASSWORD": PASSWORD})
+    assert code != 0
+    assert err.strip().splitlines() == [
+        "error: --server must be the OCPP endpoint's ws:// or wss:// URL, "
+        f"e.g. ws://127.0.0.1:9000/ocpp (got '{http_url}') [invalid_input]"
+    ]
+    assert not csms.records
 
 
 async def test_fleet_of_50_boots_and_prints_a_summary(tmp_path: Path):
@@ -144,7 +168,7 @@ async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, c
 
     process = await asyncio.create_subprocess_exec(
         EVACCESS,
-        *charger_args(csms, tmp_path),
+        *charger_args(csms, tmp_path, "--keypad", "-"),
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -177,3 +201,43 @@ async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, c
     text = seen.decode(errors="replace")
     assert "4821" not in text  # typed without echo, never printed
     assert [t["event_type"] for t in csms.records[SERIAL].transactions] == ["Started", "Ended"]
+
+
+async def test_a_charger_without_keypad_never_prompts_on_a_terminal(tmp_path: Path, csms: TestCsms):
+    """Without --keypad the charger has no keypad: a line typed on its terminal is echoed by
+    the terminal (nobody reads it, nothing hides it) and starts nothing."""
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = await asyncio.create_subprocess_exec(
+        EVACCESS,
+        *[arg for arg in charger_args(csms, tmp_path) if arg != "--exit-when-done"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+        env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
+    )
+    os.close(slave)
+    loop = asyncio.get_running_loop()
+    seen = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 1024), 30)
+            seen += chunk
+
+    try:
+        await read_until(b"ocpp: boot accepted")
+        os.write(master, b"4821\n")
+        await read_until(b"4821")
+    finally:
+        process.terminate()
+        await process.wait()
+        os.close(master)
+    assert b"keypad" not in seen
+    assert csms.records[SERIAL].transactions == []

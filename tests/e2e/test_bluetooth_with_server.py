@@ -137,6 +137,18 @@ def test_pair_configure_and_see_it_on_the_server(
                 process.kill()
                 out, err = process.communicate()
             outputs.append((out or "") + (err or ""))
+    # The charger told its operator what happened over Bluetooth, in order.
+    bluetooth = [
+        line for line in charger_log.read_text().splitlines() if line.startswith("bluetooth: ")
+    ]
+    expected = [
+        "advertising as",
+        "wrong Bluetooth PIN",
+        "issued a credential",
+        "changed the Wi-Fi network",
+    ]
+    positions = [next(i for i, line in enumerate(bluetooth) if part in line) for part in expected]
+    assert positions == sorted(positions), bluetooth
     everything = "\n".join(outputs) + charger_log.read_text() + server.output()
     assert "Traceback" not in everything
     assert not leaked(everything, canaries, server.admin_password), (

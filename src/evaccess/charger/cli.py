@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,13 @@ import typer
 
 from evaccess import console
 from evaccess.charger import keypad
-from evaccess.charger.config import ChargerConfig, OcppVersion, PinMode
+from evaccess.charger.config import (
+    EXAMPLE_SERVER,
+    ChargerConfig,
+    OcppVersion,
+    PinMode,
+    ocpp_server_url,
+)
 from evaccess.charger.fleet import FleetOptions, load_credentials, run_fleet
 from evaccess.charger.run import run_charger
 from evaccess.domain.clock import SystemClock, SystemRandom
@@ -26,23 +33,48 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _keypad_codes(raw: str | None) -> tuple[str, ...] | None:
+SERVER_HELP = (
+    "The OCPP endpoint of the CSMS (the charging station management system: the back end "
+    f"chargers connect to, here `evaccess server`), e.g. {EXAMPLE_SERVER}; the serial is appended."
+)
+
+
+def _keypad(raw: str | None) -> AsyncIterator[str] | None:
+    """``--keypad``: scripted codes, ``-`` for stdin (or a hidden prompt), or no keypad."""
     if raw is None:
         return None
+    if raw.strip() == "-":
+        return keypad.from_stdin()
     codes = tuple(code.strip() for code in raw.split(",") if code.strip())
-    if not all(code.isascii() and code.isdigit() for code in codes):
-        raise InvalidInput("--keypad takes digits separated by commas")
-    return codes
+    if not codes or not all(code.isascii() and code.isdigit() for code in codes):
+        raise InvalidInput("--keypad takes digits separated by commas, or - to read stdin")
+    return keypad.scripted(codes)
+
+
+class _SayHandler(logging.Handler):
+    """Prints the Bluetooth peripheral's events (advertising, pairings, configuration
+    changes, lockouts) as ``bluetooth: ...`` lines beside the OCPP and keypad ones. Its log
+    lines never hold a secret (tests/ble/test_no_secrets_in_logs.py)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(f"bluetooth: {record.getMessage()}")
+
+
+def _print_bluetooth_events(*, debug: bool) -> None:
+    logger = logging.getLogger("evaccess.charger.ble")
+    logger.addHandler(_SayHandler())
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
 
 
 @charger_app.command("run")
 @console.command
 async def run(
     serial: Annotated[str, typer.Option(help="Charging station identity (serial number).")],
-    server: Annotated[str, typer.Option(help="CSMS base URL, e.g. ws://127.0.0.1:8000/ocpp")],
-    vendor: Annotated[str, typer.Option()] = "evaccess",
-    model: Annotated[str, typer.Option()] = "emulator",
-    firmware: Annotated[str, typer.Option()] = "0.1.0",
+    server: Annotated[str, typer.Option(help=SERVER_HELP)],
+    vendor: Annotated[str, typer.Option(help="Vendor reported at boot.")] = "evaccess",
+    model: Annotated[str, typer.Option(help="Model reported at boot.")] = "emulator",
+    firmware: Annotated[str, typer.Option(help="Firmware version reported at boot.")] = "0.1.0",
     password: Annotated[
         str | None,
         typer.Option(
@@ -51,19 +83,40 @@ async def run(
             show_envvar=True,
         ),
     ] = None,
-    protocol: Annotated[OcppVersion, typer.Option()] = OcppVersion.V201,
-    state_dir: Annotated[Path | None, typer.Option(help="Default ./var/charger/SERIAL.")] = None,
-    keypad_codes: Annotated[
+    protocol: Annotated[OcppVersion, typer.Option(help="OCPP version to speak.")] = (
+        OcppVersion.V201
+    ),
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the charger keeps its state, 0600 files [default: ./var/charger/SERIAL]."
+        ),
+    ] = None,
+    keypad_input: Annotated[
         str | None,
         typer.Option(
             "--keypad",
-            help="Scripted keypad entries, e.g. 1234,9999 (else stdin lines, or the terminal).",
+            help=(
+                "Give the charger a keypad: the codes to type, e.g. 1234,9999, or - to read "
+                "codes from stdin, one per line (a hidden prompt on a terminal). "
+                "Without it the charger has no keypad."
+            ),
         ),
     ] = None,
     ble_transport: Annotated[
-        str | None, typer.Option(help="Bumble transport spec, e.g. usb:0 (enables Bluetooth).")
+        str | None,
+        typer.Option(
+            help="Bluetooth controller as a Bumble transport, e.g. usb:0 or the "
+            "tcp-client:127.0.0.1:PORT `evaccess ble-link` prints (enables Bluetooth)."
+        ),
     ] = None,
-    pin_mode: Annotated[PinMode, typer.Option()] = PinMode.PAKE,
+    pin_mode: Annotated[
+        PinMode,
+        typer.Option(
+            help="How phones prove the Bluetooth PIN: pake (SPAKE2 over the link, the "
+            "default) or passkey (the PIN as the Bluetooth pairing passkey)."
+        ),
+    ] = PinMode.PAKE,
     session_seconds: Annotated[
         float, typer.Option(help="Length of a keypad-started session.")
     ] = 5.0,
@@ -75,11 +128,14 @@ async def run(
     """Run one charger: OCPP client, keypad, and (with --ble-transport) Bluetooth."""
     if not password:
         raise InvalidInput("a password is required (--password or EVACCESS_CHARGER_PASSWORD)")
+    server = ocpp_server_url(server)
+    source = _keypad(keypad_input)
+    debug = bool(os.environ.get("EVACCESS_DEBUG"))
     logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("EVACCESS_DEBUG") else logging.WARNING,
+        level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    codes = _keypad_codes(keypad_codes)
+    _print_bluetooth_events(debug=debug)
     config = ChargerConfig(
         serial=serial,
         vendor=vendor,
@@ -94,25 +150,27 @@ async def run(
         session_s=session_seconds,
         exit_when_done=exit_when_done,
     )
-    source = keypad.scripted(codes) if codes is not None else keypad.from_stdin()
     await run_charger(config, clock=SystemClock(), rng=SystemRandom(), keypad=source, say=_say)
 
 
 @charger_app.command("fleet")
 @console.command
 async def fleet(
-    server: Annotated[str, typer.Option(help="CSMS base URL, e.g. ws://127.0.0.1:8000/ocpp")],
+    server: Annotated[str, typer.Option(help=SERVER_HELP)],
     password_file: Annotated[
         Path, typer.Option(help="CSV with a header 'serial,password', one charger per row.")
     ],
     count: Annotated[int | None, typer.Option(help="Use the first N rows.")] = None,
-    protocol: Annotated[OcppVersion, typer.Option()] = OcppVersion.V201,
+    protocol: Annotated[OcppVersion, typer.Option(help="OCPP version to speak.")] = (
+        OcppVersion.V201
+    ),
     concurrency: Annotated[int, typer.Option(help="Connections opened at once.")] = 200,
     hold_seconds: Annotated[
         float, typer.Option(help="Keep the fleet connected this long after booting.")
     ] = 0.0,
 ) -> None:
     """Run many chargers in one process: connect, boot, report boot times."""
+    server = ocpp_server_url(server)
     credentials = load_credentials(password_file, count=count)
     options = FleetOptions(
         server=server, protocol=protocol, concurrency=concurrency, hold_s=hold_seconds

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from evaccess.domain.errors import InvalidInput
 
 
 class OcppVersion(StrEnum):
@@ -19,6 +22,21 @@ class PinMode(StrEnum):
 
     PAKE = "pake"
     PASSKEY = "passkey"
+
+
+EXAMPLE_SERVER = "ws://127.0.0.1:9000/ocpp"
+"""The OCPP endpoint of a server started with the defaults (``evaccess server run``)."""
+
+
+def ocpp_server_url(raw: str) -> str:
+    """The ``--server`` value: a WebSocket URL with a host (the charger appends its serial)."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise InvalidInput(
+            f"--server must be the OCPP endpoint's ws:// or wss:// URL, e.g. {EXAMPLE_SERVER}"
+            f" (got {raw!r})"
+        )
+    return raw.strip()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

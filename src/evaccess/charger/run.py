@@ -169,8 +169,16 @@ class Charger:
                 continue
             decision = await self.firmware.enter_code(code, token_type=KEYCODE_TOKEN_TYPE)
             self.say(decision.line())
-            if wait_for_session and decision.transaction_id is not None:
-                await self.firmware.session_ended()
+            if decision.transaction_id is not None:
+                ended = self._say_when_ended(decision.transaction_id)
+                if wait_for_session:
+                    await ended
+                else:
+                    self.firmware.spawn(ended)
+
+    async def _say_when_ended(self, transaction_id: str) -> None:
+        await self.firmware.session_ended()
+        self.say(f"charger: session ended (transaction {transaction_id})")
 
 
 async def start_bluetooth(charger: Charger) -> Any:

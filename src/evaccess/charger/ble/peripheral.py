@@ -193,7 +193,12 @@ class BlePeripheral:
         await device.power_on()
         await self._advertise()
         self._precompute_pake()
-        log.info("charger %s advertising (Bluetooth PIN mode %s)", self.serial, self.pin_mode)
+        log.info(
+            "advertising as %s (PIN %s, checked by %s)",
+            proto.advertised_name(self.serial),
+            "required" if self.pin_settings.required else "not required",
+            self.pin_mode,
+        )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
