@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -21,6 +21,26 @@ _BY_STATUS: dict[int, type[errors.EvAccessError]] = {
     422: errors.InvalidInput,
     429: errors.Throttled,
     503: errors.AuditUnavailable,
+}
+
+
+EXAMPLE_SERVER = "http://127.0.0.1:8000"
+
+
+def server_url(raw: str) -> str:
+    """The ``--server`` value: the REST API's http:// or https:// base URL."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.InvalidInput(
+            f"--server must be the server's http:// or https:// URL, e.g. {EXAMPLE_SERVER}"
+            f" (got {raw!r})"
+        )
+    return raw.strip().rstrip("/")
+
+
+_UNREACHABLE = {
+    httpx.ConnectError: "nothing answers there",
+    httpx.TimeoutException: "no answer in time",
 }
 
 
@@ -52,13 +72,30 @@ class ApiClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
+            why = next(
+                (text for kind, text in _UNREACHABLE.items() if isinstance(exc, kind)),
+                type(exc).__name__,
+            )
             raise errors.EvAccessError(
-                f"cannot reach the server at {self._http.base_url}: {type(exc).__name__}",
+                f"cannot reach the server at {self._http.base_url} ({why}); "
+                "is `evaccess server run` running there?",
                 code="server_unreachable",
             ) from None
         if response.is_success:
             return response.json() if response.content else None
         raise _problem(response)
+
+    async def check_server(self) -> None:
+        """The server answers, and is an evaccess server (before anyone types a password)."""
+        try:
+            health = await self.request("GET", "/health")
+        except (errors.NotFound, ValueError):  # a 404, or a page that is not JSON
+            health = None
+        if not isinstance(health, dict) or "status" not in health:
+            raise errors.EvAccessError(
+                f"{self._http.base_url} answers, but is not an evaccess server",
+                code="server_unreachable",
+            )
 
     async def login(self, email: str, password: str) -> str:
         data = await self.request(

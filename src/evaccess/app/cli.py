@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from evaccess import console
-from evaccess.app.api import ApiClient
+from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.errors import InvalidInput, NotFound
@@ -21,7 +21,7 @@ keypad_app = typer.Typer(no_args_is_help=True, help="Your keypad PIN (Commander 
 app_app.add_typer(keypad_app, name="keypad-pin")
 app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
+DEFAULT_SERVER = EXAMPLE_SERVER
 
 
 def _client(session: AppSession) -> ApiClient:
@@ -36,8 +36,10 @@ async def login(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
     """Log in and keep the session for the other commands."""
-    password = console.secret("Password", from_stdin=password_stdin)
+    server = server_url(server)
     async with ApiClient(server) as api:
+        await api.check_server()
+        password = console.secret("Password", from_stdin=password_stdin)
         token = await api.login(email, password)
     path = save_session(AppSession(server=server, token=token, email=email))
     console.out.print(

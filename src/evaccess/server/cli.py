@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from evaccess import console
-from evaccess.domain.access import Role
+from evaccess.domain.access import OrgAction, Role
 
 if TYPE_CHECKING:
     from evaccess.server.bootstrap import BootstrapAdmin
@@ -122,6 +122,28 @@ async def _system_actor(ctx: Context, email: str) -> Actor:
     return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
 
 
+async def _acting(ctx: Context, email: str, org_id: str, action: OrgAction) -> Actor:
+    """The user ``--by`` names, when their role in the organisation allows ``action``.
+
+    The API answers an outsider "no such organisation" (it does not tell what exists); the
+    operator at the server's console is told who lacks which role instead."""
+    from evaccess.domain.access import ORG_PERMISSIONS
+    from evaccess.domain.errors import PermissionDenied
+    from evaccess.server.db.models import Organisation as OrganisationRow
+    from evaccess.server.services.relations import org_role
+
+    actor = await _system_actor(ctx, email)
+    async with ctx.db.read() as session:
+        org = await session.get(OrganisationRow, org_id)
+        role = await org_role(session, actor.user_id, org_id)
+    allowed = ORG_PERMISSIONS[action]
+    if org is not None and role not in allowed:
+        held = f"has the role {role.value} in" if role else "is not a member of"
+        needed = " or ".join(sorted(r.value for r in allowed))
+        raise PermissionDenied(f"{email} {held} {org.name}; this takes {needed} (--by names one)")
+    return actor
+
+
 async def _organisation_id(ctx: Context, ref: str) -> str:
     from evaccess.server.services import directory
 
@@ -198,8 +220,8 @@ async def add_member(
     from evaccess.server.services import organisations
 
     async with _admin() as ctx:
-        actor = await _system_actor(ctx, by)
         org_id = await _organisation_id(ctx, organisation)
+        actor = await _acting(ctx, by, org_id, OrgAction.MANAGE_MEMBERS)
         member = await organisations.add_member(ctx, actor, org_id, email, role)
     console.out.print(f"{member.email} is now {member.role.value} of {organisation}", markup=False)
 
@@ -233,11 +255,12 @@ async def create_charger(
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
     async with _admin() as ctx:
-        actor = await _system_actor(ctx, by)
+        org_id = await _organisation_id(ctx, organisation)
+        actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
         reg = await chargers.register(
             ctx,
             actor,
-            organisation_id=await _organisation_id(ctx, organisation),
+            organisation_id=org_id,
             serial=serial,
             vendor=vendor,
             model=model,
@@ -360,7 +383,8 @@ async def create_chargers(
     registrations: list[Registration] | None = None
     try:
         async with _admin() as ctx:
-            actor = await _system_actor(ctx, by)
+            org_id = await _organisation_id(ctx, organisation)
+            actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
             with Progress(
                 console=console.err,
                 transient=True,
@@ -370,7 +394,7 @@ async def create_chargers(
                 registrations = await chargers.register_many(
                     ctx,
                     actor,
-                    organisation_id=await _organisation_id(ctx, organisation),
+                    organisation_id=org_id,
                     serials=serials,
                     vendor=vendor,
                     model=model,

@@ -143,6 +143,15 @@ class ConfigChange:
     firmware_update_url: str | None = None
     new_pin: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse here what the charger would refuse (section 7), before any connection."""
+        if self.wifi_ssid is not None:
+            proto.check_wifi(self.wifi_ssid, self.wifi_password or "")
+        if self.current_limit_a is not None:
+            proto.check_current_limit(self.current_limit_a)
+        if self.firmware_update_url is not None:
+            proto.check_firmware_url(self.firmware_update_url)
+
     def __repr__(self) -> str:  # the Wi-Fi password and PIN stay out of any repr
         return "ConfigChange(...)"
 

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
 
 from bumble import smp
 from bumble.att import ATT_UNLIKELY_ERROR_ERROR as ATT_UNLIKELY_ERROR
@@ -55,7 +54,6 @@ UNAUTHENTICATED_LINK_TIMEOUT_S = 30.0
 """A link without an authenticated session is closed after this long (no idle squatting)."""
 PRECOMPUTE_DELAY_S = 0.05
 """Compute the next SPAKE2 message this long after one is used (off the reply's path)."""
-CURRENT_LIMIT_RANGE_A = (6, 32)
 DEFAULT_CURRENT_LIMIT_A = 16
 
 
@@ -380,11 +378,7 @@ class BlePeripheral:
         return {"ssid": self.settings.get("wifi_ssid", "")}
 
     async def _write_wifi(self, request: dict[str, Any]) -> None:
-        ssid, password = request.get("ssid"), request.get("password")
-        if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
-            raise InvalidInput("a Wi-Fi SSID has 1 to 32 bytes")
-        if not isinstance(password, str) or not (len(password) == 0 or 8 <= len(password) <= 63):
-            raise InvalidInput("a WPA2 passphrase has 8 to 63 characters")
+        ssid, password = proto.check_wifi(request.get("ssid"), request.get("password"))
         self.settings["wifi_ssid"] = ssid
         self._wifi_password = password
         await self.server.report_configuration({"WifiSsid": ssid})
@@ -393,17 +387,12 @@ class BlePeripheral:
         return {"amps": self.settings["current_limit_a"]}
 
     async def _write_current_limit(self, request: dict[str, Any]) -> None:
-        amps = request.get("amps")
-        low, high = CURRENT_LIMIT_RANGE_A
-        if not isinstance(amps, int) or isinstance(amps, bool) or not low <= amps <= high:
-            raise InvalidInput(f"the current limit is {low} to {high} A")
+        amps = proto.check_current_limit(request.get("amps"))
         self.settings["current_limit_a"] = amps
         await self.server.report_configuration({"CurrentLimit": str(amps)})
 
     async def _write_firmware_update(self, request: dict[str, Any]) -> None:
-        url = request.get("url")
-        if not isinstance(url, str) or urlsplit(url).scheme != "https" or len(url) > 200:
-            raise InvalidInput("a firmware location is an https URL")
+        url = proto.check_firmware_url(request.get("url"))
         self.settings["firmware_update_url"] = url
         await self.server.report_configuration({"FirmwareUpdateRequested": url})
 
