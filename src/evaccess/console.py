@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import wraps
@@ -109,6 +110,20 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+def _one_line_of_stdin() -> str:
+    """Exactly one line, read a byte at a time from the file descriptor: Python's buffered
+    ``sys.stdin`` would take what follows too, and a script answering several commands'
+    prompts on one stream (``printf 'pw\\nwifi\\n' | sh steps.sh``) would lose it."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced by a test, or closed
+        return sys.stdin.readline()
+    line = bytearray()
+    while not line.endswith(b"\n") and (byte := os.read(fd, 1)):
+        line += byte
+    return line.decode("utf-8", errors="replace")
+
+
 def secret(prompt: str, *, confirm: bool = False, from_stdin: bool = False) -> str:
     """A password or PIN from the person at the keyboard: a hidden prompt when stdin is a
     terminal, else one line of stdin (a pipe, a file, a test driving the program).
@@ -117,7 +132,7 @@ def secret(prompt: str, *, confirm: bool = False, from_stdin: bool = False) -> s
     terminal, even with stdin piped: a script piping the secret would hang on a prompt.
     ``from_stdin`` (the ``--…-stdin`` flags) reads stdin even on a terminal."""
     if from_stdin or not sys.stdin.isatty():
-        value = sys.stdin.readline().rstrip("\r\n")
+        value = _one_line_of_stdin().rstrip("\r\n")
         if not value:
             raise errors.InvalidInput(f"no {prompt.lower()} on standard input")
         return value
@@ -139,7 +154,7 @@ def print_json(data: Any) -> None:
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Cells and title are text, not markup: they hold serials, names and models that
     users and chargers chose."""
-    table = Table(title=Text(title))
+    table = Table(title=Text(title), show_header=any(columns))
     for column in columns:
         table.add_column(Text(column))
     for row in rows:

@@ -51,6 +51,18 @@ def _keypad(raw: str | None) -> AsyncIterator[str] | None:
     return keypad.scripted(codes)
 
 
+def _password_from(path: Path, serial: str) -> str:
+    for credential in load_credentials(path):
+        if credential.serial == serial:
+            return credential.password
+    raise InvalidInput(f"{path} has no row for {serial}")
+
+
+def default_state_dir(serial: str) -> Path:
+    """Beside the server's data by default: one machine running both keeps one ``var/``."""
+    return Path(os.environ.get("EVACCESS_DATA_DIR") or "var") / "charger" / serial
+
+
 class _SayHandler(logging.Handler):
     """Prints the Bluetooth peripheral's events (advertising, pairings, configuration
     changes, lockouts) as ``bluetooth: ...`` lines beside the OCPP and keypad ones. Its log
@@ -81,6 +93,13 @@ async def run(
             help="Basic Auth password (or EVACCESS_CHARGER_PASSWORD).",
             envvar="EVACCESS_CHARGER_PASSWORD",
             show_envvar=True,
+        ),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Or a 'serial,password' CSV holding it (what `evaccess admin create-charger "
+            "--out` writes)."
         ),
     ] = None,
     protocol: Annotated[OcppVersion, typer.Option(help="OCPP version to speak.")] = (
@@ -126,8 +145,12 @@ async def run(
     ] = False,
 ) -> None:
     """Run one charger: OCPP client, keypad, and (with --ble-transport) Bluetooth."""
+    if password_file is not None:
+        password = _password_from(password_file, serial)
     if not password:
-        raise InvalidInput("a password is required (--password or EVACCESS_CHARGER_PASSWORD)")
+        raise InvalidInput(
+            "a password is required (--password, EVACCESS_CHARGER_PASSWORD or --password-file)"
+        )
     server = ocpp_server_url(server)
     source = _keypad(keypad_input)
     debug = bool(os.environ.get("EVACCESS_DEBUG"))
@@ -144,7 +167,7 @@ async def run(
         server=server,
         password=password,
         protocol=protocol,
-        state_dir=state_dir or Path("var") / "charger" / serial,
+        state_dir=state_dir or default_state_dir(serial),
         ble_transport=ble_transport,
         pin_mode=pin_mode,
         session_s=session_seconds,

@@ -244,39 +244,60 @@ async def create_charger(
     bluetooth: Annotated[
         bool, typer.Option(" /--no-bluetooth", help="The charger has no Bluetooth LE radio.")
     ] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the OCPP password to this new file (0600, 'serial,password', what "
+            "`evaccess charger run --password-file` reads) instead of printing it."
+        ),
+    ] = None,
     json_output: Json = False,
 ) -> None:
-    """Register a charger; prints its OCPP password once."""
+    """Register a charger; prints its OCPP password once (or writes it to --out)."""
     from evaccess.domain.errors import InvalidInput
-    from evaccess.server.services import chargers
 
     try:
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
-    async with _admin() as ctx:
-        org_id = await _organisation_id(ctx, organisation)
-        actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
-        reg = await chargers.register(
-            ctx,
-            actor,
-            organisation_id=org_id,
-            serial=serial,
-            vendor=vendor,
-            model=model,
-            firmware=firmware,
-            production_date=produced,
-            keypad=keypad,
-            bluetooth=bluetooth,
-            owner_email=owner,
-        )
+    from evaccess.server.services import chargers
+
+    handle = _new_secret_file(out) if out is not None else None
+    try:
+        async with _admin() as ctx:
+            org_id = await _organisation_id(ctx, organisation)
+            actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
+            reg = await chargers.register(
+                ctx,
+                actor,
+                organisation_id=org_id,
+                serial=serial,
+                vendor=vendor,
+                model=model,
+                firmware=firmware,
+                production_date=produced,
+                keypad=keypad,
+                bluetooth=bluetooth,
+                owner_email=owner,
+            )
+    except BaseException:
+        if handle is not None and out is not None:  # nothing registered: no file left behind
+            handle.close()
+            out.unlink()
+        raise
+    if handle is not None:
+        with handle:
+            _write_password_file(handle, [reg])
     if json_output:
-        console.print_json(
-            {"id": reg.charger.id, "serial": reg.charger.serial, "ocpp_password": reg.ocpp_password}
-        )
+        shown = {"id": reg.charger.id, "serial": reg.charger.serial}
+        secret = {"password_file": str(out)} if out else {"ocpp_password": reg.ocpp_password}
+        console.print_json(shown | secret)
         return
     console.out.print(f"registered charger {reg.charger.serial} ({reg.charger.id})", markup=False)
-    console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
+    if out is not None:
+        console.out.print(f"OCPP password written to {out} (0600)", markup=False)
+    else:
+        console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
 
 
 class Listing(StrEnum):

@@ -595,10 +595,18 @@ class BlePeripheral:
     async def apply_pin_settings(self, settings: BluetoothPinSettings) -> None:
         self._check_settings(settings, self.pin_mode)
         newly_required = settings.required and not self.pin_settings.required
+        if settings != self.pin_settings:
+            log.info(
+                "PIN settings from the server: PIN %s, %s, %s",
+                "required" if settings.required else "not required",
+                "set" if settings.pin is not None else "none set",
+                "changeable from a phone" if settings.changeable else "not changeable",
+            )
         self.pin_settings = settings
         if newly_required:
             gone = self.credentials.delete_where(with_pin=False)
-            log.info("a PIN is now required: %d PIN-less credentials dropped", len(gone))
+            if gone:
+                log.info("a PIN is now required: %d PIN-less credentials dropped", len(gone))
             if self.device is not None:
                 for connection in list(self.device.connections.values()):
                     await self._disconnect(connection)
