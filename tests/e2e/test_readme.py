@@ -36,9 +36,24 @@ WIFI_PASSWORD = "garage wifi passphrase"
 WAIT_S = 90.0
 
 
+def sh_blocks(text: str) -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```", text, re.S | re.M)
+
+
+def test_every_shell_block_is_one_that_runs() -> None:
+    """Pasteable blocks are the quick start (CI runs `make test`; `make run` is terminal 1
+    below) and the walk-through; synopses with placeholders are `text` blocks."""
+    text = README.read_text()
+    quick_start = text.split("\n## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = [line.split("#")[0].strip() for line in sh_blocks(quick_start)[0].splitlines()]
+    assert commands == ["make run", "make test"]
+    assert sh_blocks(text) == sh_blocks(quick_start) + walkthrough_blocks()
+    assert walkthrough_blocks()[0].splitlines()[1] == "make run"
+
+
 def walkthrough_blocks() -> list[str]:
     section = README.read_text().split("\n## Walk-through", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^```sh\n(.*?)^```", section, re.S | re.M)
+    return sh_blocks(section)
 
 
 @dataclass
