@@ -98,6 +98,10 @@ async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_lock
         await pair(rig, WRONG_PIN, phone="attacker")
     assert str(fifth.value) == "wrong PIN: pairing is now locked for 5 min"
     assert fifth.value.locked and fifth.value.retry_after == 300
+    # ... and the owner is told: the security event the OCPP half forwards to the server.
+    assert rig.server.events == [
+        (SecurityEventType.BLUETOOTH_PIN_LOCKOUT, "level=1 duration_s=300 consecutive_failures=5")
+    ]
     assert rig.charger._lockout.consecutive_failures == 5
     with pytest.raises(LockedOut):  # INFO says so: the next try sends nothing
         await pair(rig, PIN, phone="attacker")
