@@ -29,6 +29,7 @@ from evaccess.domain.errors import (
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
 from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig, make_charger
+from tests.charger.csms import eventually
 
 
 async def pair(rig: Rig, pin: str | None = PIN, phone: str = "phone") -> pairing.PairResult:
@@ -99,6 +100,7 @@ async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_lock
     assert str(fifth.value) == "wrong PIN: pairing is now locked for 5 min"
     assert fifth.value.locked and fifth.value.retry_after == 300
     # ... and the owner is told: the security event the OCPP half forwards to the server.
+    await eventually(lambda: rig.server.events, what="the lockout event")
     assert rig.server.events == [
         (SecurityEventType.BLUETOOTH_PIN_LOCKOUT, "level=1 duration_s=300 consecutive_failures=5")
     ]
