@@ -159,6 +159,7 @@ def test_the_wrong_pin_that_locks_says_for_how_long() -> None:
     five_minutes = proto.encode(
         proto.wrong_pin_frame(attempts_left=0, state=proto.PairingState.LOCKED, retry_after=300)
     )
+    assert five_minutes == bytes.fromhex("01ff000f05010106040000012c070100200114")
     with pytest.raises(proto.WrongPin, match="^wrong PIN: pairing is now locked for 5 min$"):
         proto.expect_reply(five_minutes, proto.MessageType.CREDENTIAL)
     disabled = proto.encode(
