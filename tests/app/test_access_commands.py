@@ -27,6 +27,7 @@ from evaccess import console
 from evaccess.app import cli as app_cli
 from evaccess.app.api import ApiClient
 from evaccess.app.session import AppSession, save_session
+from evaccess.protocol.ocpp_components import SecurityEventType
 from evaccess.server.api.app import create_app
 from evaccess.server.context import Context
 from evaccess.server.services import accounts, bluetooth_pins
@@ -275,6 +276,49 @@ async def test_reveal_history_and_security_events(
     assert "no charger with serial NOPE-1" in one_line_error(
         await app("security-events", "NOPE-1"), 5
     )
+
+
+async def test_charger_info_tells_the_owner_of_a_bluetooth_lockout(
+    app_env: Any, ctx: Context
+) -> None:
+    world = await build_world(ctx)
+    app = await make_app(app_env, world)
+    await app.login("owner")
+    assert column((await app.ok("charger-info", WALLBOX)).stdout, "recent security events", 1) == (
+        "none"
+    )
+    backend = DbOcppBackend(ctx)
+    # What the charger's Bluetooth peripheral sends (charger/ble/peripheral.py), over OCPP.
+    await backend.security_event(
+        WALLBOX,
+        event_type=SecurityEventType.BLUETOOTH_PIN_LOCKOUT,
+        at=ctx.clock.now(),
+        tech_info="level=1 duration_s=300 consecutive_failures=5",
+    )
+    shown = await app.ok("charger-info", WALLBOX)
+    assert column(shown.stdout, "recent security events", 1) == (
+        "Bluetooth PIN pairing locked at 2026-03-01 09:00 UTC for 5 min after 5 wrong PINs"
+    )
+    ctx.clock.advance(120)
+    await backend.security_event(
+        WALLBOX,
+        event_type=SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED,
+        at=ctx.clock.now(),
+        tech_info="consecutive_failures=100",
+    )
+    info = await app.json("charger-info", WALLBOX)
+    events = info["charger"]["recent_security_events"]
+    assert [e["event_type"] for e in events] == [
+        SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED,
+        SecurityEventType.BLUETOOTH_PIN_LOCKOUT,
+    ]
+    table = (await app.ok("charger-info", WALLBOX)).stdout
+    assert "disabled at 2026-03-01 09:02 UTC after 100 wrong PINs in a row" in table
+
+    # A user of the charger does not see its security events (as with `security-events`).
+    await app.login("invited")
+    assert (await app.json("charger-info", WALLBOX))["charger"]["recent_security_events"] is None
+    assert "security events" not in (await app.ok("charger-info", WALLBOX)).stdout
 
 
 async def test_reenable_pairing_and_revoke_phones(app_env: Any, ctx: Context) -> None:

@@ -29,6 +29,7 @@ from evaccess.domain.errors import (
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
 from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig, make_charger
+from tests.charger.csms import eventually
 
 
 async def pair(rig: Rig, pin: str | None = PIN, phone: str = "phone") -> pairing.PairResult:
@@ -84,6 +85,42 @@ async def test_wrong_pin_fails_clearly_and_is_exactly_one_failed_guess(rig: Rig)
     assert len(rig.charger.credentials) == 0
     await pair(rig)  # the right PIN right after works, and resets the count
     assert rig.charger._lockout.consecutive_failures == 0
+
+
+async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_locks(
+    rig: Rig,
+) -> None:
+    for left in (4, 3, 2, 1):
+        with pytest.raises(proto.WrongPin) as wrong:
+            await pair(rig, WRONG_PIN, phone="attacker")
+        plural = "s" if left > 1 else ""
+        assert str(wrong.value) == f"wrong PIN: {left} attempt{plural} left before pairing locks"
+    with pytest.raises(proto.WrongPin) as fifth:
+        await pair(rig, WRONG_PIN, phone="attacker")
+    assert str(fifth.value) == "wrong PIN: pairing is now locked for 5 min"
+    assert fifth.value.locked and fifth.value.retry_after == 300
+    # ... and the owner is told: the security event the OCPP half forwards to the server.
+    await eventually(lambda: rig.server.events, what="the lockout event")
+    assert rig.server.events == [
+        (SecurityEventType.BLUETOOTH_PIN_LOCKOUT, "level=1 duration_s=300 consecutive_failures=5")
+    ]
+    assert rig.charger._lockout.consecutive_failures == 5
+    with pytest.raises(LockedOut):  # INFO says so: the next try sends nothing
+        await pair(rig, PIN, phone="attacker")
+    assert rig.charger._lockout.consecutive_failures == 5
+
+
+async def test_a_pin_that_is_not_six_digits_is_refused_before_any_connection(rig: Rig) -> None:
+    with pytest.raises(proto.WrongPin):
+        await pair(rig, WRONG_PIN)
+    connections: list[object] = []
+    assert rig.charger.device is not None
+    rig.charger.device.on(rig.charger.device.EVENT_CONNECTION, connections.append)
+    for bad in ("47291", "4729133", "47291a", ""):
+        with pytest.raises(PinRejected, match="exactly 6 digits"):
+            await pair(rig, bad, phone="typo")
+    assert connections == []
+    assert rig.charger._lockout.consecutive_failures == 1  # no guess was spent
 
 
 async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Rig) -> None:

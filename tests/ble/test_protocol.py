@@ -45,7 +45,12 @@ class FakeCharger:
         return self.refusal
 
     def lockout_state(self) -> tuple[proto.PairingState, float]:
+        if self.refusal is None and self.failures < 5:
+            return proto.PairingState.OPEN, 0.0
         return proto.PairingState.LOCKED, 123.4
+
+    def attempts_left(self) -> int:
+        return max(0, 5 - self.failures)
 
     def begin_attempt(self) -> None:
         self.in_flight = True
@@ -118,6 +123,64 @@ def test_wrong_pin_is_exactly_one_failure_and_the_phone_learns_it() -> None:
     with pytest.raises(proto.WrongPin):
         phone.on_credential(link.handle(confirm))
     assert charger.failures == 1 and not link.authenticated and not charger.creds
+
+
+def wrong_guess(link: proto.ChargerLink) -> bytes:
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472914")
+    return link.handle(phone.on_reply(link.handle(phone.start())))
+
+
+def test_a_wrong_pin_reply_says_how_many_attempts_are_left_in_exact_bytes() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    reply = wrong_guess(link)
+    # ERROR, body: ERROR_CODE 0x14, PAIRING_STATE open, ATTEMPTS_LEFT 4 (ascending tags)
+    assert reply == bytes.fromhex("01ff0009050100070104200114")
+    with pytest.raises(proto.WrongPin) as wrong:
+        proto.expect_reply(reply, proto.MessageType.CREDENTIAL)
+    assert str(wrong.value) == "wrong PIN: 4 attempts left before pairing locks"
+    assert wrong.value.attempts_left == 4 and not wrong.value.locked
+    for _ in range(2):
+        wrong_guess(link)
+    with pytest.raises(proto.WrongPin, match="^wrong PIN: 1 attempt left before pairing locks$"):
+        proto.expect_reply(wrong_guess(link), proto.MessageType.CREDENTIAL)
+    assert charger.failures == 4
+
+
+def test_the_wrong_pin_that_locks_says_for_how_long() -> None:
+    charger = FakeCharger(failures=4)
+    reply = wrong_guess(proto.ChargerLink(charger, SystemRandom()))
+    # PAIRING_STATE locked, RETRY_AFTER 124 s (rounded up), ATTEMPTS_LEFT 0, ERROR_CODE 0x14
+    assert reply == bytes.fromhex("01ff000f05010106040000007c070100200114")
+    with pytest.raises(proto.WrongPin) as wrong:
+        proto.expect_reply(reply, proto.MessageType.CREDENTIAL)
+    assert str(wrong.value) == "wrong PIN: pairing is now locked for 3 min"
+    assert wrong.value.locked and wrong.value.retry_after == 124
+    five_minutes = proto.encode(
+        proto.wrong_pin_frame(attempts_left=0, state=proto.PairingState.LOCKED, retry_after=300)
+    )
+    assert five_minutes == bytes.fromhex("01ff000f05010106040000012c070100200114")
+    with pytest.raises(proto.WrongPin, match="^wrong PIN: pairing is now locked for 5 min$"):
+        proto.expect_reply(five_minutes, proto.MessageType.CREDENTIAL)
+    disabled = proto.encode(
+        proto.wrong_pin_frame(attempts_left=0, state=proto.PairingState.DISABLED, retry_after=0)
+    )
+    with pytest.raises(proto.WrongPin, match="now disabled; the owner must re-enable it") as off:
+        proto.expect_reply(disabled, proto.MessageType.CREDENTIAL)
+    assert off.value.locked
+
+
+def test_wrong_pin_replies_stay_compatible_both_ways() -> None:
+    # A charger that predates the fields: the bare error still reads as a wrong PIN.
+    bare = proto.encode(proto.error_frame(proto.ErrorCode.CONFIRMATION_FAILED))
+    with pytest.raises(proto.WrongPin) as wrong:
+        proto.expect_reply(bare, proto.MessageType.CREDENTIAL)
+    assert str(wrong.value) == "wrong PIN" and wrong.value.attempts_left is None
+    # A phone that predates them: it knows only ERROR_CODE and RETRY_AFTER and skips
+    # unknown tags, so the new reply decodes to the same error code it always got.
+    new = proto.decode(wrong_guess(proto.ChargerLink(FakeCharger(), SystemRandom())))
+    assert new.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.CONFIRMATION_FAILED,))
+    assert proto.Tag.RETRY_AFTER not in new.fields  # no wait announced while still open
 
 
 def test_an_abandoned_exchange_counts_as_a_failure() -> None:

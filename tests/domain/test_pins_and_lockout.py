@@ -7,6 +7,7 @@ from evaccess.domain.errors import InvalidInput, LockedOut, PairingDisabled, Pin
 from evaccess.domain.pins import (
     KeypadPinRules,
     PinSpaceCrowding,
+    check_bluetooth_pin_format,
     generate_bluetooth_pin,
     trivial_reasons,
     validate_bluetooth_pin,
@@ -138,3 +139,24 @@ def test_failure_cap_disables_until_reenabled():
     with pytest.raises(PairingDisabled):
         lockout.check(state, now + 10**9)
     lockout.check(lockout.reenable(state), now)
+
+
+def test_attempts_left_counts_down_to_the_lockout_and_the_cap():
+    rules = lockout.BLUETOOTH_RULES
+    state = lockout.LockoutState()
+    assert lockout.attempts_left(state, 0.0, rules) == 5
+    state, _ = fail_n(state, 0.0, 2, rules)
+    assert lockout.attempts_left(state, 1.0, rules) == 3
+    assert lockout.attempts_left(state, 61.0, rules) == 5  # the failures left the window
+    state, _ = fail_n(state, 10.0, 3, rules)
+    assert lockout.attempts_left(state, 11.0, rules) == 0  # locked
+    near_cap = lockout.LockoutState(consecutive_failures=98)
+    assert lockout.attempts_left(near_cap, 0.0, rules) == 2
+    assert lockout.attempts_left(lockout.LockoutState(disabled=True), 0.0, rules) == 0
+
+
+@pytest.mark.parametrize("pin", ["12345", "1234567", "12a456", "", " 12345", "١٢٣٤٥٦"])
+def test_a_pin_to_pair_with_must_be_six_ascii_digits(pin):
+    with pytest.raises(PinRejected, match="exactly 6 digits"):
+        check_bluetooth_pin_format(pin)
+    assert check_bluetooth_pin_format("000000") == "000000"  # the format only: no triviality

@@ -94,10 +94,12 @@ def test_pair_configure_and_see_it_on_the_server(
 
         wait_for(pin_active, "the charger to accept its Bluetooth PIN")
 
-        # A wrong PIN: one line, and the troubleshooting screen shows the right one.
+        # A wrong PIN: one line, and the troubleshooting screen shows the owner the right one.
         wrong = cli("app", "pair", SERIAL, "--ble-transport", phone_side, "--pin", "100000")
         assert wrong.returncode != 0
         assert "Traceback" not in wrong.output
+        assert "error: wrong PIN: 4 attempts left before pairing locks" in wrong.stderr
+        assert "Wrong PIN. The charger's Bluetooth PIN is" in wrong.stderr
 
         paired = succeeded(cli("app", "pair", SERIAL, "--ble-transport", phone_side))
         assert "with its PIN" in paired.stdout
@@ -127,6 +129,24 @@ def test_pair_configure_and_see_it_on_the_server(
             "app", "configure", SERIAL, "--ble-transport", phone_side, "--current-limit", "10"
         )
         one_line_error(again)
+
+        # Five wrong PINs lock pairing; the charger tells the server, the owner sees it.
+        for left in ("4 attempts", "3 attempts", "2 attempts", "1 attempt"):
+            wrong = cli("app", "pair", SERIAL, "--ble-transport", phone_side, "--pin", "100000")
+            assert f"error: wrong PIN: {left} left before pairing locks" in wrong.stderr
+        wrong = cli("app", "pair", SERIAL, "--ble-transport", phone_side, "--pin", "100000")
+        assert "error: wrong PIN: pairing is now locked for 5 min" in wrong.stderr
+
+        def lockouts() -> list[str]:
+            info = cli("app", "charger-info", SERIAL, "--json")
+            events = json.loads(info.stdout)["charger"]["recent_security_events"]
+            return [e["tech_info"] for e in events if e["event_type"].endswith("PinLockout")]
+
+        assert wait_for(lockouts, "the lockout to reach the owner") == [
+            "level=1 duration_s=300 consecutive_failures=5"
+        ]
+        shown = cli("app", "charger-info", SERIAL).stdout
+        assert "recent security events" in shown  # the text itself: tests/app
     finally:
         outputs = []
         for process in reversed(processes):

@@ -15,6 +15,8 @@ from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.errors import InvalidInput, NotFound
+from evaccess.domain.lockout import wait_text
+from evaccess.protocol.ocpp_components import SecurityEventType
 
 app_app = typer.Typer(no_args_is_help=True)
 keypad_app = typer.Typer(no_args_is_help=True, help="Your keypad PIN (Commander chargers).")
@@ -124,11 +126,40 @@ async def charger_info(
         rows.append(
             ("reported settings", ", ".join(f"{k} {v}" for k, v in sorted(reported.items())))
         )
+    events = charger.get("recent_security_events")
+    if events is not None:  # null: this user may not see them
+        lines = [_security_event_text(e) for e in events] or ["none"]
+        rows += [("recent security events" if i == 0 else "", line) for i, line in enumerate(lines)]
     if pin is not None:
         rows.append(("Bluetooth PIN value", pin))
     elif state["can_reveal"]:
         rows.append(("Bluetooth PIN value", "hidden: add --reveal to show it"))
     console.print_table(f"Charger {serial}", ["", ""], rows)
+
+
+def _tech_fields(tech_info: str | None) -> dict[str, str]:
+    """``level=1 duration_s=300`` -> {"level": "1", "duration_s": "300"}."""
+    pairs = (part.partition("=") for part in (tech_info or "").split() if "=" in part)
+    return {key: value for key, _, value in pairs}
+
+
+def _security_event_text(event: dict[str, Any]) -> str:
+    """One security event as the owner reads it (docs/ble-protocol.md section 8)."""
+    kind, when, tech = event["event_type"], _when(event["at"]), event.get("tech_info")
+    fields = _tech_fields(tech)
+    if kind == SecurityEventType.BLUETOOTH_PIN_LOCKOUT:
+        text = f"Bluetooth PIN pairing locked at {when}"
+        if fields.get("duration_s", "").isdigit():
+            text += f" for {wait_text(int(fields['duration_s']))}"
+        failures = fields.get("consecutive_failures")
+        return text + (f" after {failures} wrong PINs" if failures else "")
+    if kind == SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED:
+        failures = fields.get("consecutive_failures", "100")
+        return (
+            f"Bluetooth PIN pairing disabled at {when} after {failures} wrong PINs in a row"
+            " (evaccess app reenable-pairing)"
+        )
+    return f"{kind} at {when}" + (f": {tech}" if tech else "")
 
 
 async def _organisation(api: ApiClient, organisation: str | None) -> str:

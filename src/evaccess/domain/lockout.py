@@ -78,6 +78,18 @@ def check(state: LockoutState, now: float) -> None:
         )
 
 
+def attempts_left(state: LockoutState, now: float, rules: LockoutRules) -> int:
+    """How many more failures the entry point takes before it locks (or is disabled): 0
+    while it is locked or disabled."""
+    if state.is_locked(now):
+        return 0
+    recent = sum(1 for t in state.failures if now - t < rules.window_s)
+    left = rules.max_failures - recent
+    if rules.failure_cap is not None:
+        left = min(left, rules.failure_cap - state.consecutive_failures)
+    return max(0, left)
+
+
 def wait_text(seconds: float) -> str:
     """``45 s``, ``3 min``, ``2 h``: how long a person has to wait, rounded up."""
     whole = max(1, math.ceil(seconds))

@@ -85,6 +85,14 @@ def generate_bluetooth_pin(rng: RandomSource, *, avoid: Iterable[str] = ()) -> s
         return pin
 
 
+def check_bluetooth_pin_format(pin: str) -> str:
+    """A PIN someone entered to pair: exactly 6 ASCII digits, or ``PinRejected`` (checked
+    before anything is sent, so a typo never costs one of the charger's guesses)."""
+    if len(pin) != BLUETOOTH_PIN_DIGITS or not pin.isascii() or not pin.isdigit():
+        raise PinRejected(f"a Bluetooth PIN is exactly {BLUETOOTH_PIN_DIGITS} digits")
+    return pin
+
+
 def validate_bluetooth_pin(pin: str) -> str:
     """Check a PIN a person chose for a charger (PIN change)."""
     _digits(pin, "Bluetooth PIN")

@@ -100,6 +100,7 @@ class Tag(IntEnum):
     PIN_MODE = 0x04
     PAIRING_STATE = 0x05
     RETRY_AFTER = 0x06
+    ATTEMPTS_LEFT = 0x07
     PHONE_ID = 0x10
     USE_PIN = 0x11
     PAKE_MESSAGE = 0x12
@@ -220,6 +221,19 @@ def error_frame(code: ErrorCode, *, retry_after: float | None = None) -> Frame:
     return Frame(type=MessageType.ERROR, fields=fields)
 
 
+def wrong_pin_frame(*, attempts_left: int, state: PairingState, retry_after: float) -> Frame:
+    """Section 6.1: CONFIRMATION_FAILED with what the failure left of the lockout budget
+    (phones that predate these fields skip them, section 3.1)."""
+    fields = {
+        Tag.ERROR_CODE: bytes((ErrorCode.CONFIRMATION_FAILED,)),
+        Tag.PAIRING_STATE: bytes((state,)),
+        Tag.ATTEMPTS_LEFT: bytes((max(0, min(attempts_left, 255)),)),
+    }
+    if state is PairingState.LOCKED:
+        fields[Tag.RETRY_AFTER] = _u32(retry_after)
+    return Frame(type=MessageType.ERROR, fields=fields)
+
+
 # What each error code means to the phone's user (never a secret in these texts).
 _ERROR_TEXT: dict[ErrorCode, str] = {
     ErrorCode.MALFORMED: "the charger could not parse the request",
@@ -241,7 +255,46 @@ _ERROR_TEXT: dict[ErrorCode, str] = {
 
 
 class WrongPin(NotAuthenticated):
+    """CONFIRMATION_FAILED. From a charger that reports it (section 6.1): how many attempts
+    are left before the lockout, and whether this failure locked (or disabled) PIN pairing."""
+
     code = "wrong_pin"
+
+    def __init__(
+        self,
+        message: str = "wrong PIN",
+        *,
+        attempts_left: int | None = None,
+        pairing_state: PairingState | None = None,
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.attempts_left = attempts_left
+        self.pairing_state = pairing_state
+        self.retry_after = retry_after
+
+    @property
+    def locked(self) -> bool:
+        return self.pairing_state in (PairingState.LOCKED, PairingState.DISABLED)
+
+
+def _wrong_pin(frame: Frame, retry_after: float) -> WrongPin:
+    raw_left = frame.fields.get(Tag.ATTEMPTS_LEFT, b"")
+    raw_state = frame.fields.get(Tag.PAIRING_STATE, b"")
+    try:
+        state = PairingState(raw_state[0]) if len(raw_state) == 1 else None
+    except ValueError:
+        state = None
+    left = raw_left[0] if len(raw_left) == 1 else None
+    if state is PairingState.DISABLED:
+        text = "wrong PIN: PIN pairing is now disabled; the owner must re-enable it"
+    elif state is PairingState.LOCKED:
+        text = f"wrong PIN: pairing is now locked for {lockout.wait_text(retry_after)}"
+    elif left is not None:
+        text = f"wrong PIN: {left} attempt{'' if left == 1 else 's'} left before pairing locks"
+    else:
+        text = "wrong PIN"  # a charger that predates section 6.1
+    return WrongPin(text, attempts_left=left, pairing_state=state, retry_after=retry_after)
 
 
 def error_from_frame(frame: Frame) -> EvAccessError:
@@ -260,7 +313,7 @@ def error_from_frame(frame: Frame) -> EvAccessError:
     if code is ErrorCode.PAIRING_DISABLED:
         return PairingDisabled(text, retry_after=float("inf"), code=wire)
     if code is ErrorCode.CONFIRMATION_FAILED:
-        return WrongPin(text)
+        return _wrong_pin(frame, retry_after)
     if code in (
         ErrorCode.UNKNOWN_CREDENTIAL,
         ErrorCode.AUTHENTICATION_FAILED,
@@ -503,6 +556,9 @@ class ChargerContext(Protocol):
 
     def lockout_state(self) -> tuple[PairingState, float]: ...
 
+    def attempts_left(self) -> int:
+        """Failed PIN exchanges left before the lockout (0 while locked or disabled)."""
+
     def begin_attempt(self) -> None:
         """A PIN exchange is in flight (one at a time per charger)."""
 
@@ -637,7 +693,10 @@ class ChargerLink:
         expected = _mac(pending.keys.phone_confirm, b"phone confirm", pending.transcript)
         if not hmac.compare_digest(expected, frame.get(Tag.CONFIRM)):
             self._abort()  # exactly one failed guess
-            return error_frame(ErrorCode.CONFIRMATION_FAILED)
+            state, retry = self._ctx.lockout_state()
+            return wrong_pin_frame(
+                attempts_left=self._ctx.attempts_left(), state=state, retry_after=retry
+            )
         self._pending = None
         if pending.counted:
             self._ctx.end_attempt(success=True)

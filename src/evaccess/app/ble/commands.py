@@ -15,7 +15,8 @@ from evaccess.app.session import load_session
 from evaccess.console import command, err, out, secret
 from evaccess.domain.clock import RandomSource, SystemRandom
 from evaccess.domain.errors import EvAccessError, InvalidInput, NotAuthenticated, PinRejected
-from evaccess.domain.pins import validate_bluetooth_pin
+from evaccess.domain.lockout import wait_text
+from evaccess.domain.pins import check_bluetooth_pin_format, validate_bluetooth_pin
 from evaccess.protocol.ble_access import WrongPin
 
 ble_commands = typer.Typer(help="Pair with and configure chargers over Bluetooth LE.")
@@ -79,14 +80,21 @@ async def run_pair(
     rng: RandomSource,
     prompt: Callable[[], str] = prompt_pin,
 ) -> pairing.PairResult:
-    """The pairing screen: the PIN from the user, else from the server when the user may
-    see it, else typed; after a wrong PIN, the troubleshooting screen shows the correct PIN
-    to a user allowed to see it (seeds: Wallbox help centre)."""
+    """The pairing screen: the PIN from the user (``--pin``, ``--pin-stdin``), else from
+    the server when the user may see it, else typed; a PIN that is not 6 digits is refused
+    before anything is sent. After a wrong typed or given PIN, the troubleshooting screen
+    shows the correct PIN to a user the server allows to see it (seeds: Wallbox help
+    centre); the reveal is audited by the server as any other."""
+    if pin is not None:
+        check_bluetooth_pin_format(pin)
+    from_server = False
 
     async def pin_source() -> str:
+        nonlocal from_server
         if pin is not None:
             return pin
         if server is not None and await server.may_reveal(serial):
+            from_server = True
             return await server.reveal(serial)
         return prompt()
 
@@ -94,22 +102,27 @@ async def run_pair(
         return await pairing.pair(
             transport=transport, serial=serial, pin=pin_source, store=store, rng=rng
         )
-    except WrongPin:
-        if server is not None and await _may_reveal_quietly(server, serial):
-            correct = await server.reveal(serial)
-            # The one deliberate PIN display: the seeds' troubleshooting screen.
-            err.print(
-                f"Wrong PIN. The charger's Bluetooth PIN is [bold]{correct}[/]: try again.",
-                highlight=False,
-            )
+    except WrongPin as wrong:
+        # The server's own PIN failing: showing it again would only repeat it (and audit a
+        # second reveal); the error line says what the charger answered.
+        if server is not None and not from_server:
+            await _troubleshoot(server, serial, wrong)
         raise
 
 
-async def _may_reveal_quietly(server: ServerPins, serial: str) -> bool:
+async def _troubleshoot(server: ServerPins, serial: str, wrong: WrongPin) -> None:
     try:
-        return await server.may_reveal(serial)
+        if not await server.may_reveal(serial):
+            return
+        correct = await server.reveal(serial)
     except EvAccessError:
-        return False
+        return  # no troubleshooting screen; the wrong-PIN line still follows
+    when = f"in {wait_text(wrong.retry_after)}" if wrong.locked else "now"
+    # The one deliberate PIN display: the seeds' troubleshooting screen.
+    err.print(
+        f"Wrong PIN. The charger's Bluetooth PIN is [bold]{correct}[/]: try again {when}.",
+        highlight=False,
+    )
 
 
 @ble_commands.command("pair")
@@ -121,14 +134,21 @@ async def pair_command(
         str | None,
         typer.Option(help="The PIN (otherwise from the server, or prompted).", show_default=False),
     ] = None,
+    pin_stdin: Annotated[
+        bool, typer.Option("--pin-stdin", help="Read the PIN from standard input.")
+    ] = False,
 ) -> None:
     """Pair this phone with a charger: prove its PIN once, keep a credential."""
+    if pin_stdin:
+        if pin is not None:
+            raise InvalidInput("pass either --pin or --pin-stdin")
+        pin = secret("Bluetooth PIN of the charger", from_stdin=True).strip()
     store = CredentialStore()
     result = await run_pair(
         serial=serial,
         transport=ble_transport,
         pin=pin,
-        server=None if pin is not None else server_factory(),
+        server=server_factory(),
         store=store,
         rng=SystemRandom(),
     )

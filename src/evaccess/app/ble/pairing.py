@@ -15,6 +15,7 @@ from evaccess.app.ble.central import ChargerSession, KnownCharger, PhoneCentral
 from evaccess.app.ble.credentials import CredentialStore, PhoneCredential
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import Conflict, NotAuthenticated
+from evaccess.domain.pins import check_bluetooth_pin_format
 from evaccess.protocol import ble_access as proto
 
 
@@ -51,8 +52,11 @@ async def pair(
     ``pin`` may be a function, called only when the charger requires a PIN (revealing a PIN
     on the server is audited, so it is not fetched needlessly). Raises ``WrongPin`` for a
     wrong PIN (one failed guess on the charger), ``LockedOut`` / ``PairingDisabled`` during a
-    lockout, ``Conflict`` when a PIN is needed but none given.
+    lockout, ``Conflict`` when a PIN is needed but none given, ``PinRejected`` for a PIN
+    that is not 6 digits (before anything is sent: a typo costs no guess).
     """
+    if isinstance(pin, str):
+        check_bluetooth_pin_format(pin)  # before the radio: not even a connection
     phone_id = store.phone_id(rng)
     pake = (
         proto.PhonePake(phone_id=phone_id, serial=serial, pin=pin) if isinstance(pin, str) else None
@@ -69,7 +73,7 @@ async def pair(
                 proto.error_frame(proto.ErrorCode.LOCKED, retry_after=info.retry_after)
             )
         if info.pin_required and callable(pin):
-            pin = await pin()
+            pin = check_bluetooth_pin_format(await pin())
         if info.pin_required and pin is None:
             raise Conflict("this charger requires its Bluetooth PIN", code="pin_needed")
         if info.pin_required and info.pin_mode is proto.PinMode.PASSKEY:

@@ -95,6 +95,9 @@ class _LinkContext:
     def lockout_state(self) -> tuple[proto.PairingState, float]:
         return self._p.pairing_state()
 
+    def attempts_left(self) -> int:
+        return self._p.attempts_left()
+
     def begin_attempt(self) -> None:
         self._p.begin_attempt(self._connection)
 
@@ -522,6 +525,9 @@ class BlePeripheral:
     def pairing_state(self) -> tuple[proto.PairingState, float]:
         return proto.pairing_state(self._lockout, self._now())
 
+    def attempts_left(self) -> int:
+        return lockout.attempts_left(self._lockout, self._now(), lockout.BLUETOOTH_RULES)
+
     def begin_attempt(self, connection: Connection) -> None:
         self._attempt = connection
         loop = asyncio.get_running_loop()
@@ -579,7 +585,8 @@ class BlePeripheral:
                 log.warning("Bluetooth PIN pairing locked for %.0f s", event.duration_s or 0)
                 await self.server.send_security_event(
                     SecurityEventType.BLUETOOTH_PIN_LOCKOUT,
-                    f"level={event.level} duration_s={int(event.duration_s or 0)}",
+                    f"level={event.level} duration_s={int(event.duration_s or 0)}"
+                    f" consecutive_failures={event.consecutive_failures}",
                 )
 
     def issue_credential(self, phone_id: bytes, *, with_pin: bool) -> bytes:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from evaccess.domain.access import GrantKind, Role
 from evaccess.server.api import schemas as s
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
-from evaccess.server.db.models import Invitation, Organisation
+from evaccess.server.db.models import Invitation, Organisation, SecurityEvent
 from evaccess.server.services import (
     accounts,
     bluetooth_pins,
@@ -311,6 +311,9 @@ def _charger(view: ChargerView) -> s.ChargerOut:
             for k in view.connectors
         ],
         reported_settings={setting.key: setting.value for setting in view.settings},
+        recent_security_events=None
+        if view.recent_security_events is None
+        else [_security_event(e) for e in view.recent_security_events],
     )
 
 
@@ -453,12 +456,13 @@ async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> 
 async def security_events(
     charger_id: str, ctx: Ctx, actor: CurrentActor
 ) -> list[s.SecurityEventOut]:
-    return [
-        s.SecurityEventOut(
-            event_type=e.event_type, at=e.at, tech_info=e.tech_info, received_at=e.received_at
-        )
-        for e in await chargers.security_events(ctx, actor, charger_id)
-    ]
+    return [_security_event(e) for e in await chargers.security_events(ctx, actor, charger_id)]
+
+
+def _security_event(e: SecurityEvent) -> s.SecurityEventOut:
+    return s.SecurityEventOut(
+        event_type=e.event_type, at=e.at, tech_info=e.tech_info, received_at=e.received_at
+    )
 
 
 # --- Bluetooth PIN --------------------------------------------------------------------------

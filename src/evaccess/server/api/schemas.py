@@ -129,6 +129,13 @@ class ConnectorOut(BaseModel):
     updated_at: datetime
 
 
+class SecurityEventOut(BaseModel):
+    event_type: str
+    at: datetime
+    tech_info: str | None
+    received_at: datetime
+
+
 class ChargerOut(BaseModel):
     id: str
     serial: str
@@ -148,6 +155,9 @@ class ChargerOut(BaseModel):
     connectors: list[ConnectorOut] = []
     reported_settings: dict[str, str] = {}
     """Non-secret settings the charger reported (e.g. after a phone changed them)."""
+    recent_security_events: list[SecurityEventOut] | None = None
+    """The newest few security events (newest first) for those who may see them (owner,
+    service, organisation admins); ``null`` for others. All of them: .../security-events."""
 
 
 class RegistrationOut(BaseModel):
@@ -224,13 +234,6 @@ class RevealEventOut(BaseModel):
     actor_email: str | None
     basis: str | None
     request_id: str | None
-
-
-class SecurityEventOut(BaseModel):
-    event_type: str
-    at: datetime
-    tech_info: str | None
-    received_at: datetime
 
 
 class TransactionOut(BaseModel):

@@ -14,7 +14,14 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.access import Basis, ChargerAction, GrantKind, OrgAction, Role
+from evaccess.domain.access import (
+    Basis,
+    ChargerAction,
+    GrantKind,
+    OrgAction,
+    Role,
+    allowed_bases,
+)
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound
 from evaccess.domain.policy import ChargerFacts, PinPolicy, pin_policy
 from evaccess.domain.versions import firmware_version
@@ -89,6 +96,12 @@ class ChargerView:
     connectors: tuple[ConnectorStatus, ...] = ()
     settings: tuple[ChargerSetting, ...] = ()
     """Non-secret settings the charger reported (Wi-Fi network name, current limit, ...)."""
+    recent_security_events: tuple[SecurityEvent, ...] | None = None
+    """The newest security events (a PIN lockout, ...), for those who may see them; else
+    ``None``."""
+
+
+RECENT_SECURITY_EVENTS = 5
 
 
 def _firmware(firmware: str) -> str:
@@ -422,12 +435,18 @@ async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerVie
                 .order_by(ChargerSetting.key)
             )
         ).all()
+        events = None
+        if allowed_bases(ChargerAction.VIEW_SECURITY_EVENTS, bases):
+            events = tuple(
+                await _security_events(session, charger.id, limit=RECENT_SECURITY_EVENTS)
+            )
     return ChargerView(
         charger=charger,
         bases=frozenset(bases),
         policy=policy_of(charger),
         connectors=tuple(connectors),
         settings=tuple(settings),
+        recent_security_events=events,
     )
 
 
@@ -676,13 +695,19 @@ async def security_events(
         charger, _basis, _ = await charger_for(
             session, actor, charger_id, ChargerAction.VIEW_SECURITY_EVENTS, ctx.clock
         )
-        return list(
-            (
-                await session.scalars(
-                    select(SecurityEvent)
-                    .where(SecurityEvent.charger_id == charger.id)
-                    .order_by(SecurityEvent.received_at.desc())
-                    .limit(limit)
-                )
-            ).all()
-        )
+        return await _security_events(session, charger.id, limit=limit)
+
+
+async def _security_events(
+    session: AsyncSession, charger_id: str, *, limit: int
+) -> list[SecurityEvent]:
+    return list(
+        (
+            await session.scalars(
+                select(SecurityEvent)
+                .where(SecurityEvent.charger_id == charger_id)
+                .order_by(SecurityEvent.received_at.desc())
+                .limit(limit)
+            )
+        ).all()
+    )
