@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from evaccess.domain.clock import ManualClock
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.backend import BootInfo, ChargerCommand, SetBluetoothPin
+from evaccess.server.ocpp.commands import Registration
 from evaccess.server.ocpp.handlers import HANDLERS, HandlerContext, Reply
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer
@@ -223,7 +224,7 @@ async def test_while_pending_only_configuration_goes_out(
     async def pending(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:
         reply = await accept(ctx, payload)
         return replace(
-            reply, payload={**reply.payload, "status": "Pending"}, registration="Pending"
+            reply, payload={**reply.payload, "status": "Pending"}, registration=Registration.PENDING
         )
 
     monkeypatch.setitem(HANDLERS, key, pending)

@@ -31,6 +31,7 @@ from evaccess.server.ocpp.backend import (
     TransactionEvent,
     TransactionEventType,
 )
+from evaccess.server.ocpp.commands import Registration
 
 HEARTBEAT_INTERVAL_S: Final = 300
 """BootNotificationResponse ``interval`` (2.0.1 B01; 1.6 §4.2): seconds between Heartbeats."""
@@ -52,7 +53,7 @@ class Reply:
     payload: dict[str, Any]
     flush_outbox: bool = False
     """Fetch ``pending_commands`` after this reply is sent."""
-    registration: str | None = None
+    registration: Registration | None = None
     """A BootNotification's answered status: what the server may send from now on
     (``commands.SERVER_CALLS``)."""
 
@@ -174,15 +175,15 @@ _DATA_TRANSFER_HANDLERS: Final[
 async def _boot(ctx: HandlerContext, info: BootInfo) -> Reply:
     """Record the boot, accept it, then flush the outbox (boot may queue a PIN)."""
     await ctx.backend.boot(ctx.charger_id, info)
-    status = "Accepted"
+    registration = Registration.ACCEPTED
     return Reply(
         payload={
             "currentTime": _now(ctx.clock),
             "interval": HEARTBEAT_INTERVAL_S,
-            "status": status,
+            "status": registration.value,
         },
         flush_outbox=True,
-        registration=status,
+        registration=registration,
     )
 
 

@@ -293,7 +293,7 @@ class OcppSession:
             return
         await self._send(encode_call_result(call.message_id, reply.payload))
         if reply.registration is not None:
-            self._registration = Registration(reply.registration)
+            self._registration = reply.registration
         if reply.flush_outbox:
             self.poke()
 
