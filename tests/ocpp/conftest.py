@@ -164,6 +164,16 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 
 Responder = Callable[[dict[str, Any]], dict[str, Any]]
 
+BOOT_PAYLOADS = {
+    "ocpp2.0.1": {
+        "chargingStation": {"model": "Pulsar", "vendorName": "Wallbox"},
+        "reason": "PowerUp",
+    },
+    "ocpp1.6": {"chargePointVendor": "Wallbox", "chargePointModel": "Pulsar"},
+}
+"""BootNotification payloads; the server sends nothing before a charger boots (or, having
+reconnected without rebooting, sends another request first)."""
+
 
 def accept_all_variables(payload: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -221,6 +231,11 @@ class RawCharger:
         message_id = f"c{next(self._ids)}"
         reply = await self.send_raw(json.dumps([2, message_id, action, payload]))
         assert reply[1] == message_id
+        return reply
+
+    async def boot(self) -> list[Any]:
+        reply = await self.call("BootNotification", BOOT_PAYLOADS[self.version])
+        assert reply[2]["status"] == "Accepted"
         return reply
 
     async def next_server_call(self, action: str) -> list[Any]:

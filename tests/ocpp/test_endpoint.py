@@ -108,6 +108,7 @@ async def test_no_matching_subprotocol_completes_handshake_then_closes(
 async def test_negotiates_offered_version(open_charger, server: OcppServer, version: str) -> None:
     charger = await open_charger(version=version)
     assert charger.ws.subprotocol == version
+    await charger.boot()
     call = await charger.next_server_call("GetLocalListVersion")
     assert call[3] == {}
     assert server.stats()["connected"] == 1
@@ -263,6 +264,7 @@ async def test_set_bluetooth_pin_pushed_and_activated_on_accept_v201(
 
 async def test_rejected_pin_stays_inactive(open_charger, backend: InMemoryOcppBackend) -> None:
     charger = await open_charger()
+    await charger.boot()
     charger.responders["SetVariables"] = lambda p: {
         "setVariableResult": [
             {
@@ -285,6 +287,8 @@ async def test_offline_charger_gets_command_on_reconnect(
     command_id = backend.revoke_credentials("CP2", None)
     reenable_id = backend.reenable_pin_pairing("CP2")
     charger = await open_charger("CP2")
+    # Reconnected without rebooting: its first request is not a BootNotification.
+    await charger.call("Heartbeat", {})
     call = await charger.next_server_call("SetVariables")
     assert call[3]["setVariableData"][0]["variable"]["name"] == "RevokeCredentials"
     assert call[3]["setVariableData"][0]["attributeValue"] == "*"
@@ -315,6 +319,7 @@ async def test_unanswered_command_is_retried_after_timeout(
     open_charger, backend: InMemoryOcppBackend, server: OcppServer
 ) -> None:
     charger = await open_charger()
+    await charger.boot()
     await charger.next_server_call("GetLocalListVersion")
     server.sessions["CP1"].call_timeout_s = 0.2
     del charger.responders["SetVariables"]  # the charger stays silent
@@ -340,6 +345,7 @@ async def test_local_list_full_on_version_mismatch_then_differential(
     backend.add_keycode("user-2", "2468", organisation_id="org-1")
     charger = await open_charger(version=version)
     charger.list_version = 7  # the charger holds a list the server never sent
+    await charger.boot()
     call = await charger.next_server_call("SendLocalList")
     payload = call[3]
     key = "versionNumber" if version == "ocpp2.0.1" else "listVersion"
@@ -363,6 +369,7 @@ async def test_matching_local_list_version_sends_nothing(
     open_charger, backend: InMemoryOcppBackend, server: OcppServer
 ) -> None:
     charger = await open_charger()
+    await charger.boot()
     await charger.next_server_call("GetLocalListVersion")
     await charger.call("Heartbeat", {})
     assert backend.outbox.get("CP1", []) == []
@@ -627,6 +634,7 @@ async def test_refused_differential_update_brings_a_full_list(
 ) -> None:
     backend.opt_into_local_list("org-1")
     charger = await open_charger()
+    await charger.boot()
     await charger.next_server_call("GetLocalListVersion")
     accept = charger.responders["SendLocalList"]
     charger.responders["SendLocalList"] = lambda p: (
@@ -733,6 +741,7 @@ async def test_outbox_failure_is_logged_without_secret(
     backend.pending_commands = broken  # type: ignore[method-assign]
     caplog.set_level(logging.DEBUG)
     charger = await open_charger()
+    await charger.boot()
     await charger.next_server_call("GetLocalListVersion")  # the probe still goes out
     await _until(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
     assert (await charger.call("Heartbeat", {}))[0] == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
 from evaccess.protocol.ocpp_components import (
@@ -157,3 +158,47 @@ def local_list_version_step(version: OcppVersion) -> Step:
 def reported_list_version(payload: dict[str, Any], version: OcppVersion) -> int:
     value = payload.get(_LOCAL_LIST_WIRE[version].version_key, 0)
     return value if isinstance(value, int) else 0
+
+
+class Registration(StrEnum):
+    """Where a connection stands with its BootNotification (2.0.1 B01-B03; 1.6 §4.2)."""
+
+    CONNECTED = "Connected"
+    """No request yet: a charger that (re)booted sends BootNotification first."""
+    BOOTING = "Booting"
+    """A BootNotification arrived and is not answered Accepted or Pending (yet)."""
+    ACCEPTED = "Accepted"
+    """Answered Accepted, or the charger's first request was another one: it reconnected
+    without rebooting and holds the registration it was accepted with (a charger not
+    accepted sends nothing but BootNotification, 2.0.1 B02/B03, 1.6 §4.2)."""
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+
+
+EVERY_ACTION: Final = None
+
+SERVER_CALLS: Final[dict[tuple[OcppVersion, Registration], frozenset[str] | None]] = {
+    # Nothing until the BootNotification is answered: a Call ahead of its CALLRESULT reaches
+    # a charger that may not take requests yet (and B01 orders the boot first).
+    (OcppVersion.V201, Registration.CONNECTED): frozenset(),
+    (OcppVersion.V201, Registration.BOOTING): frozenset(),
+    (OcppVersion.V201, Registration.ACCEPTED): EVERY_ACTION,
+    # B02: while Pending the CSMS may read and change the station's configuration.
+    (OcppVersion.V201, Registration.PENDING): frozenset(
+        {"GetVariables", "SetVariables", "GetBaseReport", "GetReport"}
+    ),
+    (OcppVersion.V201, Registration.REJECTED): frozenset(),  # B03: nothing
+    (OcppVersion.V16, Registration.CONNECTED): frozenset(),
+    (OcppVersion.V16, Registration.BOOTING): frozenset(),
+    (OcppVersion.V16, Registration.ACCEPTED): EVERY_ACTION,
+    # §4.2: while Pending, "retrieve information from the Charge Point or change its
+    # configuration".
+    (OcppVersion.V16, Registration.PENDING): frozenset({"GetConfiguration", "ChangeConfiguration"}),
+    (OcppVersion.V16, Registration.REJECTED): frozenset(),
+}
+"""Which server Calls a connection may carry in each registration state (None: any)."""
+
+
+def may_send(version: OcppVersion, registration: Registration, action: str) -> bool:
+    allowed = SERVER_CALLS[(version, registration)]
+    return allowed is EVERY_ACTION or action in allowed

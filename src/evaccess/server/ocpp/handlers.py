@@ -4,7 +4,8 @@ Each handler reads a payload already validated against the OCA schema, calls one
 ``OcppBackend`` method, and returns the CALLRESULT payload as a plain dict. Handlers never
 send a server-initiated CALL (the ``ocpp`` library deadlocks that way, docs/ocpp.md): when
 the outbox may have grown (BootNotification re-evaluates the PIN policy) they ask the
-session to flush it after the reply is sent.
+session to flush it after the reply is sent, and BootNotification tells the session the
+registration status it answered (server Calls wait for Accepted).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from evaccess.server.ocpp.backend import (
     TransactionEvent,
     TransactionEventType,
 )
+from evaccess.server.ocpp.commands import Registration
 
 HEARTBEAT_INTERVAL_S: Final = 300
 """BootNotificationResponse ``interval`` (2.0.1 B01; 1.6 §4.2): seconds between Heartbeats."""
@@ -51,6 +53,9 @@ class Reply:
     payload: dict[str, Any]
     flush_outbox: bool = False
     """Fetch ``pending_commands`` after this reply is sent."""
+    registration: Registration | None = None
+    """A BootNotification's answered status: what the server may send from now on
+    (``commands.SERVER_CALLS``)."""
 
 
 Handler = Callable[[HandlerContext, dict[str, Any]], Awaitable[Reply]]
@@ -170,13 +175,15 @@ _DATA_TRANSFER_HANDLERS: Final[
 async def _boot(ctx: HandlerContext, info: BootInfo) -> Reply:
     """Record the boot, accept it, then flush the outbox (boot may queue a PIN)."""
     await ctx.backend.boot(ctx.charger_id, info)
+    registration = Registration.ACCEPTED
     return Reply(
         payload={
             "currentTime": _now(ctx.clock),
             "interval": HEARTBEAT_INTERVAL_S,
-            "status": "Accepted",
+            "status": registration.value,
         },
         flush_outbox=True,
+        registration=registration,
     )
 
 

@@ -61,6 +61,8 @@ class ChargerRecord:
     statuses: dict[tuple[int, int], str] = field(default_factory=dict)
     active_pin: str | None = None
     pending_pin: str | None = None
+    pin_settings: tuple[bool, bool] | None = None
+    """(required, changeable) of the last PIN push queued: every boot pushes them again."""
     configuration: dict[str, str] = field(default_factory=dict)
     list_version: int = 0
     """The local list version the charger accepted last."""
@@ -165,7 +167,11 @@ class InMemoryOcppBackend:
         return f"cmd-{next(self._command_ids)}"
 
     def queue(self, charger_id: str, command: ChargerCommand) -> str:
-        self.outbox.setdefault(charger_id, []).append(command)
+        commands = self.outbox.setdefault(charger_id, [])
+        if isinstance(command, SetBluetoothPin):
+            # Only the newest undelivered PIN push matters (as in the database outbox).
+            commands[:] = [c for c in commands if not isinstance(c, SetBluetoothPin)]
+        commands.append(command)
         if self.notifier is not None:
             self.notifier.poke(charger_id)
         return command.command_id
@@ -173,7 +179,9 @@ class InMemoryOcppBackend:
     def set_bluetooth_pin(
         self, charger_id: str, pin: str | None, *, required: bool = True, changeable: bool = True
     ) -> str:
-        self.chargers[charger_id].pending_pin = pin
+        charger = self.chargers[charger_id]
+        charger.pending_pin = pin
+        charger.pin_settings = (required, changeable)
         return self.queue(
             charger_id,
             SetBluetoothPin(
@@ -255,7 +263,22 @@ class InMemoryOcppBackend:
         charger.protocol = protocol if online else None
 
     async def boot(self, charger_id: str, info: BootInfo) -> None:
-        self.chargers[charger_id].boot = info
+        charger = self.chargers[charger_id]
+        charger.boot = info
+        if charger.pin_settings is not None:
+            # Like the database backend: every boot re-pushes the PIN settings (a charger
+            # may have lost them), superseding a push not delivered yet.
+            required, changeable = charger.pin_settings
+            pin = charger.pending_pin if charger.pending_pin is not None else charger.active_pin
+            self.queue(
+                charger_id,
+                SetBluetoothPin(
+                    command_id=self._next_command_id(),
+                    pin=pin,
+                    required=required,
+                    changeable=changeable,
+                ),
+            )
 
     async def heartbeat(self, charger_id: str, at: datetime) -> None:
         self.chargers[charger_id].last_heartbeat = at

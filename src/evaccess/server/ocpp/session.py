@@ -6,6 +6,12 @@ Inbound CALLs are parsed, validated with compiled schemas and dispatched through
 receive loop: at most one server CALL in flight; its CALLRESULT (or CALLERROR, or timeout)
 completes the step and sends the next. Nothing awaits a charger's answer inside a request
 handler, and no task lives for the whole connection besides the one websockets runs.
+
+Three rules keep the outbound path right when fetches, answers and a boot interleave
+(issue 11): a job leaves the queue when its CALL is sent, so an answer finds its job by
+message id, never by position; a command is checked against the backend's open commands
+just before it is sent (a boot may have superseded it since it was fetched); and no CALL
+goes out before the connection's BootNotification is answered (``commands.SERVER_CALLS``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
+from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -36,16 +42,20 @@ from evaccess.protocol.ocpp_frames import (
     encode_call_result,
     parse_frame,
 )
-from evaccess.server.ocpp.backend import OcppBackend, SendLocalList
+from evaccess.server.ocpp.backend import ChargerCommand, OcppBackend, SendLocalList
 from evaccess.server.ocpp.commands import (
+    Registration,
     Step,
     command_steps,
     local_list_version_step,
+    may_send,
     reported_list_version,
 )
 from evaccess.server.ocpp.handlers import HANDLERS, HandlerContext
 
 log = logging.getLogger("evaccess.server.ocpp")
+
+BOOT_NOTIFICATION: Final = "BootNotification"
 
 
 @dataclass(kw_only=True, slots=True)
@@ -60,7 +70,7 @@ class SessionCounters:
     call_timeouts: int = 0
 
 
-@dataclass(kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True, eq=False)
 class _Job:
     """A command (or the local list probe) on its way to the charger."""
 
@@ -68,8 +78,6 @@ class _Job:
     steps: tuple[Step, ...]
     on_done: Callable[[bool, dict[str, Any]], Awaitable[None]]
     index: int = 0
-    local_list: bool = False
-    """A SendLocalList: superseded by a full resync."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -94,7 +102,9 @@ class OcppSession:
         "_message_ids",
         "_queued_ids",
         "_refetch",
+        "_registration",
         "_schemas",
+        "_sending",
         "bytes_per_message",
         "call_timeout_s",
         "charger_id",
@@ -128,12 +138,15 @@ class OcppSession:
         self._counters = counters
         self._background = background
         self._jobs: deque[_Job] = deque()
+        """Waiting to be sent, in order; a job leaves it when its CALL is sent."""
         self._queued_ids: set[str] = set()
         self._done_ids: set[str] = set()
         self._in_flight: _InFlight | None = None
         self._message_ids = count(1)
         self._fetching = False
         self._refetch = False
+        self._sending = False
+        self._registration = Registration.CONNECTED
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -141,7 +154,8 @@ class OcppSession:
     async def run(self) -> None:
         """Serve the connection until it closes."""
         try:
-            # On every connect: ask for the local list version (2.0.1 D02), then the outbox.
+            # On every connect: ask for the local list version (2.0.1 D02), then the outbox;
+            # both wait for the charger's registration (commands.SERVER_CALLS).
             self._jobs.append(
                 _Job(
                     command_id=None,
@@ -207,7 +221,7 @@ class OcppSession:
             size = len(message)
             if isinstance(message, str) and size * 4 > self.bytes_per_message:
                 size = len(message.encode())  # exact UTF-8 bytes only when it can matter
-            await self._on_call(frame, size)
+            await self._on_request(frame, size)
         elif isinstance(frame, CallResult):
             await self._on_answer(frame.message_id, frame.payload, error=False)
         else:
@@ -218,6 +232,21 @@ class OcppSession:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("charger %s -> message %s refused: %s", self.charger_id, message_id, error)
         await self._send(encode_call_error(message_id, error, description, self.version))
+
+    async def _on_request(self, call: Call, size: int) -> None:
+        """Answer a CALL, and move the registration state it implies."""
+        if call.action == BOOT_NOTIFICATION:
+            # Held from here until answered Accepted: nothing overtakes the boot's
+            # CALLRESULT, and a boot answered with a CALLERROR opens nothing.
+            self._registration = Registration.BOOTING
+            await self._on_call(call, size)
+            return
+        await self._on_call(call, size)
+        if self._registration is Registration.CONNECTED:
+            # A first request other than a boot: the charger reconnected without
+            # rebooting and keeps the registration it was accepted with.
+            self._registration = Registration.ACCEPTED
+            await self._send_next()
 
     async def _on_call(self, call: Call, size: int) -> None:
         self._counters.calls_received += 1
@@ -263,41 +292,96 @@ class OcppSession:
             await self._send_error(call.message_id, RpcError.INTERNAL_ERROR, "internal error")
             return
         await self._send(encode_call_result(call.message_id, reply.payload))
+        if reply.registration is not None:
+            self._registration = reply.registration
         if reply.flush_outbox:
             self.poke()
 
     # --- outbound ----------------------------------------------------------------------
 
     async def _fetch(self) -> None:
+        fresh = False
         try:
             while True:
                 self._refetch = False
-                commands = await self._ctx.backend.pending_commands(self.charger_id)
-                for command in commands:
-                    cid = command.command_id
-                    if cid in self._queued_ids or cid in self._done_ids:
-                        continue
-                    self._queued_ids.add(cid)
-                    self._jobs.append(
-                        _Job(
-                            command_id=cid,
-                            steps=command_steps(command, self.version),
-                            on_done=self._command_done_callback(
-                                cid, local_list=isinstance(command, SendLocalList)
-                            ),
-                            local_list=isinstance(command, SendLocalList),
-                        )
-                    )
-                if not self._refetch:
+                self._merge(await self._ctx.backend.pending_commands(self.charger_id))
+                fresh = not self._refetch
+                if fresh:
                     break
         finally:
             self._fetching = False
-            await self._send_next()  # what is queued goes out even if the fetch failed
+            # What is queued goes out even if the fetch failed; right after a merge (no
+            # await between) the queue needs no second look at the outbox.
+            await self._send_next(fresh=fresh)
 
-    async def _send_next(self) -> None:
-        if self._closed or self._in_flight is not None or not self._jobs:
+    def _merge(self, commands: list[ChargerCommand]) -> None:
+        """Bring the queue in line with the backend's open commands: queue what is new,
+        drop what is no longer open (done, or superseded by a newer command)."""
+        open_ids = {command.command_id for command in commands}
+        for job in [j for j in self._jobs if j.command_id is not None]:
+            if job.command_id not in open_ids:
+                self._jobs.remove(job)
+                self._queued_ids.discard(job.command_id)
+        for command in commands:
+            cid = command.command_id
+            if cid in self._queued_ids or cid in self._done_ids:
+                continue
+            self._queued_ids.add(cid)
+            self._jobs.append(
+                _Job(
+                    command_id=cid,
+                    steps=command_steps(command, self.version),
+                    on_done=self._command_done_callback(
+                        cid, local_list=isinstance(command, SendLocalList)
+                    ),
+                )
+            )
+
+    def _next_job(self) -> _Job | None:
+        """The first waiting job whose next CALL the registration state allows."""
+        for job in self._jobs:
+            if may_send(self.version, self._registration, job.steps[job.index].action):
+                return job
+        return None
+
+    async def _send_next(self, *, fresh: bool = False) -> None:
+        """Send the next CALL when none is in flight. One caller at a time sends; the
+        others return (the sender loops until something is in flight or nothing can go).
+        ``fresh``: the queue was merged with the outbox just now."""
+        if self._sending:
             return
-        job = self._jobs[0]
+        self._sending = True
+        try:
+            checked = fresh
+            while not self._closed and self._in_flight is None:
+                job = self._next_job()
+                if job is None:
+                    return
+                if job.command_id is not None and job.index == 0 and not checked:
+                    # Still open? A boot may have superseded it since it was fetched.
+                    checked = True
+                    await self._recheck()
+                    continue  # the queue (or the registration) may differ after the await
+                self._jobs.remove(job)
+                await self._send_step(job)
+                return
+        finally:
+            self._sending = False
+
+    async def _recheck(self) -> None:
+        try:
+            commands = await self._ctx.backend.pending_commands(self.charger_id)
+        except Exception as exc:
+            # Sent as fetched: at worst the charger gets a superseded command once more.
+            log.error(
+                "charger %s: rereading the outbox failed: %s",
+                self.charger_id,
+                type(exc).__name__,
+            )
+            return
+        self._merge(commands)
+
+    async def _send_step(self, job: _Job) -> None:
         step = job.steps[job.index]
         message_id = f"s{next(self._message_ids)}"
         in_flight = _InFlight(job=job, message_id=message_id)
@@ -316,7 +400,6 @@ class OcppSession:
         log.warning("charger %s: no answer to %s", self.charger_id, message_id)
         # Left pending in the backend: the next poke or reconnect sends it again.
         self._in_flight = None
-        self._jobs.popleft()
         if in_flight.job.command_id is not None:
             self._queued_ids.discard(in_flight.job.command_id)
         self._spawn(self._send_next())
@@ -327,7 +410,8 @@ class OcppSession:
             return  # late answer to a call that timed out
         if in_flight.timer is not None:
             in_flight.timer.cancel()
-        job = in_flight.job
+        self._in_flight = None
+        job = in_flight.job  # by message id: whatever the queue holds meanwhile
         step = job.steps[job.index]
         accepted = not error and self._valid_response(step, payload) and step.accepted(payload)
         if log.isEnabledFor(logging.DEBUG):
@@ -340,11 +424,9 @@ class OcppSession:
             )
         if accepted and job.index + 1 < len(job.steps):
             job.index += 1
-            self._in_flight = None
+            self._jobs.appendleft(job)  # its next step goes first
             await self._send_next()
             return
-        self._jobs.popleft()
-        self._in_flight = None
         try:
             await job.on_done(accepted, payload if accepted else {})
         except Exception as exc:
@@ -396,10 +478,6 @@ class OcppSession:
                 self.charger_id, charger_version=charger_version
             )
             # The full list supersedes list updates queued before it (the backend dropped
-            # them from its outbox); the next fetch picks the full list up.
-            superseded = [job for job in self._jobs if job.local_list]
-            for job in superseded:
-                self._jobs.remove(job)
-                if job.command_id is not None:
-                    self._queued_ids.discard(job.command_id)
+            # them from its outbox): the next fetch drops them here and queues the full
+            # list. One already in flight is answered as usual.
             self.poke()
