@@ -251,6 +251,21 @@ async def _own_keypad_pin_exists(env: Env, who: str) -> Prepared:
     return Prepared()
 
 
+async def _personal_keypad_pin_exists(env: Env, who: str) -> Prepared:
+    """Only charger owners have a personal PIN to delete (others get 404: nothing to delete)."""
+    if who in OWNERS:
+        await keypad_pins.set_personal_pin(env.ctx, env.world.actor(who), None)
+    return Prepared()
+
+
+OWNERS = frozenset({"owner", "other_admin"})  # of the Acme chargers; of the Rival one
+
+
+def owners(ok: int, others: int) -> dict[str, int]:
+    """A personal route: ``ok`` for charger owners, ``others`` for everyone else."""
+    return {ANONYMOUS: 401} | {who: ok if who in OWNERS else others for who in AUTHENTICATED}
+
+
 async def _target_keypad_pin_exists(env: Env, who: str) -> Prepared:
     await _generate_keypad_pin(env, "super_admin", "target")
     return Prepared()
@@ -499,6 +514,34 @@ ROWS: tuple[Row, ...] = (
         method="GET",
         path=f"{ORG}/keypad-pins/crowding",
         expect=org(200, "super_admin", "admin"),
+    ),
+    Row(
+        area="people",
+        method="PUT",
+        path="/api/me/keypad-pin",
+        expect=owners(200, 403),
+        prepare=_body(lambda env, who: {"pin": env.keypad_pin()}),
+        note="a personal PIN: charger owners only",
+    ),
+    Row(
+        area="people",
+        method="POST",
+        path="/api/me/keypad-pin/generate",
+        expect=owners(200, 403),
+    ),
+    Row(
+        area="people",
+        method="DELETE",
+        path="/api/me/keypad-pin",
+        expect=owners(204, 404),
+        prepare=_personal_keypad_pin_exists,
+    ),
+    Row(
+        area="people",
+        method="PUT",
+        path=f"{ORG}/member-access",
+        expect=org(200, "super_admin", "admin"),
+        json={"member_access": "assigned"},
     ),
     # Last of its area: a password change ends every session of the person who makes it.
     Row(

@@ -129,20 +129,34 @@ class ApiClient:
     async def me(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/me"))
 
-    async def set_keypad_pin(self, organisation_id: str, pin: str) -> dict[str, Any]:
+    @staticmethod
+    def _keypad_pin_path(organisation_id: str | None) -> str:
+        """An organisation's PIN space, or (``None``) your personal one as a charger owner."""
+        if organisation_id is None:
+            return "/api/me/keypad-pin"
+        return f"/api/organisations/{organisation_id}/keypad-pin"
+
+    async def set_keypad_pin(self, organisation_id: str | None, pin: str) -> dict[str, Any]:
+        return dict(
+            await self.request("PUT", self._keypad_pin_path(organisation_id), json={"pin": pin})
+        )
+
+    async def generate_keypad_pin(self, organisation_id: str | None) -> dict[str, Any]:
+        return dict(
+            await self.request("POST", f"{self._keypad_pin_path(organisation_id)}/generate")
+        )
+
+    async def delete_keypad_pin(self, organisation_id: str | None) -> None:
+        await self.request("DELETE", self._keypad_pin_path(organisation_id))
+
+    async def set_member_access(self, organisation_id: str, policy: str) -> dict[str, Any]:
         return dict(
             await self.request(
-                "PUT", f"/api/organisations/{organisation_id}/keypad-pin", json={"pin": pin}
+                "PUT",
+                f"/api/organisations/{organisation_id}/member-access",
+                json={"member_access": policy},
             )
         )
-
-    async def generate_keypad_pin(self, organisation_id: str) -> dict[str, Any]:
-        return dict(
-            await self.request("POST", f"/api/organisations/{organisation_id}/keypad-pin/generate")
-        )
-
-    async def delete_keypad_pin(self, organisation_id: str) -> None:
-        await self.request("DELETE", f"/api/organisations/{organisation_id}/keypad-pin")
 
     async def may_reveal_bluetooth_pin(self, charger_id: str) -> bool:
         return bool((await self.bluetooth_pin_state(charger_id)).get("can_reveal"))

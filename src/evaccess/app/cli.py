@@ -14,6 +14,7 @@ from evaccess import console
 from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
+from evaccess.domain.access import MemberAccess
 from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.domain.lockout import wait_text
 from evaccess.protocol.ocpp_components import SecurityEventType
@@ -162,7 +163,13 @@ def _security_event_text(event: dict[str, Any]) -> str:
     return f"{kind} at {when}" + (f": {tech}" if tech else "")
 
 
-async def _organisation(api: ApiClient, organisation: str | None) -> str:
+async def _pin_space(api: ApiClient, organisation: str | None, personal: bool) -> str | None:
+    """The organisation whose PIN space to use, or ``None`` for your personal one (charger
+    owners): chosen with --personal, or when you belong to no organisation."""
+    if personal:
+        if organisation is not None:
+            raise InvalidInput("pass --organisation or --personal, not both")
+        return None
     me = await api.me()
     orgs = me["organisations"]
     if organisation is not None:
@@ -170,46 +177,68 @@ async def _organisation(api: ApiClient, organisation: str | None) -> str:
             if organisation in (org["organisation_id"], org["name"]):
                 return str(org["organisation_id"])
         raise NotFound("you are not a member of that organisation")
+    if not orgs:
+        return None
     if len(orgs) != 1:
-        raise InvalidInput("you belong to several organisations: pass --organisation")
+        raise InvalidInput(
+            "you belong to several organisations: pass --organisation (or --personal)"
+        )
     return str(orgs[0]["organisation_id"])
+
+
+OrganisationOption = Annotated[
+    str | None, typer.Option(help="Organisation id or name (default: your only one).")
+]
+PersonalOption = Annotated[
+    bool,
+    typer.Option(
+        "--personal",
+        help="Your personal PIN, for the chargers you own (the default with no organisation).",
+    ),
+]
+
+
+def _space_name(org_id: str | None) -> str:
+    return "personal keypad PIN" if org_id is None else "keypad PIN"
 
 
 @keypad_app.command("set")
 @console.command
 async def keypad_set(
-    organisation: Annotated[str | None, typer.Option(help="Organisation id or name.")] = None,
+    organisation: OrganisationOption = None,
+    personal: PersonalOption = False,
     pin_stdin: Annotated[bool, typer.Option("--pin-stdin")] = False,
 ) -> None:
     """Choose your keypad PIN (prompted, never on the command line)."""
     pin = console.secret("Keypad PIN", confirm=True, from_stdin=pin_stdin).strip()
     async with _client(load_session()) as api:
-        org_id = await _organisation(api, organisation)
+        org_id = await _pin_space(api, organisation, personal)
         result = await api.set_keypad_pin(org_id, pin)
-    console.out.print(f"your {result['digits']}-digit keypad PIN is set")
+    console.out.print(f"your {result['digits']}-digit {_space_name(org_id)} is set")
 
 
 @keypad_app.command("delete")
 @console.command
 async def keypad_delete(
-    organisation: Annotated[str | None, typer.Option(help="Organisation id or name.")] = None,
+    organisation: OrganisationOption = None, personal: PersonalOption = False
 ) -> None:
     """Remove your keypad PIN (the keypad no longer starts sessions for you)."""
     async with _client(load_session()) as api:
-        await api.delete_keypad_pin(await _organisation(api, organisation))
-    console.out.print("your keypad PIN is deleted")
+        org_id = await _pin_space(api, organisation, personal)
+        await api.delete_keypad_pin(org_id)
+    console.out.print(f"your {_space_name(org_id)} is deleted")
 
 
 @keypad_app.command("generate")
 @console.command
 async def keypad_generate(
-    organisation: Annotated[str | None, typer.Option(help="Organisation id or name.")] = None,
+    organisation: OrganisationOption = None, personal: PersonalOption = False
 ) -> None:
     """Let the server pick a keypad PIN for you (shown once)."""
     async with _client(load_session()) as api:
-        org_id = await _organisation(api, organisation)
+        org_id = await _pin_space(api, organisation, personal)
         result = await api.generate_keypad_pin(org_id)
-    console.out.print(f"your new keypad PIN: [bold]{result['pin']}[/] (shown once)")
+    console.out.print(f"your new {_space_name(org_id)}: [bold]{result['pin']}[/] (shown once)")
 
 
 # --- your account ------------------------------------------------------------------------
@@ -413,6 +442,28 @@ async def _visible_organisation(api: ApiClient, organisation: str) -> str:
         if organisation in (org["id"], org["name"]):
             return str(org["id"])
     raise NotFound("no such organisation among yours")
+
+
+@app_app.command("set-member-access")
+@console.command
+async def set_member_access(
+    organisation: Annotated[str, typer.Argument(help="Organisation id or name.")],
+    policy: Annotated[MemberAccess, typer.Argument(help="all or assigned.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Let all members use all the organisation's chargers, or only those assigned to them
+    (super-admins and admins; applies to its subgroups too)."""
+    async with _client(load_session()) as api:
+        org = await api.set_member_access(
+            await _visible_organisation(api, organisation), policy.value
+        )
+    _done(json_output, org, f"members of {org['name']} may use {_access_phrase(policy)}")
+
+
+def _access_phrase(policy: MemberAccess) -> str:
+    if policy is MemberAccess.ALL:
+        return "all its chargers"
+    return "the chargers assigned to them"
 
 
 def _done(json_output: bool, data: dict[str, Any], message: str) -> None:

@@ -38,6 +38,9 @@ class Basis(StrEnum):
     ORG_SUPER_ADMIN = "org_super_admin"
     ORG_ADMIN = "org_admin"
     ORG_USER = "org_user"
+    ORG_MEMBER = "org_member"
+    """Any member of the charger's organisation (or of an organisation above it), when that
+    organisation lets all its members use all its chargers (``MemberAccess.ALL``)."""
 
     @classmethod
     def of_grant(cls, kind: GrantKind) -> Basis:
@@ -50,6 +53,34 @@ class Basis(StrEnum):
             Role.ADMIN: cls.ORG_ADMIN,
             Role.USER: cls.ORG_USER,
         }[role]
+
+
+class MemberAccess(StrEnum):
+    """An organisation's member access policy: who among its members may use its chargers."""
+
+    ASSIGNED = "assigned"
+    """Only the members a charger has been assigned to (or shared with)."""
+    ALL = "all"
+    """Every member, at every charger of the organisation (assignment still works too)."""
+
+
+# The bases an organisation's member access policy gives every member at its chargers.
+MEMBER_ACCESS_BASES: dict[MemberAccess, frozenset[Basis]] = {
+    MemberAccess.ASSIGNED: frozenset(),
+    MemberAccess.ALL: frozenset({Basis.ORG_MEMBER}),
+}
+
+
+def member_bases(policy: MemberAccess, role: Role | None) -> frozenset[Basis]:
+    """What being a member (``role`` not None) of a charger's organisation gives, besides
+    the role's own basis, under the organisation's member access policy."""
+    return MEMBER_ACCESS_BASES[policy] if role is not None else frozenset()
+
+
+# The grants on which a personal keypad PIN (the PIN space of a user, not of an
+# organisation) works at a charger: the owner's own chargers only. A charger's keypad
+# checks its organisation's PIN space and its current owner's personal one, nobody else's.
+PERSONAL_KEYPAD_GRANTS = frozenset({GrantKind.OWNER})
 
 
 class ChargerAction(StrEnum):
@@ -85,9 +116,10 @@ CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
     # Revoking phone credentials and lifting the 100-failure pairing cap: the owner, and the
     # installer who answers the owner's call.
     ChargerAction.MANAGE_PHONES: frozenset({Basis.OWNER, Basis.SERVICE}),
-    # The keypad works for anyone the charger is shared with, and for the members of its
-    # organisation it has been assigned to (assignment creates a USER grant).
-    ChargerAction.USE_KEYPAD: _GRANTS,
+    # The keypad works for anyone the charger is shared with, for the members of its
+    # organisation it has been assigned to (assignment creates a USER grant), and for all
+    # its members when the organisation's member access policy is ``all``.
+    ChargerAction.USE_KEYPAD: _GRANTS | {Basis.ORG_MEMBER},
     # Everyone who sees a charger sees their own charging sessions there; everybody's, only
     # its owner and the organisation's admins.
     ChargerAction.VIEW_ALL_TRANSACTIONS: frozenset({Basis.OWNER}) | _ADMINS,
@@ -104,6 +136,7 @@ class OrgAction(StrEnum):
     SET_MEMBER_KEYPAD_PIN = "set_member_keypad_pin"
     VIEW_AUDIT = "view_audit"
     CHANGE_SETTINGS = "change_settings"
+    SET_MEMBER_ACCESS = "set_member_access"
 
 
 ORG_PERMISSIONS: dict[OrgAction, frozenset[Role]] = {
@@ -116,6 +149,7 @@ ORG_PERMISSIONS: dict[OrgAction, frozenset[Role]] = {
     OrgAction.SET_MEMBER_KEYPAD_PIN: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
     OrgAction.VIEW_AUDIT: frozenset({Role.SUPER_ADMIN}),
     OrgAction.CHANGE_SETTINGS: frozenset({Role.SUPER_ADMIN}),
+    OrgAction.SET_MEMBER_ACCESS: frozenset({Role.SUPER_ADMIN, Role.ADMIN}),
 }
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from evaccess import console
-from evaccess.domain.access import OrgAction, Role
+from evaccess.domain.access import MemberAccess, OrgAction, Role
 
 if TYPE_CHECKING:
     from evaccess.server.bootstrap import BootstrapAdmin
@@ -224,6 +224,24 @@ async def add_member(
         actor = await _acting(ctx, by, org_id, OrgAction.MANAGE_MEMBERS)
         member = await organisations.add_member(ctx, actor, org_id, email, role)
     console.out.print(f"{member.email} is now {member.role.value} of {organisation}", markup=False)
+
+
+@admin_app.command("set-member-access")
+@console.command
+async def set_member_access(
+    organisation: Organisation,
+    policy: Annotated[MemberAccess, typer.Argument(help="all or assigned.")],
+    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+) -> None:
+    """Let all members use all the organisation's chargers (all), or only the chargers
+    assigned to them (assigned). Applies to its subgroups too; audited."""
+    from evaccess.server.services import organisations
+
+    async with _admin() as ctx:
+        org_id = await _organisation_id(ctx, organisation)
+        actor = await _acting(ctx, by, org_id, OrgAction.SET_MEMBER_ACCESS)
+        org = await organisations.set_member_access(ctx, actor, org_id, policy)
+    console.out.print(f"member access of {org.name} ({org.id}): {policy.value}", markup=False)
 
 
 @admin_app.command("create-charger")

@@ -13,7 +13,7 @@ Freshness, strongest first:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,8 +28,10 @@ class ChargerKeypad:
     epoch: int
     loaded_at: float
     valid_until: datetime | None
-    root_id: str
-    users: dict[bytes, str]
+    spaces: tuple[tuple[str, Mapping[bytes, str]], ...]
+    """(PIN space key, who may use this keypad by digest) pairs: the organisation's space
+    (per-charger grants, and the members its policy lets in, a mapping shared by all the
+    chargers of that organisation) and the current owner's personal space."""
 
 
 class KeypadIndex:

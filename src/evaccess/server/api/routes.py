@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from evaccess.domain.access import GrantKind, Role
+from evaccess.domain.access import GrantKind, MemberAccess, Role
 from evaccess.server.api import schemas as s
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
 from evaccess.server.db.models import Invitation, Organisation, SecurityEvent
@@ -78,6 +78,7 @@ def _org(org: Organisation, role: Role | None = None) -> s.OrganisationOut:
         root_id=org.root_id,
         keypad_pin_digits=org.keypad_pin_digits,
         offline_keypad=org.offline_keypad,
+        member_access=MemberAccess(org.member_access),
         role=role,
     )
 
@@ -128,6 +129,19 @@ async def update_settings(
         offline_keypad=body.offline_keypad,
     )
     return _org(org)
+
+
+@router.put(
+    "/organisations/{org_id}/member-access",
+    response_model=s.OrganisationOut,
+    tags=["organisations"],
+)
+async def set_member_access(
+    org_id: str, body: s.MemberAccessIn, ctx: Ctx, actor: CurrentActor
+) -> s.OrganisationOut:
+    """``all``: every member may use every charger of the organisation and its subgroups;
+    ``assigned``: only the chargers assigned to them (super-admins and admins; audited)."""
+    return _org(await organisations.set_member_access(ctx, actor, org_id, body.member_access))
 
 
 @router.get(
@@ -221,6 +235,27 @@ async def generate_own_keypad_pin(
 @router.delete("/organisations/{org_id}/keypad-pin", status_code=204, tags=["keypad"])
 async def delete_own_keypad_pin(org_id: str, ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, actor.user_id)
+
+
+@router.put("/me/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+async def set_personal_keypad_pin(
+    body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.KeypadPinOut:
+    """Your personal keypad PIN (charger owners, no organisation needed): it works at the
+    chargers you own."""
+    return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, body.pin), response)
+
+
+@router.post("/me/keypad-pin/generate", response_model=s.GeneratedKeypadPinOut, tags=["keypad"])
+async def generate_personal_keypad_pin(
+    response: Response, ctx: Ctx, actor: CurrentActor
+) -> s.KeypadPinOut:
+    return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, None), response)
+
+
+@router.delete("/me/keypad-pin", status_code=204, tags=["keypad"])
+async def delete_personal_keypad_pin(ctx: Ctx, actor: CurrentActor) -> None:
+    await keypad_pins.delete_personal_pin(ctx, actor)
 
 
 @router.put(

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evaccess.domain.access import GrantKind, Role
+from evaccess.domain.access import GrantKind, MemberAccess, Role
 from evaccess.domain.policy import PinRequirement
 from evaccess.server.services.bluetooth_pins import PinStatus
 
@@ -64,12 +64,17 @@ class OrganisationOut(BaseModel):
     root_id: str
     keypad_pin_digits: int
     offline_keypad: bool
+    member_access: MemberAccess
     role: Role | None = None
 
 
 class SettingsIn(In):
     keypad_pin_digits: int | None = Field(default=None, ge=4, le=8)
     offline_keypad: bool | None = None
+
+
+class MemberAccessIn(In):
+    member_access: MemberAccess
 
 
 class MemberIn(In):

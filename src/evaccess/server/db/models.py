@@ -9,6 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -46,6 +47,11 @@ class Organisation(Base):
     root_id: Mapped[str] = mapped_column(ID, index=True)
     keypad_pin_digits: Mapped[int] = mapped_column(Integer, default=4)
     offline_keypad: Mapped[bool] = mapped_column(Boolean, default=False)
+    member_access: Mapped[str] = mapped_column(
+        String(16), default="assigned", server_default="assigned"
+    )
+    """``domain.access.MemberAccess``: ``all`` lets every member use the organisation's
+    chargers; ``assigned`` only those a charger is assigned to."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -220,15 +226,24 @@ class OutboxCommand(Base):
 
 
 class KeypadPin(Base):
-    """HMAC(pepper, pin space ‖ PIN): one per user and PIN space, unique within the space."""
+    """HMAC(pepper, pin space ‖ PIN): one per user and PIN space, unique within the space.
+
+    A PIN space is an organisation tree (``pin_space_id``, its root) or one charger owner's
+    personal space (``owner_id``, which is then also ``user_id``): exactly one is set."""
 
     __tablename__ = "keypad_pins"
     __table_args__ = (
         UniqueConstraint("pin_space_id", "digest"),
         UniqueConstraint("pin_space_id", "user_id"),
+        UniqueConstraint("owner_id", "digest"),
+        UniqueConstraint("owner_id", "user_id"),
+        CheckConstraint("(pin_space_id IS NULL) <> (owner_id IS NULL)", name="one_space"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
-    pin_space_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    pin_space_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     digest: Mapped[bytes] = mapped_column(LargeBinary(32))
     digits: Mapped[int] = mapped_column(Integer)

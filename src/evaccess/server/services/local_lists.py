@@ -16,19 +16,28 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.access import Basis, ChargerAction, GrantKind, allowed_bases
+from evaccess.domain.access import (
+    Basis,
+    ChargerAction,
+    GrantKind,
+    MemberAccess,
+    Role,
+    allowed_bases,
+    member_bases,
+)
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
     Grant,
     KeypadPin,
     LocalListEntry,
+    Membership,
     Organisation,
     OutboxCommand,
 )
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import outbox
-from evaccess.server.services.relations import active_grant
+from evaccess.server.services.relations import active_grant, ancestors
 from evaccess.server.vault import KEYPAD_PIN, Sealed
 
 Code = tuple[bytes, int]  # sealed PIN, key version
@@ -55,13 +64,40 @@ async def _desired(
             )
         )
     ).all()
-    return {
+    desired = {
         user_id: (sealed, version)
         for user_id, kind, sealed, version in rows
         if sealed is not None
         and version is not None
         and allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))])
     }
+    policy = MemberAccess(org.member_access)
+    if policy is not MemberAccess.ASSIGNED:
+        chain = [o.id for o in await ancestors(session, org.id)]
+        members = (
+            await session.execute(
+                select(
+                    Membership.user_id,
+                    Membership.role,
+                    KeypadPin.sealed_pin,
+                    KeypadPin.sealed_key_version,
+                )
+                .join(KeypadPin, KeypadPin.user_id == Membership.user_id)
+                .where(
+                    Membership.organisation_id.in_(chain),
+                    KeypadPin.pin_space_id == org.root_id,
+                    KeypadPin.sealed_pin.is_not(None),
+                )
+            )
+        ).all()
+        desired |= {
+            user_id: (sealed, version)
+            for user_id, role, sealed, version in members
+            if sealed is not None
+            and version is not None
+            and allowed_bases(ChargerAction.USE_KEYPAD, member_bases(policy, Role(role)))
+        }
+    return desired
 
 
 async def sync(
@@ -114,28 +150,47 @@ async def _cancel_open(session: AsyncSession, ctx: Context, charger: Charger) ->
 async def sync_for_user(
     session: AsyncSession, ctx: Context, pin_space_id: str, user_id: str
 ) -> list[str]:
-    """After a user's keypad PIN changed: update every keypad charger of the tree they may
-    use. Returns the serials to poke."""
-    chargers = (
+    """After a user's keypad PIN or membership changed: update every keypad charger of the
+    tree they may use (by a grant, or as a member where the policy lets all members in).
+    Returns the serials to poke."""
+    keypads = (
+        select(Charger)
+        .join(Organisation, Organisation.id == Charger.organisation_id)
+        .where(
+            Organisation.root_id == pin_space_id,
+            Organisation.offline_keypad.is_(True),
+            Charger.has_keypad.is_(True),
+        )
+    )
+    granted = (
         await session.scalars(
-            select(Charger)
-            .join(Organisation, Organisation.id == Charger.organisation_id)
-            .join(Grant, Grant.charger_id == Charger.id)
-            .where(
-                Organisation.root_id == pin_space_id,
-                Organisation.offline_keypad.is_(True),
-                Charger.has_keypad.is_(True),
-                Grant.user_id == user_id,
-                active_grant(ctx.clock),
-            )
+            keypads.join(Grant, Grant.charger_id == Charger.id)
+            .where(Grant.user_id == user_id, active_grant(ctx.clock))
             .distinct()
         )
     ).all()
+    member = await session.scalar(
+        select(Membership.id)
+        .join(Organisation, Organisation.id == Membership.organisation_id)
+        .where(Membership.user_id == user_id, Organisation.root_id == pin_space_id)
+        .limit(1)
+    )
+    let_in = (
+        (
+            await session.scalars(
+                keypads.where(Organisation.member_access != MemberAccess.ASSIGNED.value)
+            )
+        ).all()
+        if member is not None
+        else []
+    )
+    chargers = {c.id: c for c in [*granted, *let_in]}.values()
     return [c.serial for c in chargers if await sync(session, ctx, c) is not None]
 
 
 async def sync_tree(session: AsyncSession, ctx: Context, root_id: str) -> list[str]:
-    """After the organisation's offline setting changed: every keypad charger of the tree."""
+    """After the organisation's offline setting or member access policy changed: every
+    keypad charger of the tree."""
     chargers = (
         await session.scalars(
             select(Charger)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from evaccess.domain.access import OrgAction, Role
+from evaccess.domain.access import MemberAccess, OrgAction, Role
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from evaccess.domain.pins import DEFAULT_KEYPAD_DIGITS, KeypadPinRules
 from evaccess.server.context import Context
@@ -16,7 +16,7 @@ from evaccess.server.db.types import new_id
 from evaccess.server.services import local_lists
 from evaccess.server.services.accounts import normalise_email
 from evaccess.server.services.audit import AuditEntry
-from evaccess.server.services.relations import Actor, org_role, require_org_action
+from evaccess.server.services.relations import Actor, org_role, require_org_action, subtree
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,6 +61,7 @@ async def _create(
             root_id=parent.root_id if parent else org_id,
             keypad_pin_digits=parent.keypad_pin_digits if parent else DEFAULT_KEYPAD_DIGITS,
             offline_keypad=parent.offline_keypad if parent else False,
+            member_access=parent.member_access if parent else MemberAccess.ASSIGNED.value,
         )
         session.add(org)
         await session.flush()  # no ORM relationships: rows go in FK order by hand
@@ -121,7 +122,7 @@ async def get_organisation(ctx: Context, actor: Actor, org_id: str) -> tuple[Org
 
 async def add_member(ctx: Context, actor: Actor, org_id: str, email: str, role: Role) -> MemberView:
     async with ctx.db.transaction() as session:
-        await require_org_action(session, actor, org_id, OrgAction.MANAGE_MEMBERS)
+        org = await require_org_action(session, actor, org_id, OrgAction.MANAGE_MEMBERS)
         if role is not Role.USER:
             await require_org_action(session, actor, org_id, OrgAction.CHANGE_ROLES)
         user = await session.scalar(select(User).where(User.email == normalise_email(email)))
@@ -147,7 +148,46 @@ async def add_member(ctx: Context, actor: Actor, org_id: str, email: str, role: 
                 details={"role": role.value},
             ),
         )
+        # A member policy may let the newcomer in at keypads they could not use before.
+        pokes = await local_lists.sync_for_user(session, ctx, org.root_id, user.id)
+    _member_access_changed(ctx, pokes)
     return MemberView(user_id=user.id, email=user.email, role=role, has_keypad_pin=False)
+
+
+def _member_access_changed(ctx: Context, pokes: list[str]) -> None:
+    """After a commit that changed which members may use keypads: as for grants."""
+    ctx.keypad_index.invalidate()
+    for serial in pokes:
+        ctx.notifier.poke(serial)
+
+
+async def set_member_access(
+    ctx: Context, actor: Actor, org_id: str, policy: MemberAccess
+) -> Organisation:
+    """Whether all members may use all the organisation's chargers, or only those assigned
+    to them. Applies to the organisation and its subgroups (set a subgroup afterwards to
+    differ); the keypad index and the local lists of the tree follow at once."""
+    async with ctx.db.transaction() as session:
+        org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_ACCESS)
+        ids = await subtree(session, org.id)
+        for each in (
+            await session.scalars(select(Organisation).where(Organisation.id.in_(ids)))
+        ).all():
+            each.member_access = policy.value
+        await session.flush()
+        pokes = await local_lists.sync_tree(session, ctx, org.root_id)
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="organisation.member_access_changed",
+                actor_id=actor.user_id,
+                organisation_id=org.id,
+                request_id=actor.request_id,
+                details={"member_access": policy.value, "organisations": len(ids)},
+            ),
+        )
+    _member_access_changed(ctx, pokes)
+    return org
 
 
 async def change_role(ctx: Context, actor: Actor, org_id: str, user_id: str, role: Role) -> None:

@@ -13,8 +13,10 @@ from evaccess.domain.access import (
     Basis,
     ChargerAction,
     GrantKind,
+    MemberAccess,
     OrgAction,
     Role,
+    member_bases,
     require_charger,
     require_org,
 )
@@ -109,6 +111,8 @@ async def charger_bases(
     role = await org_role(session, user_id, charger.organisation_id)
     if role is not None:
         bases.add(Basis.of_role(role))
+        org = await session.get_one(Organisation, charger.organisation_id)
+        bases |= member_bases(MemberAccess(org.member_access), role)
     return bases
 
 
