@@ -153,6 +153,6 @@ async def test_admin_set_member_access(
         monkeypatch, capsys, "set-member-access", "Acme Fleet", "all",
         "--by", world.users["member"].email,
     )  # fmt: skip
-    assert "not allowed" in one_line_error(refused, 4)
+    assert "has the role user in Acme Fleet; this takes admin" in one_line_error(refused, 4)
     missing = await run_admin(monkeypatch, capsys, "set-member-access", "Nope", "all", *by)
     assert "error:" in one_line_error(missing, 5)
