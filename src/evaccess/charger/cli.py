@@ -35,44 +35,69 @@ def _keypad_codes(raw: str | None) -> tuple[str, ...] | None:
     return codes
 
 
+SERVER_HELP = (
+    "The server's OCPP URL, the serial is appended (the CSMS: charging station management "
+    "system), e.g. ws://127.0.0.1:9000/ocpp"
+)
+PROTOCOL_HELP = "OCPP (Open Charge Point Protocol) version to speak."
+
+
 @charger_app.command("run")
 @console.command
 async def run(
     serial: Annotated[str, typer.Option(help="Charging station identity (serial number).")],
-    server: Annotated[str, typer.Option(help="CSMS base URL, e.g. ws://127.0.0.1:8000/ocpp")],
-    vendor: Annotated[str, typer.Option()] = "evaccess",
-    model: Annotated[str, typer.Option()] = "emulator",
-    firmware: Annotated[str, typer.Option()] = "0.1.0",
+    server: Annotated[str, typer.Option(help=SERVER_HELP)],
+    vendor: Annotated[str, typer.Option(help="Maker reported at boot, e.g. Wallbox.")] = "evaccess",
+    model: Annotated[str, typer.Option(help='Model reported at boot, e.g. "Pulsar Max".')] = (
+        "emulator"
+    ),
+    firmware: Annotated[str, typer.Option(help="Firmware version reported at boot.")] = "0.1.0",
     password: Annotated[
         str | None,
         typer.Option(
-            help="Basic Auth password (or EVACCESS_CHARGER_PASSWORD).",
+            help="The password this charger logs in to the server with (HTTP Basic Auth), "
+            "as `evaccess admin create-charger` printed it.",
             envvar="EVACCESS_CHARGER_PASSWORD",
             show_envvar=True,
         ),
     ] = None,
-    protocol: Annotated[OcppVersion, typer.Option()] = OcppVersion.V201,
+    protocol: Annotated[OcppVersion, typer.Option(help=PROTOCOL_HELP)] = OcppVersion.V201,
     state_dir: Annotated[Path | None, typer.Option(help="Default ./var/charger/SERIAL.")] = None,
     keypad_codes: Annotated[
         str | None,
         typer.Option(
             "--keypad",
-            help="Scripted keypad entries, e.g. 1234,9999 (else stdin lines, or the terminal).",
+            help="Keypad codes to type, one after another, e.g. 1234,9999 (default: one code "
+            "per line of standard input, or a hidden prompt on a terminal).",
         ),
     ] = None,
     ble_transport: Annotated[
-        str | None, typer.Option(help="Bumble transport spec, e.g. usb:0 (enables Bluetooth).")
+        str | None,
+        typer.Option(
+            help="Turn on Bluetooth through this controller, as a transport string of Bumble "
+            "(the Python Bluetooth stack evaccess uses): usb:0, or one `evaccess ble-link` printed."
+        ),
     ] = None,
-    pin_mode: Annotated[PinMode, typer.Option()] = PinMode.PAKE,
+    pin_mode: Annotated[
+        PinMode,
+        typer.Option(
+            help="How phones prove the Bluetooth PIN: pake (a password-authenticated key "
+            "exchange: the PIN never crosses the air) or passkey (the PIN is the pairing passkey)."
+        ),
+    ] = PinMode.PAKE,
     session_seconds: Annotated[
         float, typer.Option(help="Length of a keypad-started session.")
     ] = 5.0,
     exit_when_done: Annotated[
         bool,
-        typer.Option(help="Exit after the keypad input ends and queued messages are answered."),
+        typer.Option(
+            "--exit-when-done",
+            help="Exit after the keypad input ends and queued messages are answered.",
+        ),
     ] = False,
 ) -> None:
-    """Run one charger: OCPP client, keypad, and (with --ble-transport) Bluetooth."""
+    """Run one charger: OCPP client (Open Charge Point Protocol, to the server), keypad, and
+    (with --ble-transport) Bluetooth."""
     if not password:
         raise InvalidInput("a password is required (--password or EVACCESS_CHARGER_PASSWORD)")
     logging.basicConfig(
@@ -101,18 +126,19 @@ async def run(
 @charger_app.command("fleet")
 @console.command
 async def fleet(
-    server: Annotated[str, typer.Option(help="CSMS base URL, e.g. ws://127.0.0.1:8000/ocpp")],
+    server: Annotated[str, typer.Option(help=SERVER_HELP)],
     password_file: Annotated[
         Path, typer.Option(help="CSV with a header 'serial,password', one charger per row.")
     ],
     count: Annotated[int | None, typer.Option(help="Use the first N rows.")] = None,
-    protocol: Annotated[OcppVersion, typer.Option()] = OcppVersion.V201,
+    protocol: Annotated[OcppVersion, typer.Option(help=PROTOCOL_HELP)] = OcppVersion.V201,
     concurrency: Annotated[int, typer.Option(help="Connections opened at once.")] = 200,
     hold_seconds: Annotated[
         float, typer.Option(help="Keep the fleet connected this long after booting.")
     ] = 0.0,
 ) -> None:
-    """Run many chargers in one process: connect, boot, report boot times."""
+    """Run many chargers in one process: connect to the server over OCPP (Open Charge Point
+    Protocol), boot, report boot times."""
     credentials = load_credentials(password_file, count=count)
     options = FleetOptions(
         server=server, protocol=protocol, concurrency=concurrency, hold_s=hold_seconds
