@@ -226,11 +226,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture
 async def ctx(
-    database_url: str, tmp_path: Path, clock: ManualClock, rng: SeededRandom, canaries: Canaries
+    request: pytest.FixtureRequest,
+    database_url: str,
+    tmp_path: Path,
+    clock: ManualClock,
+    rng: SeededRandom,
+    canaries: Canaries,
 ) -> AsyncIterator[object]:
+    """The server's context; ``@pytest.mark.settings(allow_signup=True)`` changes its
+    settings for one test."""
     from tests.server.support import make_context
 
-    context = await make_context(database_url, tmp_path / "keys", clock=clock, rng=rng)
+    marker = request.node.get_closest_marker("settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    context = await make_context(database_url, tmp_path / "keys", clock=clock, rng=rng, **overrides)
     try:
         yield context
         dump = await dump_database(context)

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+import evaccess
 from evaccess import console
 
 app = typer.Typer(
@@ -16,6 +17,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.out.print(f"evaccess {evaccess.__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the installed version (evaccess X.Y.Z) and exit.",
+    ),
+) -> None:
+    """Security for EV chargers: Bluetooth PINs, keypad PINs, access and ownership."""
+
 
 # (module, attribute, name, help). Each program owns its commands in its own package; they
 # are attached here, the one place that knows all three programs.
@@ -38,6 +59,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
 def _attach(argv: list[str]) -> None:
     """Attach the program named on the command line (all of them for bare ``evaccess`` or
     ``--help``): each program's imports cost a second or more, and a command needs one."""
+    if argv[1:2] == ["--version"]:
+        return  # answered by the root callback, no program needed
     names = {name for _, _, name, _ in SUBCOMMANDS}
     wanted = argv[1] if len(argv) > 1 and argv[1] in names else None
     for module_name, attribute, name, help_text in SUBCOMMANDS:

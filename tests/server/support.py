@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from argon2 import PasswordHasher
@@ -26,10 +27,11 @@ PASSWORD = "correct horse battery staple"
 
 
 async def make_context(
-    url: str, keys_dir: Path, *, clock: ManualClock, rng: RandomSource
+    url: str, keys_dir: Path, *, clock: ManualClock, rng: RandomSource, **overrides: Any
 ) -> Context:
+    """A context on ``url``; ``overrides`` are further ``Settings`` (``allow_signup=True``)."""
     await upgrade(url)  # a no-op on the pre-migrated SQLite copy
-    settings = Settings(database_url=url, keys_dir=keys_dir, data_dir=keys_dir.parent)
+    settings = Settings(database_url=url, keys_dir=keys_dir, data_dir=keys_dir.parent, **overrides)
     return build_context(
         settings, clock=clock, rng=rng, passwords=PasswordHasher.from_parameters(CHEAPEST)
     )

@@ -1,13 +1,69 @@
-"""Accounts: password rules, tokens (hashed, expiring, revocable), login throttling."""
+"""Accounts: self sign-up (off by default), password rules, tokens (hashed, expiring,
+revocable), login throttling."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
 
-from evaccess.server.db.models import ApiToken
+from evaccess.server.db.models import ApiToken, User
+from evaccess.server.services import accounts
 from evaccess.server.services.accounts import token_digest
+from evaccess.server.settings import Settings
 from tests.server.support import PASSWORD, build_world, client_for
+
+OTHER_PASSWORD = "another long passphrase"
+
+
+def test_self_signup_is_a_setting_off_by_default(monkeypatch):
+    monkeypatch.delenv("EVACCESS_ALLOW_SIGNUP", raising=False)
+    assert Settings().allow_signup is False
+    monkeypatch.setenv("EVACCESS_ALLOW_SIGNUP", "true")
+    assert Settings().allow_signup is True
+
+
+async def test_signup_off_refuses_with_a_stable_code_and_creates_nothing(ctx):
+    async with client_for(ctx) as client:
+        refused = await client.post(
+            "/api/users", json={"email": "new@example.com", "password": PASSWORD}
+        )
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "signup_disabled"
+    assert PASSWORD not in refused.text
+    async with ctx.db.read() as session:
+        assert (await session.scalars(select(User.email))).all() == []
+
+
+def _headers(response):
+    return sorted((k, v) for k, v in response.headers.items() if k not in ("date", "x-request-id"))
+
+
+@pytest.mark.settings(allow_signup=True)
+async def test_signup_answers_a_registered_address_exactly_like_a_new_one(ctx, canaries):
+    canaries.add(OTHER_PASSWORD)
+    await accounts.create_user(ctx, "taken@example.com", PASSWORD)
+    async with client_for(ctx) as client:
+        new = await client.post(
+            "/api/users", json={"email": "New@Example.com", "password": OTHER_PASSWORD}
+        )
+        taken = await client.post(
+            "/api/users", json={"email": "Taken@Example.com", "password": OTHER_PASSWORD}
+        )
+        assert new.status_code == taken.status_code == 202
+        assert new.content == taken.content
+        assert _headers(new) == _headers(taken)
+
+        async def login(email: str, password: str) -> int:
+            answer = await client.post(
+                "/api/auth/login", json={"email": email, "password": password}
+            )
+            return int(answer.status_code)
+
+        # the new address got its account; the registered one kept its password
+        assert await login("new@example.com", OTHER_PASSWORD) == 200
+        assert await login("taken@example.com", OTHER_PASSWORD) == 401
+        assert await login("taken@example.com", PASSWORD) == 200
 
 
 @pytest.mark.parametrize(
@@ -19,6 +75,7 @@ from tests.server.support import PASSWORD, build_world, client_for
         ("aaaaaaaaaa", "too simple"),
     ],
 )
+@pytest.mark.settings(allow_signup=True)
 async def test_weak_passwords_rejected_without_echo(ctx, password, fragment):
     async with client_for(ctx) as client:
         response = await client.post(
@@ -30,12 +87,9 @@ async def test_weak_passwords_rejected_without_echo(ctx, password, fragment):
 
 
 async def test_login_logout_and_token_storage(ctx):
+    created = await accounts.create_user(ctx, "New@Example.com", PASSWORD)
+    assert created.email == "new@example.com"
     async with client_for(ctx) as client:
-        created = await client.post(
-            "/api/users", json={"email": "New@Example.com", "password": PASSWORD}
-        )
-        assert created.status_code == 201
-        assert created.json()["email"] == "new@example.com"
         login = await client.post(
             "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}
         )
@@ -52,8 +106,8 @@ async def test_login_logout_and_token_storage(ctx):
 
 
 async def test_tokens_expire(ctx, clock):
+    await accounts.create_user(ctx, "new@example.com", PASSWORD)
     async with client_for(ctx) as client:
-        await client.post("/api/users", json={"email": "new@example.com", "password": PASSWORD})
         token = (
             await client.post(
                 "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}
@@ -161,8 +215,8 @@ async def test_request_id_round_trips(ctx):
 
 
 async def test_password_change_revokes_sessions(ctx):
+    await accounts.create_user(ctx, "new@example.com", PASSWORD)
     async with client_for(ctx) as client:
-        await client.post("/api/users", json={"email": "new@example.com", "password": PASSWORD})
         token = (
             await client.post(
                 "/api/auth/login", json={"email": "new@example.com", "password": PASSWORD}

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from evaccess.server.db.models import Charger, SecurityEvent, Transaction
 from evaccess.server.ocpp.server import serve_ocpp
-from evaccess.server.services import keypad_pins
+from evaccess.server.services import chargers, keypad_pins
 from evaccess.server.services.ocpp_backend import DbOcppBackend
-from tests.server.support import build_world, client_for
+from tests.server.support import add_charger, build_world, client_for
 
 SCRIPT = Path(__file__).parents[1] / "ocpp" / "library_charger.py"
 
@@ -133,3 +136,58 @@ async def test_reported_settings_are_shown_without_secrets(ctx, canaries):
             f"/api/chargers/{world.chargers['wallbox'].id}", headers=await world.headers("owner")
         )
     assert detail.json()["reported_settings"] == {"CurrentLimitA": "16", "WifiSsid": "Garage"}
+
+
+@contextmanager
+def counted_queries() -> Iterator[list[str]]:
+    """Every SQL statement any engine runs inside the block."""
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+async def test_the_list_shows_each_charger_as_its_detail_does_in_a_fixed_number_of_queries(ctx):
+    world = await build_world(ctx)
+    backend = DbOcppBackend(ctx)
+    now = ctx.clock.now()
+    await backend.configuration_reported("WB-100001", {"WifiSsid": "Garage", "CurrentLimitA": "16"})
+    await backend.status("WB-100001", evse_id=1, connector_id=1, status="Available", at=now)
+    await backend.status("ZAP-200002", evse_id=1, connector_id=1, status="Charging", at=now)
+    await backend.status("ZAP-200002", evse_id=2, connector_id=1, status="Faulted", at=now)
+    for who in ("owner", "super_admin", "invited"):
+        headers = await world.headers(who)
+        async with client_for(ctx) as client:
+            listed = (await client.get("/api/chargers", headers=headers)).json()
+            assert len(listed) >= 4, who
+            for item in listed:
+                detail = await client.get(f"/api/chargers/{item['id']}", headers=headers)
+                assert item == detail.json(), (who, item["serial"])
+    by_serial = {item["serial"]: item for item in listed}
+    assert by_serial["WB-100001"]["reported_settings"] == {
+        "CurrentLimitA": "16",
+        "WifiSsid": "Garage",
+    }
+    assert [c["status"] for c in by_serial["ZAP-200002"]["connectors"]] == ["Charging", "Faulted"]
+
+    owner = world.actor("owner")
+    with counted_queries() as few:
+        assert len(await chargers.list_chargers(ctx, owner)) == 4
+    for n in range(20):
+        serial = f"WB-9{n:05d}"
+        await add_charger(
+            world, serial, serial=serial, vendor="Wallbox", model="Pulsar Plus",
+            firmware="6.11.2", owner="owner",
+        )  # fmt: skip
+        await backend.configuration_reported(serial, {"WifiSsid": f"Net {n}"})
+        await backend.status(serial, evse_id=1, connector_id=1, status="Available", at=now)
+    with counted_queries() as many:
+        assert len(await chargers.list_chargers(ctx, owner)) == 24
+    assert few, "the counter saw no query"
+    assert len(many) == len(few), "queries grow with the number of chargers"

@@ -25,6 +25,9 @@ app_app.add_typer(keypad_app, name="keypad-pin")
 app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
 DEFAULT_SERVER = EXAMPLE_SERVER
+JSON_HELP = "Print the result as JSON, for scripts, instead of a table."
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+Serial = Annotated[str, typer.Argument(help="The charger's serial number.")]
 
 
 def _client(session: AppSession) -> ApiClient:
@@ -34,9 +37,14 @@ def _client(session: AppSession) -> ApiClient:
 @app_app.command("login")
 @console.command
 async def login(
-    email: Annotated[str, typer.Option(prompt=True)],
-    server: Annotated[str, typer.Option(envvar="EVACCESS_SERVER")] = DEFAULT_SERVER,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    email: Annotated[str, typer.Option(prompt=True, help="Your account's email (prompted).")],
+    server: Annotated[
+        str, typer.Option(envvar="EVACCESS_SERVER", help="The evaccess server's URL.")
+    ] = DEFAULT_SERVER,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from stdin instead of a prompt."),
+    ] = False,
 ) -> None:
     """Log in and keep the session for the other commands."""
     server = server_url(server)
@@ -67,7 +75,7 @@ def _pin_requirement(charger: dict[str, Any]) -> str:
 
 @app_app.command("chargers")
 @console.command
-async def chargers(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+async def chargers(json_output: JsonOption = False) -> None:
     """The chargers you can see."""
     async with _client(load_session()) as api:
         items = await api.chargers()
@@ -95,11 +103,11 @@ async def chargers(json_output: Annotated[bool, typer.Option("--json")] = False)
 @app_app.command("charger-info")
 @console.command
 async def charger_info(
-    serial: str,
+    serial: Serial,
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Show the Bluetooth PIN (audited).")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """A charger's details and Bluetooth PIN state; the PIN itself only with --reveal."""
     async with _client(load_session()) as api:
@@ -207,7 +215,12 @@ def _space_name(org_id: str | None) -> str:
 async def keypad_set(
     organisation: OrganisationOption = None,
     personal: PersonalOption = False,
-    pin_stdin: Annotated[bool, typer.Option("--pin-stdin")] = False,
+    pin_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--pin-stdin", help="Read the PIN from the first line of stdin instead of a prompt."
+        ),
+    ] = False,
 ) -> None:
     """Choose your keypad PIN (prompted, never on the command line)."""
     pin = console.secret("Keypad PIN", confirm=True, from_stdin=pin_stdin).strip()
@@ -242,9 +255,6 @@ async def keypad_generate(
 
 
 # --- your account ------------------------------------------------------------------------
-
-JSON_HELP = "Print JSON instead of a table."
-JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 
 @app_app.command("password")
@@ -307,7 +317,7 @@ def _grant_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 @app_app.command("invite")
 @console.command
 async def invite(
-    serial: str,
+    serial: Serial,
     email: Annotated[str, typer.Option(help="The invitee's email (their account's).")],
     role: Annotated[InviteRole, typer.Option(help="user, or service (an installer).")] = (
         InviteRole.USER
@@ -339,7 +349,7 @@ async def invite(
 
 @app_app.command("invitations")
 @console.command
-async def invitations(serial: str, json_output: JsonOption = False) -> None:
+async def invitations(serial: Serial, json_output: JsonOption = False) -> None:
     """A charger's open invitations."""
     async with _client(load_session()) as api:
         items = await api.invitations((await api.charger_by_serial(serial))["id"])
@@ -354,7 +364,9 @@ async def invitations(serial: str, json_output: JsonOption = False) -> None:
 @app_app.command("invitation-revoke")
 @console.command
 async def invitation_revoke(
-    serial: str, invitation_id: str, json_output: JsonOption = False
+    serial: Serial,
+    invitation_id: Annotated[str, typer.Argument(help="As `invitations` lists it.")],
+    json_output: JsonOption = False,
 ) -> None:
     """Withdraw an invitation before it is accepted."""
     async with _client(load_session()) as api:
@@ -382,7 +394,7 @@ async def accept(
 
 @app_app.command("grants")
 @console.command
-async def grants(serial: str, json_output: JsonOption = False) -> None:
+async def grants(serial: Serial, json_output: JsonOption = False) -> None:
     """Who may use a charger (owner, users, service)."""
     async with _client(load_session()) as api:
         items = await api.grants((await api.charger_by_serial(serial))["id"])
@@ -394,7 +406,11 @@ async def grants(serial: str, json_output: JsonOption = False) -> None:
 
 @app_app.command("revoke")
 @console.command
-async def revoke(serial: str, grant_id: str, json_output: JsonOption = False) -> None:
+async def revoke(
+    serial: Serial,
+    grant_id: Annotated[str, typer.Argument(help="As `grants` lists it.")],
+    json_output: JsonOption = False,
+) -> None:
     """End someone's access to a charger (see `grants` for the ids)."""
     async with _client(load_session()) as api:
         await api.revoke_grant((await api.charger_by_serial(serial))["id"], grant_id)
@@ -404,7 +420,7 @@ async def revoke(serial: str, grant_id: str, json_output: JsonOption = False) ->
 @app_app.command("assign")
 @console.command
 async def assign(
-    serial: str,
+    serial: Serial,
     member: Annotated[str, typer.Option(help="The member's email.")],
     organisation: Annotated[
         str | None,
@@ -478,7 +494,7 @@ def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
 
 @app_app.command("reveals")
 @console.command
-async def reveals(serial: str, json_output: JsonOption = False) -> None:
+async def reveals(serial: Serial, json_output: JsonOption = False) -> None:
     """Who revealed a charger's Bluetooth PIN, and when (owners)."""
     async with _client(load_session()) as api:
         items = await api.reveal_history((await api.charger_by_serial(serial))["id"])
@@ -495,7 +511,7 @@ async def reveals(serial: str, json_output: JsonOption = False) -> None:
 
 @app_app.command("security-events")
 @console.command
-async def security_events(serial: str, json_output: JsonOption = False) -> None:
+async def security_events(serial: Serial, json_output: JsonOption = False) -> None:
     """Security events the charger reported (newest first)."""
     async with _client(load_session()) as api:
         items = await api.security_events((await api.charger_by_serial(serial))["id"])
@@ -512,7 +528,7 @@ async def security_events(serial: str, json_output: JsonOption = False) -> None:
 
 @app_app.command("reenable-pairing")
 @console.command
-async def reenable_pairing(serial: str, json_output: JsonOption = False) -> None:
+async def reenable_pairing(serial: Serial, json_output: JsonOption = False) -> None:
     """Lift the charger's cap on PIN pairing after 100 failed attempts in a row."""
     async with _client(load_session()) as api:
         await api.reenable_pairing((await api.charger_by_serial(serial))["id"])
@@ -526,7 +542,7 @@ async def reenable_pairing(serial: str, json_output: JsonOption = False) -> None
 @app_app.command("revoke-phones")
 @console.command
 async def revoke_phones(
-    serial: str,
+    serial: Serial,
     phone: Annotated[str | None, typer.Option("--phone", help="One phone's id.")] = None,
     every_phone: Annotated[bool, typer.Option("--all", help="Every paired phone.")] = False,
     json_output: JsonOption = False,

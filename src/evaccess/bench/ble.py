@@ -182,7 +182,9 @@ async def _reconnect_phases(
 @command
 async def bench_ble(
     runs: Annotated[int, typer.Option(min=20, help="Runs per measurement.")] = 30,
-    phases: Annotated[bool, typer.Option(help="Also time the phases of a pairing.")] = False,
+    phases: Annotated[
+        bool, typer.Option("--phases", help="Also time the phases of a pairing.")
+    ] = False,
 ) -> None:
     """Print p50/p90/min/max in ms; the last line is machine-readable."""
     results = await _measure("pake", runs, phases)

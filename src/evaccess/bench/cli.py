@@ -24,13 +24,14 @@ def _progress(line: str) -> None:
 @bench_app.command("ocpp")
 @console.command
 async def ocpp(
-    quick: Annotated[bool, typer.Option(help="Reduced run (under a minute).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced run (under a minute).")] = False,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds (default 3).")] = None,
     targets: Annotated[
         str, typer.Option(help="Comma-separated servers: baseline, echo, evaccess.")
     ] = "baseline,echo,evaccess",
 ) -> None:
-    """OCPP-J throughput, latency, CPU per round trip and memory per idle charger."""
+    """OCPP-J (Open Charge Point Protocol over WebSocket, JSON) throughput, latency, CPU per
+    round trip and memory per idle charger."""
     plan = QUICK if quick else Plan()
     chosen = tuple(name.strip() for name in targets.split(",") if name.strip())
     unknown = sorted(set(chosen) - set(TARGETS))

@@ -63,6 +63,7 @@ def build_context(
         audit=AuditLog(keys, clock),
         passwords=passwords or PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY),
         token_ttl_s=settings.token_ttl_hours * 3600,
+        allow_signup=settings.allow_signup,
         keypad_throttle=ThrottleRegistry(KEYPAD_RULES, clock),
         login_throttle=ThrottleRegistry(LOGIN_RULES, clock),
         login_account_throttle=ThrottleRegistry(LOGIN_ACCOUNT_RULES, clock),

@@ -83,10 +83,12 @@ async def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on (EVACCESS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="REST API port (EVACCESS_PORT).")] = None,
     ocpp_port: Annotated[
-        int | None, typer.Option(help="OCPP WebSocket port (EVACCESS_OCPP_PORT).")
+        int | None,
+        typer.Option(help="Port chargers connect to over OCPP WebSocket (EVACCESS_OCPP_PORT)."),
     ] = None,
 ) -> None:
-    """Create or migrate the database and serve the REST API and the OCPP endpoint."""
+    """Create or migrate the database and serve the REST API and the OCPP endpoint (OCPP:
+    Open Charge Point Protocol, how chargers talk to their server)."""
     from evaccess.server.runner import serve
     from evaccess.server.settings import load_settings
 
@@ -151,17 +153,24 @@ async def _organisation_id(ctx: Context, ref: str) -> str:
 
 
 Organisation = Annotated[str, typer.Argument(help="Organisation id, or its unique name.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Json = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON, for scripts, instead of text.")
+]
+Email = Annotated[str, typer.Argument(help="The account's email address (its login).")]
 
 
 @admin_app.command("create-user")
 @console.command
 async def create_user(
-    email: str,
+    email: Email,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+        bool,
+        typer.Option("--password-stdin", help="Read the password from stdin instead of a prompt."),
     ] = False,
-    system_admin: Annotated[bool, typer.Option(help="May create organisations.")] = False,
+    system_admin: Annotated[
+        bool,
+        typer.Option("--system-admin", help="A system administrator: may create organisations."),
+    ] = False,
 ) -> None:
     """Create a user (the password is prompted for, or read from stdin when piped)."""
     from evaccess.server.services import accounts
@@ -174,7 +183,7 @@ async def create_user(
 
 @admin_app.command("reset-password")
 @console.command
-async def reset_password(email: str) -> None:
+async def reset_password(email: Email) -> None:
     """Give an account a new one-time password (printed once) and end its sessions."""
     from evaccess.server.services import accounts
 
@@ -187,7 +196,7 @@ async def reset_password(email: str) -> None:
 @admin_app.command("create-organisation")
 @console.command
 async def create_organisation(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The organisation's name (unique).")],
     super_admin: Annotated[str, typer.Option(help="Email of the organisation's super-admin.")],
     parent: Annotated[
         str | None, typer.Option(help="Parent organisation, id or name (makes a subgroup).")
@@ -212,9 +221,14 @@ async def create_organisation(
 @console.command
 async def add_member(
     organisation: Organisation,
-    email: str,
+    email: Email,
     by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
-    role: Annotated[Role, typer.Option()] = Role.USER,
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="user, admin (adds members, manages chargers) or super_admin (also roles, settings)."
+        ),
+    ] = Role.USER,
 ) -> None:
     """Add an existing user to an organisation."""
     from evaccess.server.services import organisations
@@ -271,7 +285,8 @@ async def create_charger(
     ] = None,
     json_output: Json = False,
 ) -> None:
-    """Register a charger; prints its OCPP password once (or writes it to --out)."""
+    """Register a charger; prints once the password it logs in to the server with over OCPP
+    (Open Charge Point Protocol), or writes it to --out."""
     from evaccess.domain.errors import InvalidInput
 
     try:
@@ -326,7 +341,9 @@ class Listing(StrEnum):
 
 @admin_app.command("list")
 @console.command
-async def list_(what: Listing, json_output: Json = False) -> None:
+async def list_(
+    what: Annotated[Listing, typer.Argument(help="What to list.")], json_output: Json = False
+) -> None:
     """List the organisations, users or chargers in the database."""
     from evaccess.server.services import directory
 
@@ -405,8 +422,9 @@ async def create_chargers(
         bool, typer.Option(" /--no-bluetooth", help="The chargers have no Bluetooth LE radio.")
     ] = True,
 ) -> None:
-    """Register many chargers of one kind in one transaction; write their OCPP passwords to
-    a file that `evaccess charger fleet --password-file` reads."""
+    """Register many chargers of one kind in one transaction; write the passwords they log
+    in with over OCPP (Open Charge Point Protocol) to a file that `evaccess charger fleet
+    --password-file` reads."""
     from evaccess.domain.errors import InvalidInput
 
     serials = _bulk_serials(count, prefix, start, serials_from)

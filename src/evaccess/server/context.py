@@ -59,6 +59,8 @@ class Context:
     audit: AuditLog
     passwords: PasswordHasher
     token_ttl_s: float
+    allow_signup: bool = False
+    """Self sign-up through ``POST /api/users`` (``EVACCESS_ALLOW_SIGNUP``); off by default."""
     keypad_throttle: ThrottleRegistry
     login_throttle: ThrottleRegistry
     login_account_throttle: ThrottleRegistry

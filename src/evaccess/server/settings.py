@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     bootstrap_admin_email: str = "admin@example.com"
     public_url: str | None = Field(default=None, description="URL printed for newcomers.")
+    allow_signup: bool = Field(
+        default=False,
+        description="Let anyone create an account with POST /api/users (no verification). "
+        "Off: accounts come from `evaccess admin create-user` and invitations.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

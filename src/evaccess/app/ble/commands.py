@@ -25,7 +25,9 @@ Transport = Annotated[
     str,
     typer.Option(
         "--ble-transport",
-        help="Bumble HCI transport: tcp-client:127.0.0.1:PORT (evaccess ble-link), usb:0, ...",
+        help="The phone's Bluetooth controller, as a transport string of Bumble (the Python "
+        "Bluetooth stack evaccess uses): tcp-client:127.0.0.1:PORT (from evaccess ble-link), "
+        "usb:0, ...",
     ),
 ]
 
@@ -163,7 +165,8 @@ async def configure_command(
     ble_transport: Transport,
     wifi_ssid: Annotated[str | None, typer.Option(help="Wi-Fi network name.")] = None,
     wifi_password_stdin: Annotated[
-        bool, typer.Option(help="Read the Wi-Fi password from standard input.")
+        bool,
+        typer.Option("--wifi-password-stdin", help="Read the Wi-Fi password from standard input."),
     ] = False,
     current_limit: Annotated[
         int | None, typer.Option(help="Charging current limit in amperes (6-32).")
@@ -172,7 +175,7 @@ async def configure_command(
         str | None, typer.Option(help="Start a firmware update from this https URL.")
     ] = None,
     new_pin: Annotated[
-        bool, typer.Option(help="Change the charger's Bluetooth PIN (prompted).")
+        bool, typer.Option("--new-pin", help="Change the charger's Bluetooth PIN (prompted).")
     ] = False,
 ) -> None:
     """Change a paired charger's settings over Bluetooth (uses the stored credential)."""

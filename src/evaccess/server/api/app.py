@@ -1,5 +1,6 @@
 """``create_app(settings)``: the FastAPI application (REST API, OpenAPI at /openapi.json,
-docs at /docs, /health). The OCPP endpoint runs beside it (``server/runner.py``)."""
+docs at /docs and /redoc with their assets served locally, /health). The OCPP endpoint
+runs beside it (``server/runner.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 import evaccess
@@ -16,6 +18,8 @@ from evaccess.server.api.routes import router
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
 from evaccess.server.settings import Settings
+
+DOCS_ASSETS = "/docs/static"
 
 
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
@@ -32,11 +36,14 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
             if owned:
                 await app.state.context.db.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) with their scripts, styles and icon served from
+    # the fastapi-offline wheel under DOCS_ASSETS: the pages work without network access.
+    app = FastAPIOffline(
         title="evaccess",
         version=evaccess.__version__,
         summary="Bluetooth PINs, keypad PINs and access to EV chargers.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     if context is not None:
         app.state.context = context

@@ -47,10 +47,19 @@ async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActo
     await accounts.change_password(ctx, actor, body.current_password, body.new_password)
 
 
-@router.post("/users", response_model=s.UserOut, status_code=201, tags=["auth"])
-async def signup(body: s.SignupIn, ctx: Ctx) -> s.UserOut:
-    user = await accounts.create_user(ctx, body.email, body.password)
-    return s.UserOut(id=user.id, email=user.email)
+@router.post(
+    "/users",
+    response_model=s.SignupOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["auth"],
+    responses={403: {"description": "Self sign-up is off (`signup_disabled`)."}},
+)
+async def signup(body: s.SignupIn, ctx: Ctx) -> s.SignupOut:
+    """Create your own account, where the server allows it (``EVACCESS_ALLOW_SIGNUP``; off
+    by default: accounts then come from administrators and invitations). The answer is the
+    same whether or not the address already has an account; log in to find out."""
+    await accounts.sign_up(ctx, body.email, body.password)
+    return s.SignupOut()
 
 
 @router.get("/me", response_model=s.MeOut, tags=["auth"])

@@ -41,6 +41,17 @@ class UserOut(BaseModel):
     email: str
 
 
+class SignupOut(BaseModel):
+    """One answer for a new and a registered address alike (sign-up tells no more than
+    login does)."""
+
+    status: str = "accepted"
+    detail: str = (
+        "If this address had no account, it has one now with this password: log in. "
+        "If it had one, nothing changed."
+    )
+
+
 class MembershipOut(BaseModel):
     organisation_id: str
     name: str

@@ -12,9 +12,16 @@ from functools import cache
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
-from evaccess.domain.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from evaccess.domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
 from evaccess.server.context import Context
 from evaccess.server.db.models import ApiToken, User
 from evaccess.server.services.audit import AuditEntry
@@ -63,21 +70,53 @@ class IssuedToken:
 async def create_user(
     ctx: Context, email: str, password: str, *, is_system_admin: bool = False
 ) -> User:
+    """An account made by an operator (``evaccess admin create-user``) or a test; says
+    ``user_exists`` for a registered address, which only an operator gets to see."""
     email = normalise_email(email)
     check_password(password, email)
     password_hash = await asyncio.to_thread(ctx.passwords.hash, password)
     async with ctx.db.transaction() as session:
         if await session.scalar(select(User.id).where(User.email == email)):
             raise Conflict("a user with this email exists", code="user_exists")
-        user = User(
-            email=email,
-            password_hash=password_hash,
-            is_system_admin=is_system_admin,
-            created_at=ctx.clock.now(),
+        return await _insert_user(ctx, session, email, password_hash, is_system_admin)
+
+
+async def sign_up(ctx: Context, email: str, password: str) -> None:
+    """Self sign-up (``POST /api/users``), only where ``EVACCESS_ALLOW_SIGNUP`` is on.
+
+    Nothing tells a registered address from a new one, as login does not: both cost one
+    password hash and one audited write, and both return nothing. A registered address
+    keeps its account and password; the attempt is audited (``user.signup_existing``)."""
+    if not ctx.allow_signup:
+        raise PermissionDenied(
+            "self sign-up is off on this server: ask an administrator for an account",
+            code="signup_disabled",
         )
-        session.add(user)
-        await session.flush()
-        await ctx.audit.append(session, AuditEntry(action="user.created", subject_id=user.id))
+    email = normalise_email(email)
+    check_password(password, email)
+    password_hash = await asyncio.to_thread(ctx.passwords.hash, password)
+    async with ctx.db.transaction() as session:
+        existing = await session.scalar(select(User.id).where(User.email == email))
+        if existing is not None:
+            await ctx.audit.append(
+                session, AuditEntry(action="user.signup_existing", subject_id=existing)
+            )
+            return
+        await _insert_user(ctx, session, email, password_hash, False)
+
+
+async def _insert_user(
+    ctx: Context, session: AsyncSession, email: str, password_hash: str, is_system_admin: bool
+) -> User:
+    user = User(
+        email=email,
+        password_hash=password_hash,
+        is_system_admin=is_system_admin,
+        created_at=ctx.clock.now(),
+    )
+    session.add(user)
+    await session.flush()
+    await ctx.audit.append(session, AuditEntry(action="user.created", subject_id=user.id))
     return user
 
 

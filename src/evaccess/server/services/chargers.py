@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,8 +48,8 @@ from evaccess.server.services.relations import (
     Actor,
     active_grant,
     ancestors,
-    charger_bases,
     charger_for,
+    chargers_bases,
     require_org_action,
     subtree,
 )
@@ -369,25 +370,57 @@ async def list_chargers(
     ctx: Context, actor: Actor, *, serial: str | None = None
 ) -> list[ChargerView]:
     """Chargers the actor has a grant on, or that belong to an organisation where the actor
-    is an admin (or to its subgroups)."""
+    is an admin (or to its subgroups); each as ``get_charger`` shows it. A fixed number of
+    queries however many chargers (plus one role lookup per organisation among them)."""
     async with ctx.db.read() as session:
         granted = select(Grant.charger_id).where(
             Grant.user_id == actor.user_id, active_grant(ctx.clock)
         )
         admin_orgs = await _admin_org_ids(session, actor)
-        query = select(Charger).where(
-            or_(Charger.id.in_(granted), Charger.organisation_id.in_(admin_orgs))
-        )
+        visible = or_(Charger.id.in_(granted), Charger.organisation_id.in_(admin_orgs))
         if serial is not None:
-            query = query.where(Charger.serial == serial)
-        chargers = (await session.scalars(query.order_by(Charger.serial))).all()
-        views = []
-        for charger in chargers:
-            bases = await charger_bases(session, actor.user_id, charger, ctx.clock)
-            views.append(
-                ChargerView(charger=charger, bases=frozenset(bases), policy=policy_of(charger))
+            visible = and_(visible, Charger.serial == serial)
+        chargers = (
+            await session.scalars(select(Charger).where(visible).order_by(Charger.serial))
+        ).all()
+        if not chargers:
+            return []
+        ids = select(Charger.id).where(visible).scalar_subquery()
+        bases = await chargers_bases(session, actor.user_id, chargers, ids, ctx.clock)
+        connectors = _by_charger(
+            await session.scalars(
+                select(ConnectorStatus)
+                .where(ConnectorStatus.charger_id.in_(ids))
+                .order_by(ConnectorStatus.evse_id, ConnectorStatus.connector_id)
             )
-    return views
+        )
+        settings = _by_charger(
+            await session.scalars(
+                select(ChargerSetting)
+                .where(ChargerSetting.charger_id.in_(ids))
+                .order_by(ChargerSetting.key)
+            )
+        )
+    return [
+        ChargerView(
+            charger=charger,
+            bases=frozenset(bases[charger.id]),
+            policy=policy_of(charger),
+            connectors=tuple(connectors.get(charger.id, ())),
+            settings=tuple(settings.get(charger.id, ())),
+        )
+        for charger in chargers
+    ]
+
+
+_Row = TypeVar("_Row", ConnectorStatus, ChargerSetting)
+
+
+def _by_charger(rows: Iterable[_Row]) -> dict[str, list[_Row]]:
+    grouped: dict[str, list[_Row]] = {}
+    for row in rows:
+        grouped.setdefault(row.charger_id, []).append(row)
+    return grouped
 
 
 async def _admin_org_ids(session: AsyncSession, actor: Actor) -> list[str]:

@@ -4,7 +4,9 @@ not see is reported exactly like one that does not exist."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,6 +115,35 @@ async def charger_bases(
         bases.add(Basis.of_role(role))
         org = await session.get_one(Organisation, charger.organisation_id)
         bases |= member_bases(MemberAccess(org.member_access), role)
+    return bases
+
+
+async def chargers_bases(
+    session: AsyncSession,
+    user_id: str,
+    chargers: Sequence[Charger],
+    charger_ids: ColumnElement[Any],
+    clock: Clock,
+) -> dict[str, set[Basis]]:
+    """``charger_bases`` for many chargers at once (``charger_ids``: a subquery selecting
+    their ids): one query for the grants, one role lookup per organisation."""
+    bases: dict[str, set[Basis]] = {charger.id: set() for charger in chargers}
+    grants = await session.execute(
+        select(Grant.charger_id, Grant.kind).where(
+            Grant.user_id == user_id, Grant.charger_id.in_(charger_ids), active_grant(clock)
+        )
+    )
+    for charger_id, kind in grants.all():
+        if charger_id in bases:
+            bases[charger_id].add(Basis.of_grant(GrantKind(kind)))
+    roles = {
+        org_id: await org_role(session, user_id, org_id)
+        for org_id in sorted({charger.organisation_id for charger in chargers})
+    }
+    for charger in chargers:
+        role = roles[charger.organisation_id]
+        if role is not None:
+            bases[charger.id].add(Basis.of_role(role))
     return bases
 
 
