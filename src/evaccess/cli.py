@@ -44,7 +44,12 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("evaccess.server.cli", "server_app", "server", "Run the evaccess cloud server."),
     ("evaccess.server.cli", "admin_app", "admin", "Administer the server's database."),
     ("evaccess.server.cli", "audit_app", "audit", "Inspect and verify the audit log."),
-    ("evaccess.charger.cli", "charger_app", "charger", "Run a charger (firmware emulator)."),
+    (
+        "evaccess.charger.cli",
+        "charger_app",
+        "charger",
+        "Run a charger (firmware emulator) speaking OCPP (Open Charge Point Protocol).",
+    ),
     (
         "evaccess.charger.ble.link",
         "ble_link_app",

@@ -168,7 +168,12 @@ async def test_the_list_shows_each_charger_as_its_detail_does_in_a_fixed_number_
             assert len(listed) >= 4, who
             for item in listed:
                 detail = await client.get(f"/api/chargers/{item['id']}", headers=headers)
-                assert item == detail.json(), (who, item["serial"])
+                # The detail adds the newest security events (one more query per charger).
+                shown = {k: v for k, v in detail.json().items() if k != "recent_security_events"}
+                assert {k: v for k, v in item.items() if k != "recent_security_events"} == shown, (
+                    who,
+                    item["serial"],
+                )
     by_serial = {item["serial"]: item for item in listed}
     assert by_serial["WB-100001"]["reported_settings"] == {
         "CurrentLimitA": "16",

@@ -132,7 +132,7 @@ async def run(
     pin_mode: Annotated[
         PinMode,
         typer.Option(
-            help="How phones prove the Bluetooth PIN: pake (SPAKE2 over the link, the "
+            help="How phones prove the Bluetooth PIN: pake (a password-authenticated key exchange, SPAKE2, the "
             "default) or passkey (the PIN as the Bluetooth pairing passkey)."
         ),
     ] = PinMode.PAKE,
@@ -141,10 +141,14 @@ async def run(
     ] = 5.0,
     exit_when_done: Annotated[
         bool,
-        typer.Option(help="Exit after the keypad input ends and queued messages are answered."),
+        typer.Option(
+            "--exit-when-done",
+            help="Exit after the keypad input ends and queued messages are answered.",
+        ),
     ] = False,
 ) -> None:
-    """Run one charger: OCPP client, keypad, and (with --ble-transport) Bluetooth."""
+    """Run one charger: an OCPP (Open Charge Point Protocol) client, a keypad with --keypad,
+    and Bluetooth with --ble-transport."""
     if password_file is not None:
         password = _password_from(password_file, serial)
     if not password:
@@ -192,7 +196,8 @@ async def fleet(
         float, typer.Option(help="Keep the fleet connected this long after booting.")
     ] = 0.0,
 ) -> None:
-    """Run many chargers in one process: connect, boot, report boot times."""
+    """Run many chargers in one process: connect over OCPP (Open Charge Point Protocol),
+    boot, report boot times."""
     server = ocpp_server_url(server)
     credentials = load_credentials(password_file, count=count)
     options = FleetOptions(

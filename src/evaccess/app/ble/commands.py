@@ -137,7 +137,10 @@ async def pair_command(
         typer.Option(help="The PIN (otherwise from the server, or prompted).", show_default=False),
     ] = None,
     pin_stdin: Annotated[
-        bool, typer.Option("--pin-stdin", help="Read the PIN from standard input.")
+        bool,
+        typer.Option(
+            "--pin-stdin", help="Read the PIN from the first line of stdin instead of a prompt."
+        ),
     ] = False,
 ) -> None:
     """Pair this phone with a charger: prove its PIN once, keep a credential."""
