@@ -125,7 +125,7 @@ async def run(
     ble_transport: Annotated[
         str | None,
         typer.Option(
-            help="Bluetooth controller as a Bumble transport, e.g. usb:0 or the "
+            help="Bluetooth controller as a transport of Bumble (the Bluetooth stack used), e.g. usb:0 or the "
             "tcp-client:127.0.0.1:PORT `evaccess ble-link` prints (enables Bluetooth)."
         ),
     ] = None,
