@@ -42,9 +42,9 @@ layers: env
 pytest: env
 	$(VENV)/bin/pytest
 
-# Without the tests that start real processes: the daily loop, about a minute.
+# Without the tests that start real processes, on every core (pytest-xdist): the daily loop.
 pytest-quick: env
-	$(VENV)/bin/pytest -q -m "not e2e"
+	$(VENV)/bin/pytest -q -m "not e2e" -n auto
 
 # The full gate: what CI runs.
 test: lint typecheck layers pytest
