@@ -139,3 +139,18 @@ def test_a_secret_in_a_terminal_is_prompted_hidden_and_confirmed() -> None:
 def test_a_mistyped_confirmation_is_refused() -> None:
     seen = _in_a_terminal(SECRET_IN_A_TERMINAL, ["482913", "482914"])
     assert "refused: the two keypad pins differ" in seen
+
+
+@pytest.mark.parametrize(
+    "check", ["evaccess.app.api:server_url", "evaccess.charger.config:ocpp_server_url"]
+)
+def test_a_refused_server_url_never_repeats_its_password(check: str) -> None:
+    import importlib
+
+    from evaccess.domain.errors import InvalidInput
+
+    module, name = check.split(":")
+    with pytest.raises(InvalidInput) as refused:
+        getattr(importlib.import_module(module), name)("ftp://admin:hunter2-secret@host:1/x")
+    assert "hunter2-secret" not in str(refused.value)
+    assert "ftp://…@host:1/x" in str(refused.value)

@@ -110,6 +110,15 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+def shown_url(raw: str) -> str:
+    """``raw`` fit for an error message: a ``user:password@`` part is never repeated."""
+    head, at, rest = raw.strip().rpartition("@")
+    if not at:
+        return raw.strip()
+    scheme, sep, _credentials = head.partition("://")
+    return f"{scheme}{sep}…@{rest}" if sep else f"…@{rest}"
+
+
 def _one_line_of_stdin() -> str:
     """Exactly one line, read a byte at a time from the file descriptor: Python's buffered
     ``sys.stdin`` would take what follows too, and a script answering several commands'

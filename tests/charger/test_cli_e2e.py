@@ -159,46 +159,63 @@ async def test_fleet_reports_refused_chargers(tmp_path: Path):
     assert "HTTP 401: 1" in out
 
 
+class OnATerminal:
+    """``evaccess`` with a pty as its controlling terminal, as from a person's shell."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        self.process = process
+        self.master = master
+        self.seen = b""
+
+    @classmethod
+    async def start(cls, *args: str) -> OnATerminal:
+        master, slave = os.openpty()
+
+        def take_terminal() -> None:
+            # New session whose controlling terminal is the pty, so getpass can open /dev/tty.
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        process = await asyncio.create_subprocess_exec(
+            EVACCESS,
+            *args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+            env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
+        )
+        os.close(slave)
+        return cls(process, master)
+
+    async def read_until(self, marker: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        while marker not in self.seen:
+            read = loop.run_in_executor(None, os.read, self.master, 1024)
+            self.seen += await asyncio.wait_for(read, 30)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+        os.close(self.master)
+
+
 async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, csms: TestCsms):
-    master, slave = os.openpty()
-
-    def take_terminal() -> None:
-        # New session whose controlling terminal is the pty, so getpass can open /dev/tty.
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    process = await asyncio.create_subprocess_exec(
-        EVACCESS,
-        *charger_args(csms, tmp_path, "--keypad", "-"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=take_terminal,
-        env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
-    )
-    os.close(slave)
-    loop = asyncio.get_running_loop()
-    seen = b""
-
-    async def read_until(marker: bytes) -> None:
-        nonlocal seen
-        while marker not in seen:
-            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 1024), 30)
-            seen += chunk
-
+    terminal = await OnATerminal.start(*charger_args(csms, tmp_path, "--keypad", "-"))
     try:
-        await read_until(b"keypad code: ")
-        os.write(master, b"4821\n")
-        await read_until(b"keypad: accepted")
-        await read_until(b"keypad code: ")
-        os.write(master, b"\x04")  # Ctrl-D: end of keypad input
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await terminal.read_until(b"keypad code: ")
+        terminal.type(b"4821\n")
+        await terminal.read_until(b"keypad: accepted")
+        await terminal.read_until(b"keypad code: ")
+        terminal.type(b"\x04")  # Ctrl-D: end of keypad input
+        assert await asyncio.wait_for(terminal.process.wait(), 30) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        os.close(master)
-    text = seen.decode(errors="replace")
+        await terminal.close()
+    text = terminal.seen.decode(errors="replace")
     assert "4821" not in text  # typed without echo, never printed
     assert [t["event_type"] for t in csms.records[SERIAL].transactions] == ["Started", "Ended"]
 
@@ -206,38 +223,13 @@ async def test_interactive_keypad_on_a_terminal_hides_the_code(tmp_path: Path, c
 async def test_a_charger_without_keypad_never_prompts_on_a_terminal(tmp_path: Path, csms: TestCsms):
     """Without --keypad the charger has no keypad: a line typed on its terminal is echoed by
     the terminal (nobody reads it, nothing hides it) and starts nothing."""
-    master, slave = os.openpty()
-
-    def take_terminal() -> None:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    process = await asyncio.create_subprocess_exec(
-        EVACCESS,
-        *[arg for arg in charger_args(csms, tmp_path) if arg != "--exit-when-done"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=take_terminal,
-        env={**os.environ, "COLUMNS": "200", "EVACCESS_CHARGER_PASSWORD": PASSWORD},
-    )
-    os.close(slave)
-    loop = asyncio.get_running_loop()
-    seen = b""
-
-    async def read_until(marker: bytes) -> None:
-        nonlocal seen
-        while marker not in seen:
-            chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, master, 1024), 30)
-            seen += chunk
-
+    args = [arg for arg in charger_args(csms, tmp_path) if arg != "--exit-when-done"]
+    terminal = await OnATerminal.start(*args)
     try:
-        await read_until(b"ocpp: boot accepted")
-        os.write(master, b"4821\n")
-        await read_until(b"4821")
+        await terminal.read_until(b"ocpp: boot accepted")
+        terminal.type(b"4821\n")
+        await terminal.read_until(b"4821")
     finally:
-        process.terminate()
-        await process.wait()
-        os.close(master)
-    assert b"keypad" not in seen
+        await terminal.close()
+    assert b"keypad" not in terminal.seen
     assert csms.records[SERIAL].transactions == []

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from evaccess import console
 from evaccess.domain import errors
 
 _BY_STATUS: dict[int, type[errors.EvAccessError]] = {
@@ -33,7 +34,7 @@ def server_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise errors.InvalidInput(
             f"--server must be the server's http:// or https:// URL, e.g. {EXAMPLE_SERVER}"
-            f" (got {raw!r})"
+            f" (got {console.shown_url(raw)!r})"
         )
     return raw.strip().rstrip("/")
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from evaccess import console
 from evaccess.domain.errors import InvalidInput
 
 
@@ -34,7 +35,7 @@ def ocpp_server_url(raw: str) -> str:
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise InvalidInput(
             f"--server must be the OCPP endpoint's ws:// or wss:// URL, e.g. {EXAMPLE_SERVER}"
-            f" (got {raw!r})"
+            f" (got {console.shown_url(raw)!r})"
         )
     return raw.strip()
 

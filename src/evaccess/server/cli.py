@@ -124,8 +124,11 @@ async def _system_actor(ctx: Context, email: str) -> Actor:
     return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
 
 
-async def _acting(ctx: Context, email: str, org_id: str, action: OrgAction) -> Actor:
-    """The user ``--by`` names, when their role in the organisation allows ``action``.
+async def _acting(
+    ctx: Context, email: str, organisation: str, action: OrgAction
+) -> tuple[str, Actor]:
+    """The organisation (by id or name) and the user ``--by`` names, when their role in it
+    allows ``action``.
 
     The API answers an outsider "no such organisation" (it does not tell what exists); the
     operator at the server's console is told who lacks which role instead."""
@@ -134,6 +137,7 @@ async def _acting(ctx: Context, email: str, org_id: str, action: OrgAction) -> A
     from evaccess.server.db.models import Organisation as OrganisationRow
     from evaccess.server.services.relations import org_role
 
+    org_id = await _organisation_id(ctx, organisation)
     actor = await _system_actor(ctx, email)
     async with ctx.db.read() as session:
         org = await session.get(OrganisationRow, org_id)
@@ -143,7 +147,7 @@ async def _acting(ctx: Context, email: str, org_id: str, action: OrgAction) -> A
         held = f"has the role {role.value} in" if role else "is not a member of"
         needed = " or ".join(sorted(r.value for r in allowed))
         raise PermissionDenied(f"{email} {held} {org.name}; this takes {needed} (--by names one)")
-    return actor
+    return org_id, actor
 
 
 async def _organisation_id(ctx: Context, ref: str) -> str:
@@ -157,6 +161,9 @@ Json = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON, for scripts, instead of text.")
 ]
 Email = Annotated[str, typer.Argument(help="The account's email address (its login).")]
+By = Annotated[
+    str, typer.Option(help="Email of an admin of the organisation (audited as the actor).")
+]
 
 
 @admin_app.command("create-user")
@@ -222,7 +229,7 @@ async def create_organisation(
 async def add_member(
     organisation: Organisation,
     email: Email,
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    by: By,
     role: Annotated[
         Role,
         typer.Option(
@@ -234,8 +241,7 @@ async def add_member(
     from evaccess.server.services import organisations
 
     async with _admin() as ctx:
-        org_id = await _organisation_id(ctx, organisation)
-        actor = await _acting(ctx, by, org_id, OrgAction.MANAGE_MEMBERS)
+        org_id, actor = await _acting(ctx, by, organisation, OrgAction.MANAGE_MEMBERS)
         member = await organisations.add_member(ctx, actor, org_id, email, role)
     console.out.print(f"{member.email} is now {member.role.value} of {organisation}", markup=False)
 
@@ -245,15 +251,14 @@ async def add_member(
 async def set_member_access(
     organisation: Organisation,
     policy: Annotated[MemberAccess, typer.Argument(help="all or assigned.")],
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    by: By,
 ) -> None:
     """Let all members use all the organisation's chargers (all), or only the chargers
     assigned to them (assigned). Applies to its subgroups too; audited."""
     from evaccess.server.services import organisations
 
     async with _admin() as ctx:
-        org_id = await _organisation_id(ctx, organisation)
-        actor = await _acting(ctx, by, org_id, OrgAction.SET_MEMBER_ACCESS)
+        org_id, actor = await _acting(ctx, by, organisation, OrgAction.SET_MEMBER_ACCESS)
         org = await organisations.set_member_access(ctx, actor, org_id, policy)
     console.out.print(f"member access of {org.name} ({org.id}): {policy.value}", markup=False)
 
@@ -266,7 +271,7 @@ async def create_charger(
     vendor: Annotated[str, typer.Option(help="Maker, e.g. Wallbox or Zaptec.")],
     model: Annotated[str, typer.Option(help='Model, e.g. "Pulsar Max".')],
     firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    by: By,
     owner: Annotated[str | None, typer.Option(help="Owner's email.")] = None,
     production_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     keypad: Annotated[
@@ -298,8 +303,7 @@ async def create_charger(
     handle = _new_secret_file(out) if out is not None else None
     try:
         async with _admin() as ctx:
-            org_id = await _organisation_id(ctx, organisation)
-            actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
+            org_id, actor = await _acting(ctx, by, organisation, OrgAction.REGISTER_CHARGER)
             reg = await chargers.register(
                 ctx,
                 actor,
@@ -404,7 +408,7 @@ async def create_chargers(
     vendor: Annotated[str, typer.Option(help="Maker, e.g. Wallbox or Zaptec.")],
     model: Annotated[str, typer.Option(help='Model, e.g. "Pulsar Max".')],
     firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
-    by: Annotated[str, typer.Option(help="Email of an admin of the organisation.")],
+    by: By,
     out: Annotated[
         Path,
         typer.Option(help="Password file to create (0600): 'serial,password', for charger fleet."),
@@ -440,8 +444,7 @@ async def create_chargers(
     registrations: list[Registration] | None = None
     try:
         async with _admin() as ctx:
-            org_id = await _organisation_id(ctx, organisation)
-            actor = await _acting(ctx, by, org_id, OrgAction.REGISTER_CHARGER)
+            org_id, actor = await _acting(ctx, by, organisation, OrgAction.REGISTER_CHARGER)
             with Progress(
                 console=console.err,
                 transient=True,
