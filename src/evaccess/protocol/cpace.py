@@ -134,7 +134,9 @@ def scalar_mult_vfy(scalar: bytes, point: bytes) -> bytes:
     neutral element."""
     if len(scalar) != SCALAR_BYTES:
         raise ValueError("a scalar is 32 bytes")
-    if len(point) != POINT_BYTES:
+    if len(point) != POINT_BYTES or point[-1] & 0x80:
+        # RFC 9496 4.3.1: a 32-byte value >= p does not decode. libsodium 1.0.18 (the one rbcl
+        # bundles) ignores the top bit, so it would accept Y with bit 255 set as Y itself.
         return IDENTITY
     try:
         return bytes(rbcl.crypto_scalarmult_ristretto255(bytes(scalar), bytes(point)))
