@@ -27,10 +27,10 @@ from evaccess.domain.errors import (
 )
 from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
 from evaccess.domain.policy import PinPolicy, PinRequirement, pin_policy
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
 from evaccess.server.services import outbox
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor, charger_for
 from evaccess.server.vault import Sealed
 
@@ -163,9 +163,8 @@ def _may_reveal(bases: set[Basis], policy: PinPolicy) -> set[Basis]:
 
 async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
     async with ctx.db.read() as session:
-        charger, _basis, bases = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-        )
+        access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+        charger = access.charger
         row = await session.get(BluetoothPin, charger.id)
     policy = _policy(charger)
     status = _status(row)
@@ -175,13 +174,13 @@ async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
         enabled=_required(policy, row),
         required=_required(policy, row),
         status=status,
-        can_reveal=status is not PinStatus.NONE and bool(_may_reveal(bases, policy)),
+        can_reveal=status is not PinStatus.NONE and bool(_may_reveal(access.bases, policy)),
         can_enable=policy.requirement is PinRequirement.OPTIONAL
         and not _required(policy, row)
-        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.ENABLE_BLUETOOTH_PIN]),
+        and bool(access.bases & CHARGER_PERMISSIONS[ChargerAction.ENABLE_BLUETOOTH_PIN]),
         can_change=policy.changeable
         and status is not PinStatus.NONE
-        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
+        and bool(access.bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
         rule=policy.rule,
         pending_since=row.pending_since if row is not None and row.pending_ciphertext else None,
     )
@@ -191,9 +190,10 @@ async def enable(ctx: Context, actor: Actor, charger_id: str) -> PinState:
     """The owner turns an optional PIN on: a PIN is generated and pushed; the charger drops
     its Bluetooth links and new connections need the PIN."""
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.ENABLE_BLUETOOTH_PIN, ctx.clock
         )
+        charger = access.charger
         policy = _policy(charger)
         if policy.requirement is PinRequirement.UNSUPPORTED:
             raise PolicyViolation(f"this charger has no Bluetooth PIN ({policy.rule})")
@@ -203,14 +203,7 @@ async def enable(ctx: Context, actor: Actor, charger_id: str) -> PinState:
             await apply_policy(session, ctx, charger)
             await ctx.audit.append(
                 session,
-                AuditEntry(
-                    action="bluetooth_pin.enabled",
-                    actor_id=actor.user_id,
-                    organisation_id=charger.organisation_id,
-                    charger_id=charger.id,
-                    basis=basis,
-                    request_id=actor.request_id,
-                ),
+                actor.audit_entry("bluetooth_pin.enabled", charger=charger, basis=access.basis),
             )
     ctx.notifier.poke(charger.serial)
     return await state(ctx, actor, charger_id)
@@ -222,9 +215,10 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
     if new_pin is not None:
         validate_bluetooth_pin(new_pin)
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.CHANGE_BLUETOOTH_PIN, ctx.clock
         )
+        charger = access.charger
         policy = _policy(charger)
         if not policy.changeable:
             raise PolicyViolation(f"this charger's Bluetooth PIN cannot be changed ({policy.rule})")
@@ -237,13 +231,10 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
         await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth_pin.change_requested",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "bluetooth_pin.change_requested",
+                charger=charger,
+                basis=access.basis,
                 details={"chosen": new_pin is not None},
             ),
         )
@@ -256,15 +247,14 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
     the audit record, commit, and only then return it."""
     try:
         async with ctx.db.transaction() as session:
-            charger, _basis, bases = await charger_for(
-                session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-            )
+            access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+            charger = access.charger
             policy = _policy(charger)
             if policy.requirement is PinRequirement.UNSUPPORTED:
                 raise NotFound(
                     f"this charger has no Bluetooth PIN ({policy.rule})", code="no_bluetooth_pin"
                 )
-            allowed = _may_reveal(bases, policy)
+            allowed = _may_reveal(access.bases, policy)
             if not allowed:
                 raise PermissionDenied("you may not see this charger's Bluetooth PIN")
             basis = min(allowed, key=list(Basis).index)
@@ -286,14 +276,7 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
             try:
                 await ctx.audit.append(
                     session,
-                    AuditEntry(
-                        action=REVEALED,
-                        actor_id=actor.user_id,
-                        organisation_id=charger.organisation_id,
-                        charger_id=charger.id,
-                        basis=basis,
-                        request_id=actor.request_id,
-                    ),
+                    actor.audit_entry(REVEALED, charger=charger, basis=basis),
                 )
             except EvAccessError:
                 raise
@@ -308,9 +291,11 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
 
 async def reveal_history(ctx: Context, actor: Actor, charger_id: str) -> list[RevealEvent]:
     async with ctx.db.read() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
-        )
+        charger = (
+            await charger_for(
+                session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
+            )
+        ).charger
         rows = (
             await session.execute(
                 select(AuditRecord, User.email)
@@ -407,21 +392,19 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
 
         raise InvalidInput("a phone id has 1 to 64 printable characters")
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
+        charger = access.charger
         await outbox.queue(
             session, ctx, charger.id, outbox.CommandKind.REVOKE_CREDENTIALS, phone_id=phone_id
         )
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth.phones_revoked",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "bluetooth.phones_revoked",
+                charger=charger,
+                basis=access.basis,
                 details={"phone": phone_id or "*"},
             ),
         )
@@ -432,19 +415,13 @@ async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> None:
     """After 100 failed PIN exchanges in a row a charger accepts no more PIN pairings until
     its owner re-enables them from here (OCPP PinPairingEnabled)."""
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
+        charger = access.charger
         await outbox.queue(session, ctx, charger.id, outbox.CommandKind.REENABLE_PIN_PAIRING)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth.pairing_reenabled",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
-            ),
+            actor.audit_entry("bluetooth.pairing_reenabled", charger=charger, basis=access.basis),
         )
     ctx.notifier.poke(charger.serial)

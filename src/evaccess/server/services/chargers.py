@@ -43,7 +43,6 @@ from evaccess.server.db.models import (
 from evaccess.server.db.types import new_id
 from evaccess.server.services import bluetooth_pins, local_lists
 from evaccess.server.services.accounts import normalise_email, token_digest
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import (
     Actor,
     active_grant,
@@ -171,12 +170,9 @@ async def register(
         await bluetooth_pins.apply_policy(session, ctx, charger, factory_pin=factory_pin)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="charger.registered",
-                actor_id=actor.user_id,
-                organisation_id=organisation_id,
-                charger_id=charger.id,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "charger.registered",
+                charger=charger,
                 details={"serial": serial, "vendor": vendor, "model": model, "firmware": firmware},
             ),
         )
@@ -258,12 +254,9 @@ async def register_many(
             await ctx.audit.append_many(
                 session,
                 [
-                    AuditEntry(
-                        action="charger.registered",
-                        actor_id=actor.user_id,
-                        organisation_id=organisation_id,
-                        charger_id=reg.charger.id,
-                        request_id=actor.request_id,
+                    actor.audit_entry(
+                        "charger.registered",
+                        charger=reg.charger,
                         details={"serial": reg.charger.serial, **details},
                     )
                     for reg in batch
@@ -451,9 +444,8 @@ async def _admin_org_ids(session: AsyncSession, actor: Actor) -> list[str]:
 
 async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerView:
     async with ctx.db.read() as session:
-        charger, _basis, bases = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-        )
+        access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+        charger = access.charger
         connectors = (
             await session.scalars(
                 select(ConnectorStatus)
@@ -469,13 +461,13 @@ async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerVie
             )
         ).all()
         events = None
-        if allowed_bases(ChargerAction.VIEW_SECURITY_EVENTS, bases):
+        if allowed_bases(ChargerAction.VIEW_SECURITY_EVENTS, access.bases):
             events = tuple(
                 await _security_events(session, charger.id, limit=RECENT_SECURITY_EVENTS)
             )
     return ChargerView(
         charger=charger,
-        bases=frozenset(bases),
+        bases=frozenset(access.bases),
         policy=policy_of(charger),
         connectors=tuple(connectors),
         settings=tuple(settings),
@@ -486,9 +478,9 @@ async def get_charger(ctx: Context, actor: Actor, charger_id: str) -> ChargerVie
 async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> Grant:
     """A super-admin assigns a charger to a member of its organisation or of an ancestor."""
     async with ctx.db.transaction() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock)
+        ).charger
         # The group the charger belongs to, the groups above it and its subgroups (seeds:
         # "assign chargers to users in a group or a subgroup").
         org_ids = [o.id for o in await ancestors(session, charger.organisation_id)]
@@ -539,13 +531,10 @@ async def _grant(
     await local_lists.sync(session, ctx, charger)  # the caller pokes after commit
     await ctx.audit.append(
         session,
-        AuditEntry(
-            action="grant.created",
-            actor_id=actor.user_id,
-            organisation_id=charger.organisation_id,
-            charger_id=charger.id,
+        actor.audit_entry(
+            "grant.created",
+            charger=charger,
             subject_id=user_id,
-            request_id=actor.request_id,
             details={
                 "kind": kind.value,
                 "expires_at": expires_at.isoformat() if expires_at else None,
@@ -563,9 +552,9 @@ class GrantView:
 
 async def list_grants(ctx: Context, actor: Actor, charger_id: str) -> list[GrantView]:
     async with ctx.db.read() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock)
+        ).charger
         rows = (
             await session.execute(
                 select(Grant, User.email)
@@ -579,9 +568,9 @@ async def list_grants(ctx: Context, actor: Actor, charger_id: str) -> list[Grant
 
 async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: str) -> None:
     async with ctx.db.transaction() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock)
+        ).charger
         grant = await session.get(Grant, grant_id)
         if grant is None or grant.charger_id != charger.id or grant.revoked_at is not None:
             raise NotFound("no such grant")
@@ -594,13 +583,10 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
         list_changed = await local_lists.sync(session, ctx, charger) is not None
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="grant.revoked",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
+            actor.audit_entry(
+                "grant.revoked",
+                charger=charger,
                 subject_id=grant.user_id,
-                request_id=actor.request_id,
                 details={"kind": grant.kind},
             ),
         )
@@ -632,9 +618,9 @@ async def invite(
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock)
+        ).charger
         ownership = await current_ownership(session, charger.id)
         invitation = Invitation(
             charger_id=charger.id,
@@ -651,12 +637,9 @@ async def invite(
         await session.flush()
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="invitation.created",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "invitation.created",
+                charger=charger,
                 details={"kind": kind.value, "invitation": invitation.id},
             ),
         )
@@ -691,9 +674,9 @@ async def accept_invitation(ctx: Context, actor: Actor, token: str) -> Grant:
 
 async def list_invitations(ctx: Context, actor: Actor, charger_id: str) -> list[Invitation]:
     async with ctx.db.read() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock)
+        ).charger
         return list(
             (
                 await session.scalars(
@@ -712,9 +695,9 @@ async def revoke_invitation(
     ctx: Context, actor: Actor, charger_id: str, invitation_id: str
 ) -> None:
     async with ctx.db.transaction() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock
-        )
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_GRANTS, ctx.clock)
+        ).charger
         invitation = await session.get(Invitation, invitation_id)
         if invitation is None or invitation.charger_id != charger.id or invitation.revoked_at:
             raise NotFound("no such invitation")
@@ -725,9 +708,11 @@ async def security_events(
     ctx: Context, actor: Actor, charger_id: str, limit: int = 200
 ) -> list[SecurityEvent]:
     async with ctx.db.read() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW_SECURITY_EVENTS, ctx.clock
-        )
+        charger = (
+            await charger_for(
+                session, actor, charger_id, ChargerAction.VIEW_SECURITY_EVENTS, ctx.clock
+            )
+        ).charger
         return await _security_events(session, charger.id, limit=limit)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.errors import LockedOut
 from evaccess.domain.policy import Refusal, review_report
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
@@ -26,7 +27,6 @@ from evaccess.server.db.models import (
 )
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.chargers import facts_of, verify_ocpp_password
 
 REFUSAL_EVENTS: dict[Refusal, str] = {
