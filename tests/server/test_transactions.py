@@ -18,7 +18,7 @@ from evaccess.server.ocpp.handlers import (
     stop_transaction_v16,
     transaction_event_v201,
 )
-from evaccess.server.services import chargers, keypad_pins
+from evaccess.server.services import grants, keypad_pins
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.conftest import Canaries
 from tests.server.support import World, build_world, client_for
@@ -91,7 +91,7 @@ async def sessions_world(ctx: Context, canaries: Canaries) -> World:
     world = await build_world(ctx)
     assert world.org is not None
     old = world.chargers["old"]
-    await chargers.assign(ctx, world.actor("super_admin"), old.id, world.users["member"].id)
+    await grants.assign(ctx, world.actor("super_admin"), old.id, world.users["member"].id)
     for person, code in (("owner", OWNER_CODE), ("member", MEMBER_CODE)):
         await keypad_pins.set_pin(
             ctx, world.actor(person), world.org.id, world.users[person].id, code
@@ -179,7 +179,7 @@ async def test_my_sessions_are_mine_at_every_charger(ctx: Context, canaries: Can
     world = await sessions_world(ctx, canaries)
     # The member also charged at the wallbox (1.6 this time) after being assigned to it.
     wallbox = world.chargers["wallbox"]
-    await chargers.assign(ctx, world.actor("super_admin"), wallbox.id, world.users["member"].id)
+    await grants.assign(ctx, world.actor("super_admin"), wallbox.id, world.users["member"].id)
     handler = HandlerContext(
         charger_id=wallbox.serial, version=OcppVersion.V16, backend=DbOcppBackend(ctx),
         clock=ctx.clock,
@@ -238,13 +238,13 @@ async def test_a_revoked_user_still_sees_their_past_sessions_but_not_the_charger
 ) -> None:
     world = await sessions_world(ctx, canaries)
     old = world.chargers["old"]
-    views = await chargers.list_grants(ctx, world.actor("owner"), old.id)
+    views = await grants.list_grants(ctx, world.actor("owner"), old.id)
     grant = next(
         v.grant
         for v in views
         if v.grant.user_id == world.users["member"].id and v.grant.kind == GrantKind.USER
     )
-    await chargers.revoke_grant(ctx, world.actor("owner"), old.id, grant.id)
+    await grants.revoke_grant(ctx, world.actor("owner"), old.id, grant.id)
     assert [t["transaction_id"] for t in await _get(world, "member", "/api/me/transactions")] == [
         "tx-member"
     ]

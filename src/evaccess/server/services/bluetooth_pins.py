@@ -21,12 +21,14 @@ from evaccess.domain.access import CHARGER_PERMISSIONS, Basis, ChargerAction
 from evaccess.domain.errors import (
     AuditUnavailable,
     EvAccessError,
+    InvalidInput,
     NotFound,
     PermissionDenied,
+    PinRejected,
     PolicyViolation,
 )
 from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
-from evaccess.domain.policy import PinPolicy, PinRequirement, pin_policy
+from evaccess.domain.policy import ChargerFacts, PinPolicy, PinRequirement, pin_policy
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
@@ -73,9 +75,18 @@ class RevealEvent:
     request_id: str | None
 
 
-def _policy(charger: Charger) -> PinPolicy:
-    from evaccess.server.services.chargers import facts_of
+def facts_of(charger: Charger) -> ChargerFacts:
+    """What the PIN policy table reads about a charger."""
+    return ChargerFacts(
+        vendor=charger.vendor,
+        model=charger.model,
+        firmware=charger.firmware,
+        production_date=charger.production_date,
+        bluetooth=charger.has_bluetooth,
+    )
 
+
+def policy_of(charger: Charger) -> PinPolicy:
     return pin_policy(facts_of(charger))
 
 
@@ -110,7 +121,7 @@ async def apply_policy(
 ) -> bool:
     """Bring the charger's PIN in line with its policy (at registration, and after a
     BootNotification reports new firmware). Queues a push; returns whether it did."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if policy.requirement is PinRequirement.UNSUPPORTED:
         return False
     row = await _row(session, ctx, charger)
@@ -135,7 +146,7 @@ def registration_rows(ctx: Context, charger: Charger) -> list[BluetoothPin | Out
     """What ``apply_policy`` adds for a charger registered in this transaction (it has no
     PIN row and no command yet), built without a query so that bulk registration can add
     the rows of many chargers in one flush."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if policy.requirement is PinRequirement.UNSUPPORTED:
         return []
     row = BluetoothPin(charger_id=charger.id, enabled=False, updated_at=ctx.clock.now())
@@ -147,8 +158,6 @@ def registration_rows(ctx: Context, charger: Charger) -> list[BluetoothPin | Out
 def validate_factory_pin(pin: str) -> str:
     """A PIN printed by the maker: 6 digits, not 000000 (it may be any other value)."""
     if len(pin) != 6 or not pin.isascii() or not pin.isdigit() or pin == "000000":
-        from evaccess.domain.errors import PinRejected
-
         raise PinRejected("a factory Bluetooth PIN has 6 digits and is not 000000")
     return pin
 
@@ -166,7 +175,7 @@ async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
         access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
         charger = access.charger
         row = await session.get(BluetoothPin, charger.id)
-    policy = _policy(charger)
+    policy = policy_of(charger)
     status = _status(row)
     return PinState(
         requirement=policy.requirement,
@@ -194,7 +203,7 @@ async def enable(ctx: Context, actor: Actor, charger_id: str) -> PinState:
             session, actor, charger_id, ChargerAction.ENABLE_BLUETOOTH_PIN, ctx.clock
         )
         charger = access.charger
-        policy = _policy(charger)
+        policy = policy_of(charger)
         if policy.requirement is PinRequirement.UNSUPPORTED:
             raise PolicyViolation(f"this charger has no Bluetooth PIN ({policy.rule})")
         row = await _row(session, ctx, charger)
@@ -219,7 +228,7 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
             session, actor, charger_id, ChargerAction.CHANGE_BLUETOOTH_PIN, ctx.clock
         )
         charger = access.charger
-        policy = _policy(charger)
+        policy = policy_of(charger)
         if not policy.changeable:
             raise PolicyViolation(f"this charger's Bluetooth PIN cannot be changed ({policy.rule})")
         row = await session.get(BluetoothPin, charger.id)
@@ -249,7 +258,7 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
         async with ctx.db.transaction() as session:
             access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
             charger = access.charger
-            policy = _policy(charger)
+            policy = policy_of(charger)
             if policy.requirement is PinRequirement.UNSUPPORTED:
                 raise NotFound(
                     f"this charger has no Bluetooth PIN ({policy.rule})", code="no_bluetooth_pin"
@@ -317,7 +326,7 @@ async def push_settings(
     session: AsyncSession, ctx: Context, charger: Charger
 ) -> tuple[str | None, bool, bool]:
     """(PIN to push, required, changeable) for a SetBluetoothPin command."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     row = await session.get(BluetoothPin, charger.id)
     pin: str | None = None
     if row is not None and row.pending_ciphertext is not None and row.pending_key_version:
@@ -361,7 +370,7 @@ async def changed_on_charger(
     session: AsyncSession, ctx: Context, charger: Charger, new_pin: str
 ) -> bool:
     """A phone changed the PIN on the charger itself; refused where the policy forbids it."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if not policy.changeable:
         return False
     try:
@@ -388,8 +397,6 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
     """The owner makes the charger forget one phone's credential, or every phone's (OCPP
     RevokeCredentials); a phone that wants back in proves the PIN again."""
     if phone_id is not None and not (0 < len(phone_id) <= 64 and phone_id.isprintable()):
-        from evaccess.domain.errors import InvalidInput
-
         raise InvalidInput("a phone id has 1 to 64 printable characters")
     async with ctx.db.transaction() as session:
         access = await charger_for(

@@ -48,9 +48,17 @@ from evaccess.domain.pins import (
     PinSpaceCrowding,
     trivial_reasons,
 )
+from evaccess.protocol.ocpp_components import SecurityEventType
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
-from evaccess.server.db.models import Charger, Grant, KeypadPin, Membership, Organisation
+from evaccess.server.db.models import (
+    Charger,
+    Grant,
+    KeypadPin,
+    Membership,
+    Organisation,
+    SecurityEvent,
+)
 from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists
 from evaccess.server.services.relations import (
@@ -539,9 +547,6 @@ async def _members_let_in(session: AsyncSession, root_id: str) -> dict[str, dict
 
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
-    from evaccess.protocol.ocpp_components import SecurityEventType
-    from evaccess.server.db.models import SecurityEvent
-
     now = ctx.clock.now()
     retry = ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
     async with ctx.db.transaction() as session:

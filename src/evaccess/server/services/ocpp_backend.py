@@ -21,13 +21,15 @@ from evaccess.server.db.models import (
     ChargerSetting,
     ConnectorStatus,
     Organisation,
+    OutboxCommand,
     SecurityEvent,
     Transaction,
     TransactionEventRecord,
 )
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
-from evaccess.server.services.chargers import facts_of, verify_ocpp_password
+from evaccess.server.services.bluetooth_pins import facts_of
+from evaccess.server.services.ocpp_passwords import verify_ocpp_password
 
 REFUSAL_EVENTS: dict[Refusal, str] = {
     Refusal.IDENTITY_CHANGED: "evaccess.ReportedIdentityChanged",
@@ -265,8 +267,6 @@ class DbOcppBackend:
         return commands
 
     async def command_result(self, charger_id: str, command_id: str, *, accepted: bool) -> None:
-        from evaccess.server.db.models import OutboxCommand
-
         requeued = False
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)
