@@ -18,11 +18,16 @@ from evaccess.server.db.models import (
     ConnectorStatus,
     Grant,
     Membership,
-    Organisation,
     SecurityEvent,
 )
 from evaccess.server.services import bluetooth_pins, security_events
-from evaccess.server.services.relations import Actor, active_grant, charger_for, chargers_bases
+from evaccess.server.services.relations import (
+    Actor,
+    active_grant,
+    charger_for,
+    chargers_bases,
+    subtree,
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -108,19 +113,8 @@ async def _admin_org_ids(session: AsyncSession, actor: Actor) -> list[str]:
         )
     ).all()
     found: set[str] = set()
-    frontier = list(roots)
-    while frontier:
-        org_id = frontier.pop()
-        if org_id in found:
-            continue
-        found.add(org_id)
-        frontier.extend(
-            (
-                await session.scalars(
-                    select(Organisation.id).where(Organisation.parent_id == org_id)
-                )
-            ).all()
-        )
+    for root in roots:
+        found.update(await subtree(session, root))
     return sorted(found)
 
 
