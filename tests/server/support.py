@@ -17,8 +17,9 @@ from evaccess.server.api.app import create_app
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
 from evaccess.server.db.migrate import upgrade
+from evaccess.server.db.models import Charger
 from evaccess.server.ocpp.backend import SetBluetoothPin
-from evaccess.server.services import accounts, chargers, organisations
+from evaccess.server.services import accounts, invitations, organisations, registration
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.services.relations import Actor
 from evaccess.server.settings import Settings
@@ -60,7 +61,7 @@ class World:
     org: organisations.Organisation | None = None
     subgroup: organisations.Organisation | None = None
     other_org: organisations.Organisation | None = None
-    chargers: dict[str, chargers.Charger] = field(default_factory=dict)
+    chargers: dict[str, Charger] = field(default_factory=dict)
     ocpp_passwords: dict[str, str] = field(default_factory=dict)
 
     def actor(self, name: str) -> Actor:
@@ -167,9 +168,9 @@ async def add_charger(
     keypad: bool = False,
     production_date: date | None = None,
     organisation: str | None = None,
-) -> chargers.Charger:
+) -> Charger:
     assert world.org is not None
-    reg = await chargers.register(
+    reg = await registration.register(
         world.ctx,
         world.actor("super_admin"),
         organisation_id=organisation or world.org.id,
@@ -190,7 +191,7 @@ async def share(
     world: World, key: str, person: str, kind: GrantKind, *, expires_in: timedelta | None = None
 ) -> None:
     ctx = world.ctx
-    issued = await chargers.invite(
+    issued = await invitations.invite(
         ctx,
         world.actor("owner"),
         world.chargers[key].id,
@@ -198,7 +199,7 @@ async def share(
         kind=kind,
         service_expires_at=ctx.clock.now() + expires_in if expires_in else None,
     )
-    await chargers.accept_invitation(ctx, world.actor(person), issued.token)
+    await invitations.accept_invitation(ctx, world.actor(person), issued.token)
 
 
 async def confirm_pin_push(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, insert, select, update
 
+from evaccess.server.audit import AuditEntry
 from evaccess.server.db.models import AuditHead, AuditRecord
-from evaccess.server.services.audit import AuditEntry
 
 
 async def append_many(ctx, n: int) -> None:

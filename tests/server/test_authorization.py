@@ -33,7 +33,14 @@ from starlette.routing import BaseRoute
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.pins import trivial_reasons
 from evaccess.server.api.app import create_app
-from evaccess.server.services import accounts, chargers, keypad_pins, organisations
+from evaccess.server.services import (
+    accounts,
+    grants,
+    invitations,
+    keypad_pins,
+    organisations,
+    registration,
+)
 from evaccess.server.settings import Settings
 from tests.conftest import Canaries
 from tests.server.support import PASSWORD, World, build_world, client_for, share
@@ -138,7 +145,7 @@ async def make_env(ctx: Any, canaries: Canaries) -> Env:
     await organisations.add_member(ctx, sa, world.org.id, "target@example.com", Role.USER)
     # ``lobby``: invitations accepted by every relation land here, so nobody's access to the
     # chargers the other rows use changes.
-    reg = await chargers.register(
+    reg = await registration.register(
         ctx,
         sa,
         organisation_id=world.org.id,
@@ -151,7 +158,7 @@ async def make_env(ctx: Any, canaries: Canaries) -> Env:
     world.chargers["lobby"] = reg.charger
     # ``rival``: a charger of the other organisation, which Acme people must not tell apart
     # from a charger that does not exist.
-    reg = await chargers.register(
+    reg = await registration.register(
         ctx,
         world.actor("other_admin"),
         organisation_id=world.other_org.id,
@@ -297,7 +304,7 @@ async def _owner_grant(env: Env, who: str) -> Prepared:
 
 
 async def _grant_id(env: Env, person: str, kind: GrantKind) -> str | None:
-    views = await chargers.list_grants(
+    views = await grants.list_grants(
         env.ctx, env.world.actor("owner"), env.world.chargers["wallbox"].id
     )
     return next(
@@ -312,7 +319,7 @@ async def _grant_id(env: Env, person: str, kind: GrantKind) -> str | None:
 
 async def _rival_grant(env: Env, who: str) -> Prepared:
     """A grant on the other organisation's charger, named under an Acme charger's path."""
-    views = await chargers.list_grants(
+    views = await grants.list_grants(
         env.ctx, env.world.actor("other_admin"), env.world.chargers["rival"].id
     )
     return Prepared(params={"grant_id": views[0].grant.id})
@@ -320,7 +327,7 @@ async def _rival_grant(env: Env, who: str) -> Prepared:
 
 async def _rival_invitation(env: Env, who: str) -> Prepared:
     if "rival_invitation" not in env.memo:
-        issued = await chargers.invite(
+        issued = await invitations.invite(
             env.ctx,
             env.world.actor("other_admin"),
             env.world.chargers["rival"].id,
@@ -335,9 +342,9 @@ async def _open_invitation(env: Env, who: str) -> Prepared:
     """An open invitation to the wallbox (a new one once a call revoked the last)."""
     wallbox = env.world.chargers["wallbox"].id
     owner = env.world.actor("owner")
-    pending = await chargers.list_invitations(env.ctx, owner, wallbox)
+    pending = await invitations.list_invitations(env.ctx, owner, wallbox)
     if not pending:
-        issued = await chargers.invite(
+        issued = await invitations.invite(
             env.ctx, owner, wallbox, email="friend@example.com", kind=GrantKind.USER
         )
         pending = [issued.invitation]
@@ -349,7 +356,7 @@ async def _invitation_for_caller(env: Env, who: str) -> Prepared:
     anonymous caller, who is refused before the token is looked at)."""
     if who == ANONYMOUS:
         return await _invitation_for_someone_else(env, who)
-    issued = await chargers.invite(
+    issued = await invitations.invite(
         env.ctx,
         env.world.actor("owner"),
         env.world.chargers["lobby"].id,
@@ -362,7 +369,7 @@ async def _invitation_for_caller(env: Env, who: str) -> Prepared:
 async def _invitation_for_someone_else(env: Env, who: str) -> Prepared:
     """One invitation for ``spare``, which nobody else can accept (so it stays open)."""
     if "spare_invitation" not in env.memo:
-        issued = await chargers.invite(
+        issued = await invitations.invite(
             env.ctx,
             env.world.actor("owner"),
             env.world.chargers["lobby"].id,
@@ -934,7 +941,7 @@ async def test_listings_show_exactly_what_the_detail_routes_allow(
     await organisations.add_member(
         ctx, world.actor("super_admin"), world.subgroup.id, "depot@example.com", Role.ADMIN
     )
-    reg = await chargers.register(
+    reg = await registration.register(
         ctx,
         world.actor("depot_admin"),
         organisation_id=world.subgroup.id,

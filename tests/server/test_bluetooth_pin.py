@@ -316,29 +316,29 @@ async def test_ending_an_ownership_revokes_everything_derived_from_it_in_one_tra
 
     from evaccess.domain.access import GrantKind
     from evaccess.server.db.models import Grant, Invitation, PhoneCredential
-    from evaccess.server.services import chargers
+    from evaccess.server.services import invitations, ownership
 
     charger = world.chargers["wallbox"]
-    pending = await chargers.invite(
+    pending = await invitations.invite(
         ctx, world.actor("owner"), charger.id, email="later@example.com", kind=GrantKind.USER
     )
     async with ctx.db.transaction() as session:
-        ownership = await chargers.current_ownership(session, charger.id)
+        owned = await ownership.current(session, charger.id)
         session.add(
             PhoneCredential(
                 charger_id=charger.id,
-                ownership_id=ownership.id,
+                ownership_id=owned.id,
                 phone_id="phone-1",
                 created_at=ctx.clock.now(),
             )
         )
     async with ctx.db.transaction() as session:
-        ownership = await chargers.current_ownership(session, charger.id)
-        counts = await chargers.end_ownership(session, ctx, ownership)
-    chargers._access_changed(ctx, charger)
+        owned = await ownership.current(session, charger.id)
+        counts = await ownership.end(session, ctx, owned)
+    ownership.access_changed(ctx, charger)
     assert counts == {"grants": 3, "invitations": 1, "phones": 1}  # owner, invited, service
     async with ctx.db.read() as session:
-        assert await chargers.current_ownership(session, charger.id) is None
+        assert await ownership.current(session, charger.id) is None
         open_grants = (
             await session.scalars(
                 select(Grant).where(Grant.charger_id == charger.id, Grant.revoked_at.is_(None))

@@ -1,4 +1,4 @@
-"""Registering many chargers at once (``chargers.register_many``): one transaction, the same
+"""Registering many chargers at once (``registration.register_many``): one transaction, the same
 rows and audit records as ``register`` writes for each, and nothing at all on a duplicate."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from evaccess.domain.errors import Conflict, InvalidInput
 from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand
-from evaccess.server.services import chargers
+from evaccess.server.services import registration
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.server.support import build_world
 
@@ -26,7 +26,7 @@ async def test_register_many_writes_what_register_writes_for_each(ctx, canaries)
     world = await build_world(ctx)
     seen: list[int] = []
     kept: list[list[str]] = []
-    registrations = await chargers.register_many(
+    registrations = await registration.register_many(
         ctx,
         world.actor("super_admin"),
         organisation_id=world.org.id,
@@ -47,7 +47,7 @@ async def test_register_many_writes_what_register_writes_for_each(ctx, canaries)
         assert outcome.value == "accepted"
 
     # The Bluetooth PIN rows and push commands are those ``register`` makes.
-    single = await chargers.register(
+    single = await registration.register(
         ctx, world.actor("super_admin"), organisation_id=world.org.id, serial="FL-9", **FACTS
     )
     canaries.add(single.ocpp_password)
@@ -98,7 +98,7 @@ async def test_register_many_refuses_a_bad_serial_and_writes_nothing(ctx, serial
     chargers_before, audit_before = await _count(ctx, Charger), await _count(ctx, AuditRecord)
     kept: list[object] = []
     with pytest.raises(error) as raised:
-        await chargers.register_many(
+        await registration.register_many(
             ctx,
             world.actor("super_admin"),
             organisation_id=world.org.id,
@@ -123,7 +123,7 @@ async def test_nothing_is_registered_when_the_passwords_cannot_be_kept(ctx):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        await chargers.register_many(
+        await registration.register_many(
             ctx,
             world.actor("super_admin"),
             organisation_id=world.org.id,
@@ -139,7 +139,7 @@ async def test_register_many_needs_the_right_to_register(ctx):
     from evaccess.domain.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        await chargers.register_many(
+        await registration.register_many(
             ctx,
             world.actor("member"),
             organisation_id=world.org.id,

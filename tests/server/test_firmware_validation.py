@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from evaccess.domain.errors import InvalidInput
 from evaccess.server.db.models import Charger, SecurityEvent
-from evaccess.server.services import chargers
+from evaccess.server.services import bluetooth_pins, registration
 from tests.server.ocpp_boot import boot_over_ocpp
 from tests.server.support import build_world, client_for
 
@@ -21,9 +21,11 @@ async def test_registration_refuses_a_firmware_that_is_not_a_version(ctx, firmwa
     admin = world.actor("super_admin")
     facts = {"vendor": "Wallbox", "model": "Pulsar Max", "firmware": firmware}
     with pytest.raises(InvalidInput) as one:
-        await chargers.register(ctx, admin, organisation_id=world.org.id, serial="WB-9", **facts)
+        await registration.register(
+            ctx, admin, organisation_id=world.org.id, serial="WB-9", **facts
+        )
     with pytest.raises(InvalidInput) as many:
-        await chargers.register_many(
+        await registration.register_many(
             ctx, admin, organisation_id=world.org.id, serials=["WB-9", "WB-10"], **facts
         )
     for raised in (one, many):
@@ -74,7 +76,7 @@ async def test_a_boot_with_an_unreadable_firmware_is_accepted_and_recorded(ctx, 
     assert row.firmware == "6.11.4"
     assert [e.event_type for e in events] == ["evaccess.FirmwareUnreadable"]
     assert "six.eleven" in events[0].tech_info
-    assert chargers.policy_of(row).requirement == "mandatory"
+    assert bluetooth_pins.policy_of(row).requirement == "mandatory"
 
 
 @pytest.fixture

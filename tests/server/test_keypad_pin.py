@@ -257,7 +257,7 @@ async def test_concurrent_setters_never_duplicate_or_fail(ctx, world, canaries):
 async def test_revoked_and_expired_access_stop_the_keypad_at_once(ctx, world, clock, canaries):
     from datetime import timedelta
 
-    from evaccess.server.services import chargers
+    from evaccess.server.services import grants
 
     canaries.add("8163")
     await keypad_pins.set_pin(
@@ -270,10 +270,10 @@ async def test_revoked_and_expired_access_stop_the_keypad_at_once(ctx, world, cl
     )  # now cached
     grant = next(
         g
-        for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id)
+        for g in await grants.list_grants(ctx, world.actor("owner"), charger.id)
         if g.email == "member@example.com"
     )
-    await chargers.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
+    await grants.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
     assert await keypad_pins.resolve(ctx, charger.id, "8163") is None
 
     await share(world, "old", "member", GrantKind.SERVICE, expires_in=timedelta(hours=1))

@@ -6,7 +6,7 @@ import pytest
 
 from evaccess.domain.access import GrantKind
 from evaccess.server.ocpp.backend import SendLocalList
-from evaccess.server.services import chargers, keypad_pins, organisations
+from evaccess.server.services import grants, keypad_pins, organisations
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.server.support import build_world, share
 
@@ -67,10 +67,10 @@ async def test_local_list_lifecycle(ctx, world, canaries):
     await backend.command_result(charger.serial, added.command_id, accepted=True)
     grant = next(
         g
-        for g in await chargers.list_grants(ctx, world.actor("owner"), charger.id)
+        for g in await grants.list_grants(ctx, world.actor("owner"), charger.id)
         if g.email == "member@example.com"
     )
-    await chargers.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
+    await grants.revoke_grant(ctx, world.actor("owner"), charger.id, grant.grant.id)
     [removed] = await lists(backend, charger.serial)
     assert (removed.version, removed.removed, removed.entries) == (4, ("7302",), ())
     await backend.command_result(charger.serial, removed.command_id, accepted=True)

@@ -9,16 +9,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from evaccess.domain.access import GrantKind
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.context import Context
+from evaccess.server.db.models import Transaction
 from evaccess.server.ocpp.handlers import (
     HandlerContext,
+    authorize_v201,
     start_transaction_v16,
     stop_transaction_v16,
     transaction_event_v201,
 )
-from evaccess.server.services import chargers, keypad_pins
+from evaccess.server.services import grants, keypad_pins
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.conftest import Canaries
 from tests.server.support import World, build_world, client_for
@@ -91,7 +95,7 @@ async def sessions_world(ctx: Context, canaries: Canaries) -> World:
     world = await build_world(ctx)
     assert world.org is not None
     old = world.chargers["old"]
-    await chargers.assign(ctx, world.actor("super_admin"), old.id, world.users["member"].id)
+    await grants.assign(ctx, world.actor("super_admin"), old.id, world.users["member"].id)
     for person, code in (("owner", OWNER_CODE), ("member", MEMBER_CODE)):
         await keypad_pins.set_pin(
             ctx, world.actor(person), world.org.id, world.users[person].id, code
@@ -179,7 +183,7 @@ async def test_my_sessions_are_mine_at_every_charger(ctx: Context, canaries: Can
     world = await sessions_world(ctx, canaries)
     # The member also charged at the wallbox (1.6 this time) after being assigned to it.
     wallbox = world.chargers["wallbox"]
-    await chargers.assign(ctx, world.actor("super_admin"), wallbox.id, world.users["member"].id)
+    await grants.assign(ctx, world.actor("super_admin"), wallbox.id, world.users["member"].id)
     handler = HandlerContext(
         charger_id=wallbox.serial, version=OcppVersion.V16, backend=DbOcppBackend(ctx),
         clock=ctx.clock,
@@ -238,13 +242,13 @@ async def test_a_revoked_user_still_sees_their_past_sessions_but_not_the_charger
 ) -> None:
     world = await sessions_world(ctx, canaries)
     old = world.chargers["old"]
-    views = await chargers.list_grants(ctx, world.actor("owner"), old.id)
+    views = await grants.list_grants(ctx, world.actor("owner"), old.id)
     grant = next(
         v.grant
         for v in views
         if v.grant.user_id == world.users["member"].id and v.grant.kind == GrantKind.USER
     )
-    await chargers.revoke_grant(ctx, world.actor("owner"), old.id, grant.id)
+    await grants.revoke_grant(ctx, world.actor("owner"), old.id, grant.id)
     assert [t["transaction_id"] for t in await _get(world, "member", "/api/me/transactions")] == [
         "tx-member"
     ]
@@ -253,3 +257,88 @@ async def test_a_revoked_user_still_sees_their_past_sessions_but_not_the_charger
             f"/api/chargers/{old.id}/transactions", headers=await world.headers("member")
         )
     assert response.status_code == 404
+
+
+def _keypad(ctx: Context, serial: str) -> tuple[HandlerContext, Any, Any]:
+    """A charger's keypad as the charger uses it over one connection: ``typed`` sends an
+    Authorize, ``started`` a Started TransactionEvent carrying the code; both return the
+    status the server answered."""
+    handler = HandlerContext(
+        charger_id=serial, version=OcppVersion.V201, backend=DbOcppBackend(ctx), clock=ctx.clock
+    )
+
+    async def typed(code: str) -> str:
+        reply = await authorize_v201(handler, {"idToken": keycode(code)})
+        return str(reply.payload["idTokenInfo"]["status"])
+
+    async def started(transaction_id: str, code: str) -> str:
+        reply = await transaction_event_v201(
+            handler,
+            {
+                "eventType": "Started",
+                "timestamp": _when(ctx, 600),
+                "triggerReason": "Authorized",
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": transaction_id},
+                "idToken": keycode(code),
+            },
+        )
+        return str(reply.payload["idTokenInfo"]["status"])
+
+    return handler, typed, started
+
+
+async def test_a_transaction_start_after_its_authorize_is_not_a_second_keypad_attempt(
+    ctx: Context, canaries: Canaries
+) -> None:
+    """The charger asks about a typed code (Authorize), then reports the transaction with
+    the same code: one attempt at the keypad, counted once."""
+    world = await sessions_world(ctx, canaries)
+    old = world.chargers["old"]
+    _, typed, started = _keypad(ctx, old.serial)
+    locked = f"keypad:{old.id}"
+    for _ in range(ctx.keypad_throttle.rules.max_failures - 1):
+        assert await typed(WRONG_CODE) == "Invalid"
+    # A charger that started the transaction on plug-in reports it with the code it just
+    # asked about: the same answer, and no further failure.
+    assert await started("tx-plugged-in", WRONG_CODE) == "Invalid"
+    assert ctx.keypad_throttle.is_locked(locked) is None
+    assert await typed(WRONG_CODE) == "Invalid"  # the next typed code locks the keypad
+    assert ctx.keypad_throttle.is_locked(locked) is not None
+
+
+async def test_a_transaction_start_is_answered_from_its_authorize(
+    ctx: Context, canaries: Canaries, monkeypatch: Any
+) -> None:
+    world = await sessions_world(ctx, canaries)
+    old = world.chargers["old"]
+    _, typed, started = _keypad(ctx, old.serial)
+    lookups: list[str] = []
+    resolve = keypad_pins.resolve
+
+    async def counted(ctx_: Context, charger_id: str, pin: str) -> str | None:
+        lookups.append(charger_id)
+        return await resolve(ctx_, charger_id, pin)
+
+    monkeypatch.setattr(keypad_pins, "resolve", counted)
+    assert await typed(OWNER_CODE) == "Accepted"
+    assert await started("tx-after-authorize", OWNER_CODE) == "Accepted"
+    assert lookups == [old.id]  # one lookup for the Authorize and the start together
+    # A start no Authorize came before (an offline session, a charger that sends none) is
+    # looked up, and a different code is not answered from the last Authorize.
+    assert await started("tx-offline", MEMBER_CODE) == "Accepted"
+    assert await started("tx-other", WRONG_CODE) == "Invalid"
+    assert lookups == [old.id] * 3
+    async with ctx.db.read() as session:
+        users = dict(
+            (
+                await session.execute(
+                    select(Transaction.transaction_id, Transaction.user_id).where(
+                        Transaction.charger_id == old.id
+                    )
+                )
+            ).all()
+        )
+    assert users["tx-after-authorize"] == world.users["owner"].id
+    assert users["tx-offline"] == world.users["member"].id
+    assert users["tx-other"] is None

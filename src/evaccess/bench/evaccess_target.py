@@ -36,8 +36,8 @@ from evaccess.server.db.models import (
 )
 from evaccess.server.db.types import new_id
 from evaccess.server.ocpp.server import serve_ocpp
-from evaccess.server.services.chargers import hash_ocpp_password
 from evaccess.server.services.ocpp_backend import DbOcppBackend
+from evaccess.server.services.ocpp_passwords import hash_ocpp_password
 from evaccess.server.settings import Settings
 
 KEYPAD_DIGITS = 8  # 10,000 users need a roomy PIN space

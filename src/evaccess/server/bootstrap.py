@@ -17,6 +17,7 @@ from evaccess.domain.access import Role
 from evaccess.domain.clock import Clock, RandomSource, SystemClock, SystemRandom
 from evaccess.domain.errors import ConfigurationError
 from evaccess.domain.lockout import KEYPAD_RULES
+from evaccess.server.audit import AuditEntry, AuditLog
 from evaccess.server.context import (
     LOGIN_ACCOUNT_RULES,
     LOGIN_CLIENT_RULES,
@@ -29,7 +30,6 @@ from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
-from evaccess.server.services.audit import AuditEntry, AuditLog
 from evaccess.server.settings import Settings
 from evaccess.server.throttle import ThrottleRegistry
 from evaccess.server.vault import KeypadHasher, PinVault

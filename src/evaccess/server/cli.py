@@ -24,7 +24,7 @@ from evaccess.domain.access import MemberAccess, OrgAction, Role
 if TYPE_CHECKING:
     from evaccess.server.bootstrap import BootstrapAdmin
     from evaccess.server.context import Context
-    from evaccess.server.services.chargers import Registration
+    from evaccess.server.services.registration import Registration
     from evaccess.server.services.relations import Actor
     from evaccess.server.settings import Settings
 
@@ -298,13 +298,13 @@ async def create_charger(
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
-    from evaccess.server.services import chargers
+    from evaccess.server.services import registration
 
     handle = _new_secret_file(out) if out is not None else None
     try:
         async with _admin() as ctx:
             org_id, actor = await _acting(ctx, by, organisation, OrgAction.REGISTER_CHARGER)
-            reg = await chargers.register(
+            reg = await registration.register(
                 ctx,
                 actor,
                 organisation_id=org_id,
@@ -438,7 +438,7 @@ async def create_chargers(
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
     from rich.progress import Progress
 
-    from evaccess.server.services import chargers
+    from evaccess.server.services import registration
 
     handle = _new_secret_file(out)
     registrations: list[Registration] | None = None
@@ -451,7 +451,7 @@ async def create_chargers(
                 disable=len(serials) <= BULK_PROGRESS_ABOVE or not console.err.is_terminal,
             ) as bar:
                 task = bar.add_task("registering chargers", total=len(serials))
-                registrations = await chargers.register_many(
+                registrations = await registration.register_many(
                     ctx,
                     actor,
                     organisation_id=org_id,

@@ -8,11 +8,11 @@ from argon2 import PasswordHasher
 
 from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.lockout import LockoutRules
+from evaccess.server.audit import AuditLog
 from evaccess.server.db.engine import Database
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
 from evaccess.server.ocpp.backend import ChargerNotifier
-from evaccess.server.services.audit import AuditLog
 from evaccess.server.throttle import ThrottleRegistry
 from evaccess.server.vault import KeypadHasher, PinVault
 

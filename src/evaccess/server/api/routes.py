@@ -15,10 +15,14 @@ from evaccess.server.services import (
     accounts,
     bluetooth_pins,
     chargers,
+    grants,
+    invitations,
     keypad_pins,
     organisations,
+    registration,
     transactions,
 )
+from evaccess.server.services import security_events as charger_events
 from evaccess.server.services.chargers import ChargerView
 
 router = APIRouter(prefix="/api")
@@ -370,7 +374,7 @@ def _charger(view: ChargerView) -> s.ChargerOut:
 async def register_charger(
     org_id: str, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.RegistrationOut:
-    reg = await chargers.register(
+    registered = await registration.register_and_view(
         ctx,
         actor,
         organisation_id=org_id,
@@ -385,8 +389,9 @@ async def register_charger(
         factory_pin=body.factory_pin,
     )
     response.headers.update(NO_STORE)
-    view = await chargers.get_charger(ctx, actor, reg.charger.id)
-    return s.RegistrationOut(charger=_charger(view), ocpp_password=reg.ocpp_password)
+    return s.RegistrationOut(
+        charger=_charger(registered.view), ocpp_password=registered.ocpp_password
+    )
 
 
 @router.get("/chargers", response_model=list[s.ChargerOut], tags=["chargers"])
@@ -405,12 +410,10 @@ async def get_charger(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.Charg
     "/chargers/{charger_id}/assign", response_model=s.GrantOut, status_code=201, tags=["chargers"]
 )
 async def assign(charger_id: str, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
-    grant = await chargers.assign(ctx, actor, charger_id, body.user_id)
-    views = await chargers.list_grants(ctx, actor, charger_id)
-    return next(_grant(v) for v in views if v.grant.id == grant.id)
+    return _grant(await grants.assign(ctx, actor, charger_id, body.user_id))
 
 
-def _grant(view: chargers.GrantView) -> s.GrantOut:
+def _grant(view: grants.GrantView) -> s.GrantOut:
     g = view.grant
     return s.GrantOut(
         id=g.id,
@@ -424,12 +427,12 @@ def _grant(view: chargers.GrantView) -> s.GrantOut:
 
 @router.get("/chargers/{charger_id}/grants", response_model=list[s.GrantOut], tags=["access"])
 async def list_grants(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
-    return [_grant(v) for v in await chargers.list_grants(ctx, actor, charger_id)]
+    return [_grant(v) for v in await grants.list_grants(ctx, actor, charger_id)]
 
 
 @router.delete("/chargers/{charger_id}/grants/{grant_id}", status_code=204, tags=["access"])
 async def revoke_grant(charger_id: str, grant_id: str, ctx: Ctx, actor: CurrentActor) -> None:
-    await chargers.revoke_grant(ctx, actor, charger_id, grant_id)
+    await grants.revoke_grant(ctx, actor, charger_id, grant_id)
 
 
 def _invitation(inv: Invitation) -> s.InvitationOut:
@@ -451,7 +454,7 @@ def _invitation(inv: Invitation) -> s.InvitationOut:
 async def invite(
     charger_id: str, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.IssuedInvitationOut:
-    issued = await chargers.invite(
+    issued = await invitations.invite(
         ctx,
         actor,
         charger_id,
@@ -467,7 +470,7 @@ async def invite(
     "/chargers/{charger_id}/invitations", response_model=list[s.InvitationOut], tags=["access"]
 )
 async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.InvitationOut]:
-    return [_invitation(i) for i in await chargers.list_invitations(ctx, actor, charger_id)]
+    return [_invitation(i) for i in await invitations.list_invitations(ctx, actor, charger_id)]
 
 
 @router.delete(
@@ -476,12 +479,12 @@ async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> li
 async def revoke_invitation(
     charger_id: str, invitation_id: str, ctx: Ctx, actor: CurrentActor
 ) -> None:
-    await chargers.revoke_invitation(ctx, actor, charger_id, invitation_id)
+    await invitations.revoke_invitation(ctx, actor, charger_id, invitation_id)
 
 
 @router.post("/invitations/accept", response_model=s.GrantOut, tags=["access"])
 async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
-    grant = await chargers.accept_invitation(ctx, actor, body.token)
+    grant = await invitations.accept_invitation(ctx, actor, body.token)
     return s.GrantOut(
         id=grant.id,
         user_id=grant.user_id,
@@ -500,7 +503,7 @@ async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> 
 async def security_events(
     charger_id: str, ctx: Ctx, actor: CurrentActor
 ) -> list[s.SecurityEventOut]:
-    return [_security_event(e) for e in await chargers.security_events(ctx, actor, charger_id)]
+    return [_security_event(e) for e in await charger_events.of_charger(ctx, actor, charger_id)]
 
 
 def _security_event(e: SecurityEvent) -> s.SecurityEventOut:

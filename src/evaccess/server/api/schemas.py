@@ -8,8 +8,8 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaccess.domain.access import GrantKind, MemberAccess, Role
+from evaccess.domain.bluetooth_pin import PinStatus
 from evaccess.domain.policy import PinRequirement
-from evaccess.server.services.bluetooth_pins import PinStatus
 
 
 class In(BaseModel):

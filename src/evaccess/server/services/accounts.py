@@ -22,9 +22,9 @@ from evaccess.domain.errors import (
     NotFound,
     PermissionDenied,
 )
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import ApiToken, User
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor
 
 MIN_PASSWORD_LENGTH = 8
@@ -232,12 +232,7 @@ async def change_password(ctx: Context, actor: Actor, current: str, new: str) ->
         )
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="user.password_changed",
-                actor_id=actor.user_id,
-                subject_id=actor.user_id,
-                request_id=actor.request_id,
-            ),
+            actor.audit_entry("user.password_changed", subject_id=actor.user_id),
         )
 
 

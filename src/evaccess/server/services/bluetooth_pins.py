@@ -1,47 +1,39 @@
-"""The Bluetooth PIN lifecycle on the server.
-
-States: no PIN -> pending (sealed, pushed to the charger) -> active (the charger confirmed);
-a change puts a new PIN in the pending slot while the old one stays active until the charger
-accepts the new one. Which chargers need a PIN, and who may see or change it, is the policy
-table's decision (``domain.policy``). Reveal writes its audit record before returning the PIN
-and returns nothing if that write fails.
+"""The Bluetooth PIN lifecycle on the server: each use case loads the charger's PIN row as
+``domain.bluetooth_pin.PinSlots`` (the PINs sealed), applies a transition and saves it.
+Which chargers need a PIN, and who may see or change it, is the policy table's decision
+(``domain.policy``). Reveal writes its audit record before returning the PIN and returns
+nothing if that write fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.access import CHARGER_PERMISSIONS, Basis, ChargerAction
+from evaccess.domain.bluetooth_pin import PinSlots, PinStatus
 from evaccess.domain.errors import (
     AuditUnavailable,
     EvAccessError,
+    InvalidInput,
     NotFound,
     PermissionDenied,
-    PolicyViolation,
+    PinRejected,
 )
 from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
-from evaccess.domain.policy import PinPolicy, PinRequirement, pin_policy
+from evaccess.domain.policy import ChargerFacts, PinPolicy, PinRequirement, pin_policy
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
 from evaccess.server.services import outbox
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor, charger_for
 from evaccess.server.vault import Sealed
 
 REVEALED = "bluetooth_pin.revealed"
-
-
-class PinStatus(StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    ACTIVE = "active"
-    CHANGING = "changing"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -73,24 +65,49 @@ class RevealEvent:
     request_id: str | None
 
 
-def _policy(charger: Charger) -> PinPolicy:
-    from evaccess.server.services.chargers import facts_of
+def facts_of(charger: Charger) -> ChargerFacts:
+    """What the PIN policy table reads about a charger."""
+    return ChargerFacts(
+        vendor=charger.vendor,
+        model=charger.model,
+        firmware=charger.firmware,
+        production_date=charger.production_date,
+        bluetooth=charger.has_bluetooth,
+    )
 
+
+def policy_of(charger: Charger) -> PinPolicy:
     return pin_policy(facts_of(charger))
 
 
-def _required(policy: PinPolicy, row: BluetoothPin | None) -> bool:
-    if policy.requirement is PinRequirement.MANDATORY:
-        return True
-    return policy.requirement is PinRequirement.OPTIONAL and row is not None and row.enabled
+def _sealed(ciphertext: bytes | None, key_version: int | None) -> Sealed | None:
+    if ciphertext is None or key_version is None:
+        return None
+    return Sealed(ciphertext=ciphertext, key_version=key_version)
 
 
-def _status(row: BluetoothPin | None) -> PinStatus:
-    if row is None or (row.active_ciphertext is None and row.pending_ciphertext is None):
-        return PinStatus.NONE
-    if row.active_ciphertext is None:
-        return PinStatus.PENDING
-    return PinStatus.CHANGING if row.pending_ciphertext is not None else PinStatus.ACTIVE
+def _slots(row: BluetoothPin | None) -> PinSlots[Sealed]:
+    if row is None:
+        return PinSlots()
+    return PinSlots(
+        enabled=row.enabled,
+        active=_sealed(row.active_ciphertext, row.active_key_version),
+        pending=_sealed(row.pending_ciphertext, row.pending_key_version),
+        pending_since=row.pending_since,
+    )
+
+
+def _save(row: BluetoothPin, slots: PinSlots[Sealed], now: datetime) -> None:
+    """Write ``slots`` to the row if they differ from what it holds."""
+    if slots == _slots(row):
+        return
+    row.enabled = slots.enabled
+    row.active_ciphertext = slots.active.ciphertext if slots.active else None
+    row.active_key_version = slots.active.key_version if slots.active else None
+    row.pending_ciphertext = slots.pending.ciphertext if slots.pending else None
+    row.pending_key_version = slots.pending.key_version if slots.pending else None
+    row.pending_since = slots.pending_since
+    row.updated_at = now
 
 
 async def _row(session: AsyncSession, ctx: Context, charger: Charger) -> BluetoothPin:
@@ -101,8 +118,22 @@ async def _row(session: AsyncSession, ctx: Context, charger: Charger) -> Bluetoo
     return row
 
 
-def _new_pin(ctx: Context, charger: Charger) -> str:
-    return generate_bluetooth_pin(ctx.rng, avoid=(charger.serial, charger.model))
+def _new_pin(ctx: Context, charger: Charger) -> Sealed:
+    """A generated PIN, sealed."""
+    return ctx.vault.seal(
+        charger.id, generate_bluetooth_pin(ctx.rng, avoid=(charger.serial, charger.model))
+    )
+
+
+def _in_line(
+    ctx: Context, charger: Charger, slots: PinSlots[Sealed], policy: PinPolicy
+) -> PinSlots[Sealed]:
+    """``slots`` with a generated PIN pending where the policy requires one and none exists."""
+    return (
+        slots.with_pending(_new_pin(ctx, charger), ctx.clock.now())
+        if slots.needs_pin(policy)
+        else slots
+    )
 
 
 async def apply_policy(
@@ -110,45 +141,37 @@ async def apply_policy(
 ) -> bool:
     """Bring the charger's PIN in line with its policy (at registration, and after a
     BootNotification reports new firmware). Queues a push; returns whether it did."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if policy.requirement is PinRequirement.UNSUPPORTED:
         return False
     row = await _row(session, ctx, charger)
-    now = ctx.clock.now()
+    slots = _slots(row)
     if factory_pin is not None:
-        sealed = ctx.vault.seal(charger.id, validate_factory_pin(factory_pin))
-        row.active_ciphertext, row.active_key_version = sealed.ciphertext, sealed.key_version
-        row.updated_at = now
-    elif _required(policy, row) and _status(row) is PinStatus.NONE:
-        _seal_new_pending(ctx, charger, row)
+        slots = slots.with_factory_pin(
+            ctx.vault.seal(charger.id, validate_factory_pin(factory_pin))
+        )
+    else:
+        slots = _in_line(ctx, charger, slots, policy)
+    _save(row, slots, ctx.clock.now())
     await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
     return True
-
-
-def _seal_new_pending(ctx: Context, charger: Charger, row: BluetoothPin) -> None:
-    sealed = ctx.vault.seal(charger.id, _new_pin(ctx, charger))
-    row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
-    row.pending_since = row.updated_at = ctx.clock.now()
 
 
 def registration_rows(ctx: Context, charger: Charger) -> list[BluetoothPin | OutboxCommand]:
     """What ``apply_policy`` adds for a charger registered in this transaction (it has no
     PIN row and no command yet), built without a query so that bulk registration can add
     the rows of many chargers in one flush."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if policy.requirement is PinRequirement.UNSUPPORTED:
         return []
     row = BluetoothPin(charger_id=charger.id, enabled=False, updated_at=ctx.clock.now())
-    if _required(policy, row):
-        _seal_new_pending(ctx, charger, row)
+    _save(row, _in_line(ctx, charger, PinSlots(), policy), ctx.clock.now())
     return [row, outbox.new_command(ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)]
 
 
 def validate_factory_pin(pin: str) -> str:
     """A PIN printed by the maker: 6 digits, not 000000 (it may be any other value)."""
     if len(pin) != 6 or not pin.isascii() or not pin.isdigit() or pin == "000000":
-        from evaccess.domain.errors import PinRejected
-
         raise PinRejected("a factory Bluetooth PIN has 6 digits and is not 000000")
     return pin
 
@@ -163,27 +186,26 @@ def _may_reveal(bases: set[Basis], policy: PinPolicy) -> set[Basis]:
 
 async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
     async with ctx.db.read() as session:
-        charger, _basis, bases = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-        )
-        row = await session.get(BluetoothPin, charger.id)
-    policy = _policy(charger)
-    status = _status(row)
+        access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+        charger = access.charger
+        slots = _slots(await session.get(BluetoothPin, charger.id))
+    policy = policy_of(charger)
+    status, required = slots.status, slots.required(policy)
     return PinState(
         requirement=policy.requirement,
         changeable=policy.changeable,
-        enabled=_required(policy, row),
-        required=_required(policy, row),
+        enabled=required,
+        required=required,
         status=status,
-        can_reveal=status is not PinStatus.NONE and bool(_may_reveal(bases, policy)),
+        can_reveal=status is not PinStatus.NONE and bool(_may_reveal(access.bases, policy)),
         can_enable=policy.requirement is PinRequirement.OPTIONAL
-        and not _required(policy, row)
-        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.ENABLE_BLUETOOTH_PIN]),
+        and not required
+        and bool(access.bases & CHARGER_PERMISSIONS[ChargerAction.ENABLE_BLUETOOTH_PIN]),
         can_change=policy.changeable
         and status is not PinStatus.NONE
-        and bool(bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
+        and bool(access.bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
         rule=policy.rule,
-        pending_since=row.pending_since if row is not None and row.pending_ciphertext else None,
+        pending_since=slots.pending_since if slots.pending else None,
     )
 
 
@@ -191,26 +213,20 @@ async def enable(ctx: Context, actor: Actor, charger_id: str) -> PinState:
     """The owner turns an optional PIN on: a PIN is generated and pushed; the charger drops
     its Bluetooth links and new connections need the PIN."""
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.ENABLE_BLUETOOTH_PIN, ctx.clock
         )
-        policy = _policy(charger)
-        if policy.requirement is PinRequirement.UNSUPPORTED:
-            raise PolicyViolation(f"this charger has no Bluetooth PIN ({policy.rule})")
+        charger = access.charger
+        policy = policy_of(charger)
         row = await _row(session, ctx, charger)
-        if policy.requirement is PinRequirement.OPTIONAL and not row.enabled:
-            row.enabled = True
+        slots = _slots(row)
+        enabled = slots.enable(policy)
+        if enabled != slots:
+            _save(row, enabled, ctx.clock.now())
             await apply_policy(session, ctx, charger)
             await ctx.audit.append(
                 session,
-                AuditEntry(
-                    action="bluetooth_pin.enabled",
-                    actor_id=actor.user_id,
-                    organisation_id=charger.organisation_id,
-                    charger_id=charger.id,
-                    basis=basis,
-                    request_id=actor.request_id,
-                ),
+                actor.audit_entry("bluetooth_pin.enabled", charger=charger, basis=access.basis),
             )
     ctx.notifier.poke(charger.serial)
     return await state(ctx, actor, charger_id)
@@ -222,28 +238,24 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
     if new_pin is not None:
         validate_bluetooth_pin(new_pin)
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.CHANGE_BLUETOOTH_PIN, ctx.clock
         )
-        policy = _policy(charger)
-        if not policy.changeable:
-            raise PolicyViolation(f"this charger's Bluetooth PIN cannot be changed ({policy.rule})")
-        row = await session.get(BluetoothPin, charger.id)
-        if _status(row) is PinStatus.NONE or row is None:
-            raise PolicyViolation("this charger has no Bluetooth PIN to change; enable it first")
-        sealed = ctx.vault.seal(charger.id, new_pin or _new_pin(ctx, charger))
-        row.pending_ciphertext, row.pending_key_version = sealed.ciphertext, sealed.key_version
-        row.pending_since = row.updated_at = ctx.clock.now()
+        charger = access.charger
+        row = await _row(session, ctx, charger)
+        slots = _slots(row).change(
+            policy_of(charger),
+            lambda: ctx.vault.seal(charger.id, new_pin) if new_pin else _new_pin(ctx, charger),
+            ctx.clock.now(),
+        )
+        _save(row, slots, ctx.clock.now())
         await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth_pin.change_requested",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "bluetooth_pin.change_requested",
+                charger=charger,
+                basis=access.basis,
                 details={"chosen": new_pin is not None},
             ),
         )
@@ -256,44 +268,25 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
     the audit record, commit, and only then return it."""
     try:
         async with ctx.db.transaction() as session:
-            charger, _basis, bases = await charger_for(
-                session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-            )
-            policy = _policy(charger)
+            access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+            charger = access.charger
+            policy = policy_of(charger)
             if policy.requirement is PinRequirement.UNSUPPORTED:
                 raise NotFound(
                     f"this charger has no Bluetooth PIN ({policy.rule})", code="no_bluetooth_pin"
                 )
-            allowed = _may_reveal(bases, policy)
+            allowed = _may_reveal(access.bases, policy)
             if not allowed:
                 raise PermissionDenied("you may not see this charger's Bluetooth PIN")
             basis = min(allowed, key=list(Basis).index)
-            row = await session.get(BluetoothPin, charger.id)
-            status = _status(row)
-            if row is None or status is PinStatus.NONE:
+            slots = _slots(await session.get(BluetoothPin, charger.id))
+            if slots.enforced is None:
                 raise NotFound("this charger has no Bluetooth PIN", code="no_bluetooth_pin")
-            if row.active_ciphertext is not None and row.active_key_version is not None:
-                sealed = Sealed(
-                    ciphertext=row.active_ciphertext, key_version=row.active_key_version
-                )
-            else:
-                assert row.pending_ciphertext is not None
-                assert row.pending_key_version is not None
-                sealed = Sealed(
-                    ciphertext=row.pending_ciphertext, key_version=row.pending_key_version
-                )
-            pin = ctx.vault.open(charger.id, sealed)
+            pin = ctx.vault.open(charger.id, slots.enforced)
             try:
                 await ctx.audit.append(
                     session,
-                    AuditEntry(
-                        action=REVEALED,
-                        actor_id=actor.user_id,
-                        organisation_id=charger.organisation_id,
-                        charger_id=charger.id,
-                        basis=basis,
-                        request_id=actor.request_id,
-                    ),
+                    actor.audit_entry(REVEALED, charger=charger, basis=basis),
                 )
             except EvAccessError:
                 raise
@@ -303,14 +296,16 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
                 ) from exc
     except SQLAlchemyError as exc:
         raise AuditUnavailable("the reveal could not be audited; nothing was revealed") from exc
-    return RevealedPin(pin=pin, status=status, basis=basis)
+    return RevealedPin(pin=pin, status=slots.status, basis=basis)
 
 
 async def reveal_history(ctx: Context, actor: Actor, charger_id: str) -> list[RevealEvent]:
     async with ctx.db.read() as session:
-        charger, _basis, _ = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
-        )
+        charger = (
+            await charger_for(
+                session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
+            )
+        ).charger
         rows = (
             await session.execute(
                 select(AuditRecord, User.email)
@@ -332,19 +327,10 @@ async def push_settings(
     session: AsyncSession, ctx: Context, charger: Charger
 ) -> tuple[str | None, bool, bool]:
     """(PIN to push, required, changeable) for a SetBluetoothPin command."""
-    policy = _policy(charger)
-    row = await session.get(BluetoothPin, charger.id)
-    pin: str | None = None
-    if row is not None and row.pending_ciphertext is not None and row.pending_key_version:
-        pin = ctx.vault.open(
-            charger.id,
-            Sealed(ciphertext=row.pending_ciphertext, key_version=row.pending_key_version),
-        )
-    elif row is not None and row.active_ciphertext is not None and row.active_key_version:
-        pin = ctx.vault.open(
-            charger.id, Sealed(ciphertext=row.active_ciphertext, key_version=row.active_key_version)
-        )
-    return pin, _required(policy, row), policy.changeable
+    policy = policy_of(charger)
+    slots = _slots(await session.get(BluetoothPin, charger.id))
+    pin = None if slots.to_push is None else ctx.vault.open(charger.id, slots.to_push)
+    return pin, slots.required(policy), policy.changeable
 
 
 async def confirm_push(
@@ -356,11 +342,9 @@ async def confirm_push(
     superseded = command.completed_at is not None
     command.completed_at, command.accepted = command.completed_at or now, accepted
     row = await session.get(BluetoothPin, charger.id)
-    if superseded or not accepted or row is None or row.pending_ciphertext is None:
+    if superseded or not accepted or row is None or _slots(row).pending is None:
         return
-    row.active_ciphertext, row.active_key_version = row.pending_ciphertext, row.pending_key_version
-    row.pending_ciphertext = row.pending_key_version = row.pending_since = None
-    row.updated_at = now
+    _save(row, _slots(row).confirmed(), now)
     await ctx.audit.append(
         session,
         AuditEntry(
@@ -376,7 +360,7 @@ async def changed_on_charger(
     session: AsyncSession, ctx: Context, charger: Charger, new_pin: str
 ) -> bool:
     """A phone changed the PIN on the charger itself; refused where the policy forbids it."""
-    policy = _policy(charger)
+    policy = policy_of(charger)
     if not policy.changeable:
         return False
     try:
@@ -385,9 +369,7 @@ async def changed_on_charger(
         return False
     row = await _row(session, ctx, charger)
     sealed = ctx.vault.seal(charger.id, new_pin)
-    row.active_ciphertext, row.active_key_version = sealed.ciphertext, sealed.key_version
-    row.pending_ciphertext = row.pending_key_version = row.pending_since = None
-    row.updated_at = ctx.clock.now()
+    _save(row, _slots(row).changed_on_charger(sealed), ctx.clock.now())
     await ctx.audit.append(
         session,
         AuditEntry(
@@ -403,25 +385,21 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
     """The owner makes the charger forget one phone's credential, or every phone's (OCPP
     RevokeCredentials); a phone that wants back in proves the PIN again."""
     if phone_id is not None and not (0 < len(phone_id) <= 64 and phone_id.isprintable()):
-        from evaccess.domain.errors import InvalidInput
-
         raise InvalidInput("a phone id has 1 to 64 printable characters")
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
+        charger = access.charger
         await outbox.queue(
             session, ctx, charger.id, outbox.CommandKind.REVOKE_CREDENTIALS, phone_id=phone_id
         )
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth.phones_revoked",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
+            actor.audit_entry(
+                "bluetooth.phones_revoked",
+                charger=charger,
+                basis=access.basis,
                 details={"phone": phone_id or "*"},
             ),
         )
@@ -432,19 +410,13 @@ async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> None:
     """After 100 failed PIN exchanges in a row a charger accepts no more PIN pairings until
     its owner re-enables them from here (OCPP PinPairingEnabled)."""
     async with ctx.db.transaction() as session:
-        charger, basis, _ = await charger_for(
+        access = await charger_for(
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
+        charger = access.charger
         await outbox.queue(session, ctx, charger.id, outbox.CommandKind.REENABLE_PIN_PAIRING)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="bluetooth.pairing_reenabled",
-                actor_id=actor.user_id,
-                organisation_id=charger.organisation_id,
-                charger_id=charger.id,
-                basis=basis,
-                request_id=actor.request_id,
-            ),
+            actor.audit_entry("bluetooth.pairing_reenabled", charger=charger, basis=access.basis),
         )
     ctx.notifier.poke(charger.serial)

@@ -48,11 +48,19 @@ from evaccess.domain.pins import (
     PinSpaceCrowding,
     trivial_reasons,
 )
+from evaccess.protocol.ocpp_components import SecurityEventType
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
-from evaccess.server.db.models import Charger, Grant, KeypadPin, Membership, Organisation
+from evaccess.server.db.models import (
+    Charger,
+    Grant,
+    KeypadPin,
+    Membership,
+    Organisation,
+    SecurityEvent,
+)
 from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import (
     ROLE_RANK,
     Actor,
@@ -297,12 +305,10 @@ async def _store(
                 pokes = await _sync_lists(session, ctx, space, user_id)
                 await ctx.audit.append(
                     session,
-                    AuditEntry(
-                        action="keypad_pin.set",
-                        actor_id=actor.user_id,
+                    actor.audit_entry(
+                        "keypad_pin.set",
                         organisation_id=space.organisation_id,
                         subject_id=user_id,
-                        request_id=actor.request_id,
                         details=space.audit_details(generated=generated),
                     ),
                 )
@@ -316,12 +322,10 @@ async def _store(
         async with ctx.db.transaction() as session:
             await ctx.audit.append(
                 session,
-                AuditEntry(
-                    action="keypad_pin.collision",
-                    actor_id=actor.user_id,
+                actor.audit_entry(
+                    "keypad_pin.collision",
                     organisation_id=space.organisation_id,
                     subject_id=user_id,
-                    request_id=actor.request_id,
                     details=space.audit_details(),
                 ),
             )
@@ -355,12 +359,10 @@ async def _delete(ctx: Context, actor: Actor, space: PinSpace, user_id: str) -> 
         pokes = await _sync_lists(session, ctx, space, user_id)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="keypad_pin.deleted",
-                actor_id=actor.user_id,
+            actor.audit_entry(
+                "keypad_pin.deleted",
                 organisation_id=space.organisation_id,
                 subject_id=user_id,
-                request_id=actor.request_id,
                 details=space.audit_details(),
             ),
         )
@@ -545,9 +547,6 @@ async def _members_let_in(session: AsyncSession, root_id: str) -> dict[str, dict
 
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
-    from evaccess.protocol.ocpp_components import SecurityEventType
-    from evaccess.server.db.models import SecurityEvent
-
     now = ctx.clock.now()
     retry = ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
     async with ctx.db.transaction() as session:

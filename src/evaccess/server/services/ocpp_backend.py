@@ -6,6 +6,9 @@ indexed keypad lookup. Charger ids on the wire are serials; rows are found by se
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -14,20 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.errors import LockedOut
 from evaccess.domain.policy import Refusal, review_report
+from evaccess.protocol.ocpp_components import KEYCODE_TOKEN_TYPE
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
     ChargerSetting,
     ConnectorStatus,
     Organisation,
+    OutboxCommand,
     SecurityEvent,
     Transaction,
     TransactionEventRecord,
 )
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
-from evaccess.server.services.audit import AuditEntry
-from evaccess.server.services.chargers import facts_of, verify_ocpp_password
+from evaccess.server.services.bluetooth_pins import facts_of
+from evaccess.server.services.ocpp_passwords import verify_ocpp_password
 
 REFUSAL_EVENTS: dict[Refusal, str] = {
     Refusal.IDENTITY_CHANGED: "evaccess.ReportedIdentityChanged",
@@ -37,12 +43,26 @@ REFUSAL_EVENTS: dict[Refusal, str] = {
 """Security events the server records when a BootNotification is not applied in full."""
 MAX_SETTING_LENGTH = 255
 SECRET_SETTING_WORDS = ("password", "pin", "key", "secret", "token")
+AUTHORIZE_REUSE_S = 60.0
+"""A transaction start carrying the code of this charger's last Authorize, at most this long
+after it, is answered from that Authorize: the code was typed once, so it is looked up and
+counted against the keypad throttle once."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Authorized:
+    code: bytes
+    """A keyed digest of the code (the code itself is kept nowhere)."""
+    at: float
+    result: port.AuthorizeResult
 
 
 class DbOcppBackend:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._ids: dict[str, str] = {}
+        self._authorized: dict[str, _Authorized] = {}
+        self._code_key = ctx.rng.token_bytes(32)
         self.refused_auth = 0
 
     async def _charger(self, session: AsyncSession, serial: str) -> Charger:
@@ -151,6 +171,27 @@ class DbOcppBackend:
                 row.status, row.updated_at = status, at
 
     async def authorize_keycode(self, charger_id: str, code: str) -> port.AuthorizeResult:
+        result = await self._resolve_keycode(charger_id, code)
+        self._authorized[charger_id] = _Authorized(
+            code=self._code_digest(code), at=self._ctx.clock.monotonic(), result=result
+        )
+        return result
+
+    def _code_digest(self, code: str) -> bytes:
+        return hmac.new(self._code_key, code.encode(), hashlib.sha256).digest()
+
+    async def _keycode_of_transaction(self, charger_id: str, code: str) -> port.AuthorizeResult:
+        """The answer for a code a transaction event carries: its Authorize's, if it had one."""
+        last = self._authorized.pop(charger_id, None)
+        if (
+            last is not None
+            and self._ctx.clock.monotonic() - last.at <= AUTHORIZE_REUSE_S
+            and hmac.compare_digest(last.code, self._code_digest(code))
+        ):
+            return last.result
+        return await self._resolve_keycode(charger_id, code)
+
+    async def _resolve_keycode(self, charger_id: str, code: str) -> port.AuthorizeResult:
         # A locked keypad is answered from memory: the throttle is keyed by the serial's row
         # id, cached after the first lookup.
         internal = self._ids.get(charger_id) or await self._charger_id(charger_id)
@@ -167,8 +208,8 @@ class DbOcppBackend:
     ) -> port.AuthorizeResult | None:
         answer: port.AuthorizeResult | None = None
         user_id: str | None = None
-        if event.id_token is not None and event.id_token_type in (None, "KeyCode"):
-            answer = await self.authorize_keycode(charger_id, event.id_token)
+        if event.id_token is not None and event.id_token_type in (None, KEYCODE_TOKEN_TYPE):
+            answer = await self._keycode_of_transaction(charger_id, event.id_token)
             user_id = answer.user_id
         try:
             async with self._ctx.db.transaction() as session:
@@ -204,7 +245,7 @@ class DbOcppBackend:
                     tx.user_id = user_id
                 if event.id_token is not None and tx.token_type is None:
                     # The type only: the token value (a keypad code) is never stored.
-                    tx.token_type = (event.id_token_type or "KeyCode")[:20]
+                    tx.token_type = (event.id_token_type or KEYCODE_TOKEN_TYPE)[:20]
                 ended = event.event_type is port.TransactionEventType.ENDED
                 if event.meter_wh is not None:
                     if tx.meter_start_wh is None and not ended:
@@ -265,8 +306,6 @@ class DbOcppBackend:
         return commands
 
     async def command_result(self, charger_id: str, command_id: str, *, accepted: bool) -> None:
-        from evaccess.server.db.models import OutboxCommand
-
         requeued = False
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)

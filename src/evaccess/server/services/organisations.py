@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.access import MemberAccess, OrgAction, Role
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -15,7 +16,6 @@ from evaccess.server.db.models import AuditRecord, KeypadPin, Membership, Organi
 from evaccess.server.db.types import new_id
 from evaccess.server.services import local_lists
 from evaccess.server.services.accounts import normalise_email
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import Actor, org_role, require_org_action, subtree
 
 
@@ -77,12 +77,8 @@ async def _create(
         await session.flush()
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="organisation.created",
-                actor_id=actor.user_id,
-                organisation_id=org.id,
-                request_id=actor.request_id,
-                details={"parent": org.parent_id},
+            actor.audit_entry(
+                "organisation.created", organisation_id=org.id, details={"parent": org.parent_id}
             ),
         )
     return org
@@ -91,15 +87,8 @@ async def _create(
 async def visible_organisations(ctx: Context, actor: Actor) -> list[tuple[Organisation, Role]]:
     """Organisations the actor belongs to, with their subgroups (role inherited)."""
     async with ctx.db.read() as session:
-        memberships = (
-            await session.execute(
-                select(Organisation, Membership.role)
-                .join(Membership, Membership.organisation_id == Organisation.id)
-                .where(Membership.user_id == actor.user_id)
-            )
-        ).all()
         result: dict[str, tuple[Organisation, Role]] = {}
-        frontier = [(org, Role(role)) for org, role in memberships]
+        frontier = await _memberships(session, actor)
         while frontier:
             org, role = frontier.pop()
             if org.id in result:
@@ -139,12 +128,10 @@ async def add_member(ctx: Context, actor: Actor, org_id: str, email: str, role: 
             raise Conflict("already a member of this organisation", code="already_member") from None
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="member.added",
-                actor_id=actor.user_id,
+            actor.audit_entry(
+                "member.added",
                 organisation_id=org_id,
                 subject_id=user.id,
-                request_id=actor.request_id,
                 details={"role": role.value},
             ),
         )
@@ -178,11 +165,9 @@ async def set_member_access(
         pokes = await local_lists.sync_tree(session, ctx, org.root_id)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="organisation.member_access_changed",
-                actor_id=actor.user_id,
+            actor.audit_entry(
+                "organisation.member_access_changed",
                 organisation_id=org.id,
-                request_id=actor.request_id,
                 details={"member_access": policy.value, "organisations": len(ids)},
             ),
         )
@@ -215,12 +200,10 @@ async def change_role(ctx: Context, actor: Actor, org_id: str, user_id: str, rol
         membership.role = role
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="member.role_changed",
-                actor_id=actor.user_id,
+            actor.audit_entry(
+                "member.role_changed",
                 organisation_id=org_id,
                 subject_id=user_id,
-                request_id=actor.request_id,
                 details={"role": role.value},
             ),
         )
@@ -282,11 +265,9 @@ async def update_settings(
             pokes = await local_lists.sync_tree(session, ctx, org.root_id)
         await ctx.audit.append(
             session,
-            AuditEntry(
-                action="organisation.settings_changed",
-                actor_id=actor.user_id,
+            actor.audit_entry(
+                "organisation.settings_changed",
                 organisation_id=org.id,
-                request_id=actor.request_id,
                 details={"keypad_pin_digits": keypad_pin_digits, "offline_keypad": offline_keypad},
             ),
         )
@@ -296,16 +277,18 @@ async def update_settings(
 
 
 async def memberships_of(ctx: Context, actor: Actor) -> list[tuple[Organisation, Role]]:
+    """The organisations the actor is a member of (not their subgroups), by name."""
     async with ctx.db.read() as session:
-        rows = (
-            await session.execute(
-                select(Organisation, Membership.role)
-                .join(Membership, Membership.organisation_id == Organisation.id)
-                .where(Membership.user_id == actor.user_id)
-                .order_by(Organisation.name)
-            )
-        ).all()
-    return [(org, Role(role)) for org, role in rows]
+        return sorted(await _memberships(session, actor), key=lambda pair: pair[0].name)
+
+
+async def _memberships(session: AsyncSession, actor: Actor) -> list[tuple[Organisation, Role]]:
+    rows = await session.execute(
+        select(Organisation, Membership.role)
+        .join(Membership, Membership.organisation_id == Organisation.id)
+        .where(Membership.user_id == actor.user_id)
+    )
+    return [(org, Role(role)) for org, role in rows.all()]
 
 
 async def audit_records(

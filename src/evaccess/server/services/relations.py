@@ -4,7 +4,7 @@ not see is reported exactly like one that does not exist."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from evaccess.domain.access import (
 )
 from evaccess.domain.clock import Clock
 from evaccess.domain.errors import NotFound
+from evaccess.server.audit import AuditEntry, Detail
 from evaccess.server.db.models import Charger, Grant, Membership, Organisation
 
 ROLE_RANK = {Role.USER: 0, Role.ADMIN: 1, Role.SUPER_ADMIN: 2}
@@ -35,6 +36,28 @@ class Actor:
     email: str
     is_system_admin: bool = False
     request_id: str | None = None
+
+    def audit_entry(
+        self,
+        action: str,
+        *,
+        charger: Charger | None = None,
+        organisation_id: str | None = None,
+        subject_id: str | None = None,
+        basis: str | None = None,
+        details: Mapping[str, Detail] | None = None,
+    ) -> AuditEntry:
+        """The audit record of something this actor did (about ``charger``, if given)."""
+        return AuditEntry(
+            action=action,
+            actor_id=self.user_id,
+            organisation_id=charger.organisation_id if charger else organisation_id,
+            charger_id=charger.id if charger else None,
+            subject_id=subject_id,
+            basis=basis,
+            request_id=self.request_id,
+            details=details,
+        )
 
 
 async def ancestors(session: AsyncSession, organisation_id: str) -> list[Organisation]:
@@ -147,9 +170,18 @@ async def chargers_bases(
     return bases
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChargerAccess:
+    charger: Charger
+    basis: Basis
+    """The basis allowing the action asked about."""
+    bases: set[Basis]
+    """Every basis the actor has on the charger."""
+
+
 async def charger_for(
     session: AsyncSession, actor: Actor, charger_id: str, action: ChargerAction, clock: Clock
-) -> tuple[Charger, Basis, set[Basis]]:
+) -> ChargerAccess:
     """The charger if ``actor`` may see it (else ``NotFound``, as if it did not exist) and
     the basis allowing ``action`` (else ``PermissionDenied``)."""
     charger = await session.get(Charger, charger_id)
@@ -158,7 +190,7 @@ async def charger_for(
     )
     if charger is None or not (bases & _visible):
         raise NotFound("no such charger")
-    return charger, require_charger(action, bases), bases
+    return ChargerAccess(charger=charger, basis=require_charger(action, bases), bases=bases)
 
 
 _visible = frozenset(

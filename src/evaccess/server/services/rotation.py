@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     BluetoothPin,
@@ -19,7 +20,6 @@ from evaccess.server.db.models import (
     OutboxCommand,
 )
 from evaccess.server.services import local_lists, outbox
-from evaccess.server.services.audit import AuditEntry
 from evaccess.server.vault import BLUETOOTH_PIN, KEYPAD_PIN, Sealed
 
 BATCH = 200

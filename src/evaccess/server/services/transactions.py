@@ -73,11 +73,10 @@ async def for_charger(
     """A charger's sessions, newest first: all of them for its owner and admins, otherwise
     the caller's own. A charger the caller cannot see does not exist."""
     async with ctx.db.read() as session:
-        charger, _basis, bases = await charger_for(
-            session, actor, charger_id, ChargerAction.VIEW, ctx.clock
-        )
+        access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+        charger = access.charger
         query = _query().where(Transaction.charger_id == charger.id)
-        if not allowed_bases(ChargerAction.VIEW_ALL_TRANSACTIONS, bases):
+        if not allowed_bases(ChargerAction.VIEW_ALL_TRANSACTIONS, access.bases):
             query = query.where(Transaction.user_id == actor.user_id)
         rows = (await session.execute(query.limit(limit))).all()
     return [_view(tx, serial, email) for tx, serial, email in rows]
