@@ -54,8 +54,12 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request.state.request_id = new_request_id(request.headers.get("X-Request-ID"))
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # anything the exception handlers did not map
+            response = problems.unexpected(request, exc)
         response.headers["X-Request-ID"] = request.state.request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     @app.get("/health", tags=["health"])

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from evaccess.domain import errors
 
@@ -89,11 +90,42 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(request, exc.status_code, code, str(exc.detail))
+        response = problem(request, exc.status_code, code, str(exc.detail))
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: name every method the path has
+            response.headers["Allow"] = ", ".join(_allowed(app, request))
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The type only: an exception message may quote input. Full detail at DEBUG level.
-        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        log.debug("unexpected error", exc_info=exc)
-        return problem(request, 500, "internal_error", "something went wrong on our side")
+        # Only reached by an exception raised outside the routes (the request-id middleware
+        # catches theirs); Starlette re-raises it to uvicorn, whose log keeps the type only.
+        return unexpected(request, exc)
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(app: FastAPI, request: Request) -> list[str]:
+    # Starlette names the methods of the first route on the path only, and each method of
+    # a path has its own route here: ask the router which methods it would serve.
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    ]
+
+
+def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 problem for an exception nobody expected (the caller catches it: it goes no
+    further, so neither Starlette nor uvicorn logs its traceback). The log line names the
+    type and the request id only, at every level: the message of a database error quotes
+    the statement's parameters (password hashes among them)."""
+    route = getattr(request.scope.get("route"), "path", "?")  # the template: no ids
+    request_id = getattr(request.state, "request_id", None)
+    log.error(
+        "unexpected %s on %s %s (request %s)", type(exc).__name__, request.method, route, request_id
+    )
+    return problem(request, 500, "internal_error", "something went wrong on our side")

@@ -107,7 +107,7 @@ async def create_organisation(
 
 
 @router.get("/organisations/{org_id}", response_model=s.OrganisationOut, tags=["organisations"])
-async def get_organisation(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
+async def get_organisation(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
     org, role = await organisations.get_organisation(ctx, actor, org_id)
     return _org(org, role)
 
@@ -119,7 +119,7 @@ async def get_organisation(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.Orga
     tags=["organisations"],
 )
 async def create_subgroup(
-    org_id: str, body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     return _org(await organisations.create_subgroup(ctx, actor, org_id, body.name))
 
@@ -128,7 +128,7 @@ async def create_subgroup(
     "/organisations/{org_id}/settings", response_model=s.OrganisationOut, tags=["organisations"]
 )
 async def update_settings(
-    org_id: str, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     org = await organisations.update_settings(
         ctx,
@@ -146,7 +146,7 @@ async def update_settings(
     tags=["organisations"],
 )
 async def set_member_access(
-    org_id: str, body: s.MemberAccessIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.MemberAccessIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     """``all``: every member may use every charger of the organisation and its subgroups;
     ``assigned``: only the chargers assigned to them (super-admins and admins; audited)."""
@@ -156,7 +156,7 @@ async def set_member_access(
 @router.get(
     "/organisations/{org_id}/members", response_model=list[s.MemberOut], tags=["organisations"]
 )
-async def list_members(org_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
+async def list_members(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
     return [
         s.MemberOut(user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin)
         for m in await organisations.members(ctx, actor, org_id)
@@ -169,7 +169,9 @@ async def list_members(org_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.Mem
     status_code=201,
     tags=["organisations"],
 )
-async def add_member(org_id: str, body: s.MemberIn, ctx: Ctx, actor: CurrentActor) -> s.MemberOut:
+async def add_member(
+    org_id: s.Text, body: s.MemberIn, ctx: Ctx, actor: CurrentActor
+) -> s.MemberOut:
     m = await organisations.add_member(ctx, actor, org_id, body.email, body.role)
     return s.MemberOut(
         user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin
@@ -178,18 +180,18 @@ async def add_member(org_id: str, body: s.MemberIn, ctx: Ctx, actor: CurrentActo
 
 @router.patch("/organisations/{org_id}/members/{user_id}", status_code=204, tags=["organisations"])
 async def change_role(
-    org_id: str, user_id: str, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await organisations.change_role(ctx, actor, org_id, user_id, body.role)
 
 
 @router.get("/organisations/{org_id}/audit", response_model=list[s.AuditRecordOut], tags=["audit"])
 async def audit(
-    org_id: str,
+    org_id: s.Text,
     ctx: Ctx,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=s.MAX_INT)] = None,
 ) -> list[s.AuditRecordOut]:
     records = await organisations.audit_records(ctx, actor, org_id, limit=limit, before=before)
     return [
@@ -223,7 +225,7 @@ def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.Keypa
 
 @router.put("/organisations/{org_id}/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
 async def set_own_keypad_pin(
-    org_id: str, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(
         await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, body.pin), response
@@ -236,13 +238,13 @@ async def set_own_keypad_pin(
     tags=["keypad"],
 )
 async def generate_own_keypad_pin(
-    org_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, None), response)
 
 
 @router.delete("/organisations/{org_id}/keypad-pin", status_code=204, tags=["keypad"])
-async def delete_own_keypad_pin(org_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+async def delete_own_keypad_pin(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, actor.user_id)
 
 
@@ -273,8 +275,8 @@ async def delete_personal_keypad_pin(ctx: Ctx, actor: CurrentActor) -> None:
     tags=["keypad"],
 )
 async def set_member_keypad_pin(
-    org_id: str,
-    user_id: str,
+    org_id: s.Text,
+    user_id: s.Text,
     body: s.KeypadPinIn,
     response: Response,
     ctx: Ctx,
@@ -289,7 +291,7 @@ async def set_member_keypad_pin(
     tags=["keypad"],
 )
 async def generate_member_keypad_pin(
-    org_id: str, user_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, user_id, None), response)
 
@@ -298,7 +300,7 @@ async def generate_member_keypad_pin(
     "/organisations/{org_id}/members/{user_id}/keypad-pin", status_code=204, tags=["keypad"]
 )
 async def delete_member_keypad_pin(
-    org_id: str, user_id: str, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, user_id)
 
@@ -306,7 +308,7 @@ async def delete_member_keypad_pin(
 @router.get(
     "/organisations/{org_id}/keypad-pins/crowding", response_model=s.CrowdingOut, tags=["keypad"]
 )
-async def crowding(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
+async def crowding(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
     c = await keypad_pins.crowding(ctx, actor, org_id)
     message = (
         f"{c.ratio:.1%} of all {c.digits}-digit PINs belong to a member: a random guess hits "
@@ -368,7 +370,7 @@ def _charger(view: ChargerView) -> s.ChargerOut:
     tags=["chargers"],
 )
 async def register_charger(
-    org_id: str, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.RegistrationOut:
     reg = await chargers.register(
         ctx,
@@ -391,20 +393,20 @@ async def register_charger(
 
 @router.get("/chargers", response_model=list[s.ChargerOut], tags=["chargers"])
 async def list_chargers(
-    ctx: Ctx, actor: CurrentActor, serial: Annotated[str | None, Query(max_length=64)] = None
+    ctx: Ctx, actor: CurrentActor, serial: Annotated[s.Text | None, Query(max_length=64)] = None
 ) -> list[s.ChargerOut]:
     return [_charger(v) for v in await chargers.list_chargers(ctx, actor, serial=serial)]
 
 
 @router.get("/chargers/{charger_id}", response_model=s.ChargerOut, tags=["chargers"])
-async def get_charger(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
+async def get_charger(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
     return _charger(await chargers.get_charger(ctx, actor, charger_id))
 
 
 @router.post(
     "/chargers/{charger_id}/assign", response_model=s.GrantOut, status_code=201, tags=["chargers"]
 )
-async def assign(charger_id: str, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
+async def assign(charger_id: s.Text, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
     grant = await chargers.assign(ctx, actor, charger_id, body.user_id)
     views = await chargers.list_grants(ctx, actor, charger_id)
     return next(_grant(v) for v in views if v.grant.id == grant.id)
@@ -423,12 +425,12 @@ def _grant(view: chargers.GrantView) -> s.GrantOut:
 
 
 @router.get("/chargers/{charger_id}/grants", response_model=list[s.GrantOut], tags=["access"])
-async def list_grants(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
+async def list_grants(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
     return [_grant(v) for v in await chargers.list_grants(ctx, actor, charger_id)]
 
 
 @router.delete("/chargers/{charger_id}/grants/{grant_id}", status_code=204, tags=["access"])
-async def revoke_grant(charger_id: str, grant_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+async def revoke_grant(charger_id: s.Text, grant_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await chargers.revoke_grant(ctx, actor, charger_id, grant_id)
 
 
@@ -449,7 +451,7 @@ def _invitation(inv: Invitation) -> s.InvitationOut:
     tags=["access"],
 )
 async def invite(
-    charger_id: str, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.IssuedInvitationOut:
     issued = await chargers.invite(
         ctx,
@@ -466,7 +468,9 @@ async def invite(
 @router.get(
     "/chargers/{charger_id}/invitations", response_model=list[s.InvitationOut], tags=["access"]
 )
-async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.InvitationOut]:
+async def list_invitations(
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
+) -> list[s.InvitationOut]:
     return [_invitation(i) for i in await chargers.list_invitations(ctx, actor, charger_id)]
 
 
@@ -474,7 +478,7 @@ async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> li
     "/chargers/{charger_id}/invitations/{invitation_id}", status_code=204, tags=["access"]
 )
 async def revoke_invitation(
-    charger_id: str, invitation_id: str, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, invitation_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await chargers.revoke_invitation(ctx, actor, charger_id, invitation_id)
 
@@ -498,7 +502,7 @@ async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> 
     tags=["chargers"],
 )
 async def security_events(
-    charger_id: str, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> list[s.SecurityEventOut]:
     return [_security_event(e) for e in await chargers.security_events(ctx, actor, charger_id)]
 
@@ -529,7 +533,7 @@ def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
 @router.get(
     "/chargers/{charger_id}/bluetooth-pin", response_model=s.PinStateOut, tags=["bluetooth-pin"]
 )
-async def pin_state(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+async def pin_state(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.state(ctx, actor, charger_id))
 
 
@@ -538,7 +542,7 @@ async def pin_state(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStat
     response_model=s.PinStateOut,
     tags=["bluetooth-pin"],
 )
-async def enable_pin(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+async def enable_pin(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.enable(ctx, actor, charger_id))
 
 
@@ -548,7 +552,7 @@ async def enable_pin(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinSta
     tags=["bluetooth-pin"],
 )
 async def reveal_pin(
-    charger_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.RevealedPinOut:
     revealed = await bluetooth_pins.reveal(ctx, actor, charger_id)
     response.headers.update(NO_STORE)
@@ -562,7 +566,7 @@ async def reveal_pin(
     tags=["bluetooth-pin"],
 )
 async def change_pin(
-    charger_id: str, body: s.PinChangeIn, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.PinChangeIn, ctx: Ctx, actor: CurrentActor
 ) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.change(ctx, actor, charger_id, body.pin))
 
@@ -572,7 +576,9 @@ async def change_pin(
     response_model=list[s.RevealEventOut],
     tags=["bluetooth-pin"],
 )
-async def reveal_history(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.RevealEventOut]:
+async def reveal_history(
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
+) -> list[s.RevealEventOut]:
     return [
         s.RevealEventOut(at=e.at, actor_email=e.actor_email, basis=e.basis, request_id=e.request_id)
         for e in await bluetooth_pins.reveal_history(ctx, actor, charger_id)
@@ -583,7 +589,7 @@ async def reveal_history(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list
     "/chargers/{charger_id}/bluetooth/revoke-phones", status_code=202, tags=["bluetooth-pin"]
 )
 async def revoke_phones(
-    charger_id: str, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
 ) -> None:
     """Make the charger forget one phone's credential (or all): delivered over OCPP."""
     await bluetooth_pins.revoke_phones(ctx, actor, charger_id, body.phone_id)
@@ -592,7 +598,7 @@ async def revoke_phones(
 @router.post(
     "/chargers/{charger_id}/bluetooth/reenable-pairing", status_code=202, tags=["bluetooth-pin"]
 )
-async def reenable_pairing(charger_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
     await bluetooth_pins.reenable_pairing(ctx, actor, charger_id)
 
@@ -622,7 +628,7 @@ def _transaction(view: transactions.TransactionView) -> s.TransactionOut:
     tags=["transactions"],
 )
 async def charger_transactions(
-    charger_id: str,
+    charger_id: s.Text,
     ctx: Ctx,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,

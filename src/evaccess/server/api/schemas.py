@@ -3,13 +3,38 @@ for them: ``RevealedPinOut``, ``GeneratedKeypadPinOut``, ``RegistrationOut``, ``
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from evaccess.domain.access import GrantKind, MemberAccess, Role
 from evaccess.domain.policy import PinRequirement
 from evaccess.server.services.bluetooth_pins import PinStatus
+
+MAX_INT = 2**63 - 1
+"""The largest integer a parameter may carry: SQLite's and PostgreSQL's BIGINT (beyond it
+both databases raise instead of answering)."""
+MIN_INT = -(2**63)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    # PostgreSQL cannot store NUL; no name, id, email or password needs a control character.
+    # The message does not quote the value: it may be a password.
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+"""Every string the API takes (path, query, body): no control characters (NUL included)."""
+Int = Annotated[int, Field(ge=MIN_INT, le=MAX_INT)]
+"""Every integer the API takes: a 64-bit signed integer."""
+Flag = StrictBool
+"""Booleans in bodies are JSON ``true``/``false`` only (``0`` is not ``false``)."""
 
 
 class In(BaseModel):
@@ -17,8 +42,8 @@ class In(BaseModel):
 
 
 class LoginIn(In):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=256)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=256)
 
 
 class TokenOut(BaseModel):
@@ -27,13 +52,13 @@ class TokenOut(BaseModel):
 
 
 class SignupIn(In):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=256)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=256)
 
 
 class PasswordChangeIn(In):
-    current_password: str = Field(max_length=256)
-    new_password: str = Field(max_length=256)
+    current_password: Text = Field(max_length=256)
+    new_password: Text = Field(max_length=256)
 
 
 class UserOut(BaseModel):
@@ -65,7 +90,7 @@ class MeOut(UserOut):
 
 
 class OrganisationIn(In):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class OrganisationOut(BaseModel):
@@ -80,8 +105,8 @@ class OrganisationOut(BaseModel):
 
 
 class SettingsIn(In):
-    keypad_pin_digits: int | None = Field(default=None, ge=4, le=8)
-    offline_keypad: bool | None = None
+    keypad_pin_digits: Int | None = Field(default=None, ge=4, le=8)
+    offline_keypad: Flag | None = None
 
 
 class MemberAccessIn(In):
@@ -89,7 +114,7 @@ class MemberAccessIn(In):
 
 
 class MemberIn(In):
-    email: str = Field(max_length=320)
+    email: Text = Field(max_length=320)
     role: Role = Role.USER
 
 
@@ -105,7 +130,7 @@ class MemberOut(BaseModel):
 
 
 class KeypadPinIn(In):
-    pin: str = Field(min_length=1, max_length=16)
+    pin: Text = Field(min_length=1, max_length=16)
 
 
 class KeypadPinOut(BaseModel):
@@ -127,15 +152,15 @@ class CrowdingOut(BaseModel):
 
 
 class ChargerIn(In):
-    serial: str = Field(min_length=1, max_length=64)
-    vendor: str = Field(min_length=1, max_length=100)
-    model: str = Field(min_length=1, max_length=100)
-    firmware: str = Field(min_length=1, max_length=64)
+    serial: Text = Field(min_length=1, max_length=64)
+    vendor: Text = Field(min_length=1, max_length=100)
+    model: Text = Field(min_length=1, max_length=100)
+    firmware: Text = Field(min_length=1, max_length=64)
     production_date: date | None = None
-    bluetooth: bool = True
-    keypad: bool = False
-    owner_email: str | None = Field(default=None, max_length=320)
-    factory_pin: str | None = Field(default=None, min_length=6, max_length=6)
+    bluetooth: Flag = True
+    keypad: Flag = False
+    owner_email: Text | None = Field(default=None, max_length=320)
+    factory_pin: Text | None = Field(default=None, min_length=6, max_length=6)
 
 
 class ConnectorOut(BaseModel):
@@ -183,7 +208,7 @@ class RegistrationOut(BaseModel):
 
 
 class AssignIn(In):
-    user_id: str = Field(max_length=36)
+    user_id: Text = Field(max_length=36)
 
 
 class GrantOut(BaseModel):
@@ -196,7 +221,7 @@ class GrantOut(BaseModel):
 
 
 class InvitationIn(In):
-    email: str = Field(max_length=320)
+    email: Text = Field(max_length=320)
     kind: GrantKind = GrantKind.USER
     service_expires_at: datetime | None = None
 
@@ -215,7 +240,7 @@ class IssuedInvitationOut(InvitationOut):
 
 
 class AcceptIn(In):
-    token: str = Field(min_length=10, max_length=100)
+    token: Text = Field(min_length=10, max_length=100)
 
 
 class PinStateOut(BaseModel):
@@ -231,11 +256,11 @@ class PinStateOut(BaseModel):
 
 
 class PinChangeIn(In):
-    pin: str | None = Field(default=None, min_length=1, max_length=16)
+    pin: Text | None = Field(default=None, min_length=1, max_length=16)
 
 
 class RevokePhonesIn(In):
-    phone_id: str | None = Field(default=None, min_length=1, max_length=64)
+    phone_id: Text | None = Field(default=None, min_length=1, max_length=64)
     """One phone's id; absent: every phone."""
 
 
