@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
@@ -62,7 +63,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=problems.documented(500))
     async def health(request: Request) -> dict[str, str]:
         ctx: Context = request.app.state.context
         async with ctx.db.read() as session:
@@ -70,4 +71,16 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         return {"status": "ok", "version": evaccess.__version__}
 
     app.include_router(router)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                problems.openapi_components()
+            )
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -42,6 +42,44 @@ TITLES = {
 }
 
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+DOCUMENTED = {
+    400: "The server cannot do it now (`pin_space_full`: no free PIN to generate).",
+    401: "Not authenticated (`not_authenticated`): send `Authorization: Bearer <token>` "
+    "from POST /api/auth/login; a token that expired or was logged out is refused too.",
+    403: "Forbidden (`permission_denied`): you can see it, but your role or grant does not "
+    "allow this.",
+    404: "Not found (`not_found`): it does not exist, or you may not see it (both answer alike).",
+    409: "Conflict (`conflict`, `policy_violation`, …): the current state forbids it.",
+    422: "Invalid input (`invalid_input`, `pin_rejected`): `errors` names the fields; the "
+    "value is never echoed.",
+    429: "Too many attempts (`throttled`, `locked_out`): retry after `Retry-After` seconds.",
+    500: "Internal error (`internal_error`, `integrity_failure`): quote the `request_id`.",
+    503: "Unavailable (`audit_unavailable`): the action could not be audited, so it was not done.",
+}
+
+
+def documented(*statuses: int, notes: dict[int, str] | None = None) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` for the problems a route can answer (every one a ``Problem``
+    as ``application/problem+json``); ``notes`` replace a status's generic description."""
+    return {
+        status: {
+            "description": (notes or {}).get(status, DOCUMENTED[status]),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in sorted(statuses)
+    }
+
+
+def openapi_components() -> dict[str, Any]:
+    """The ``Problem`` schema (and what it refers to) for ``components.schemas``."""
+    from evaccess.server.api.schemas import Problem
+
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = schema.pop("$defs", {})
+    return components | {"Problem": schema}
+
+
 def status_of(error: errors.EvAccessError) -> int:
     for cls, status in STATUS:
         if isinstance(error, cls):
@@ -62,9 +100,7 @@ def problem(request: Request, status: int, code: str, detail: str, **extra: Any)
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(
-        body, status_code=status, headers=headers, media_type="application/problem+json"
-    )
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def install(app: FastAPI) -> None:

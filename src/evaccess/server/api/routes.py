@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from evaccess.domain.access import GrantKind, MemberAccess, Role
 from evaccess.server.api import schemas as s
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
+from evaccess.server.api.problems import documented
 from evaccess.server.db.models import Invitation, Organisation, SecurityEvent
 from evaccess.server.services import (
     accounts,
@@ -21,14 +22,16 @@ from evaccess.server.services import (
 )
 from evaccess.server.services.chargers import ChargerView
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(500))
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 # --- accounts -------------------------------------------------------------------------
 
 
-@router.post("/auth/login", response_model=s.TokenOut, tags=["auth"])
+@router.post(
+    "/auth/login", responses=documented(401, 422, 429), response_model=s.TokenOut, tags=["auth"]
+)
 async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx) -> s.TokenOut:
     client = request.client.host if request.client else "unknown"
     issued = await accounts.login(ctx, body.email, body.password, client=client)
@@ -36,12 +39,19 @@ async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx)
     return s.TokenOut(token=issued.token, expires_at=issued.expires_at)
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+@router.post(
+    "/auth/logout", responses=documented(401), status_code=status.HTTP_204_NO_CONTENT, tags=["auth"]
+)
 async def logout(ctx: Ctx, token: Token) -> None:
     await accounts.logout(ctx, token)
 
 
-@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+@router.post(
+    "/auth/password",
+    responses=documented(401, 422, 429),
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+)
 async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActor) -> None:
     """Change your password; all your sessions end (log in again)."""
     await accounts.change_password(ctx, actor, body.current_password, body.new_password)
@@ -49,10 +59,12 @@ async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActo
 
 @router.post(
     "/users",
+    responses=documented(
+        403, 422, notes={403: "Self sign-up is off on this server (`signup_disabled`)."}
+    ),
     response_model=s.SignupOut,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["auth"],
-    responses={403: {"description": "Self sign-up is off (`signup_disabled`)."}},
 )
 async def signup(body: s.SignupIn, ctx: Ctx) -> s.SignupOut:
     """Create your own account, where the server allows it (``EVACCESS_ALLOW_SIGNUP``; off
@@ -62,7 +74,7 @@ async def signup(body: s.SignupIn, ctx: Ctx) -> s.SignupOut:
     return s.SignupOut()
 
 
-@router.get("/me", response_model=s.MeOut, tags=["auth"])
+@router.get("/me", responses=documented(401), response_model=s.MeOut, tags=["auth"])
 async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
     rows = await organisations.memberships_of(ctx, actor)
     return s.MeOut(
@@ -92,13 +104,22 @@ def _org(org: Organisation, role: Role | None = None) -> s.OrganisationOut:
     )
 
 
-@router.get("/organisations", response_model=list[s.OrganisationOut], tags=["organisations"])
+@router.get(
+    "/organisations",
+    responses=documented(401),
+    response_model=list[s.OrganisationOut],
+    tags=["organisations"],
+)
 async def list_organisations(ctx: Ctx, actor: CurrentActor) -> list[s.OrganisationOut]:
     return [_org(o, r) for o, r in await organisations.visible_organisations(ctx, actor)]
 
 
 @router.post(
-    "/organisations", response_model=s.OrganisationOut, status_code=201, tags=["organisations"]
+    "/organisations",
+    responses=documented(401, 403, 422),
+    response_model=s.OrganisationOut,
+    status_code=201,
+    tags=["organisations"],
 )
 async def create_organisation(
     body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
@@ -106,7 +127,12 @@ async def create_organisation(
     return _org(await organisations.create_organisation(ctx, actor, body.name))
 
 
-@router.get("/organisations/{org_id}", response_model=s.OrganisationOut, tags=["organisations"])
+@router.get(
+    "/organisations/{org_id}",
+    responses=documented(401, 404, 422),
+    response_model=s.OrganisationOut,
+    tags=["organisations"],
+)
 async def get_organisation(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
     org, role = await organisations.get_organisation(ctx, actor, org_id)
     return _org(org, role)
@@ -114,6 +140,7 @@ async def get_organisation(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.O
 
 @router.post(
     "/organisations/{org_id}/subgroups",
+    responses=documented(401, 403, 404, 422),
     response_model=s.OrganisationOut,
     status_code=201,
     tags=["organisations"],
@@ -125,7 +152,10 @@ async def create_subgroup(
 
 
 @router.patch(
-    "/organisations/{org_id}/settings", response_model=s.OrganisationOut, tags=["organisations"]
+    "/organisations/{org_id}/settings",
+    responses=documented(401, 403, 404, 422),
+    response_model=s.OrganisationOut,
+    tags=["organisations"],
 )
 async def update_settings(
     org_id: s.Text, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
@@ -142,6 +172,7 @@ async def update_settings(
 
 @router.put(
     "/organisations/{org_id}/member-access",
+    responses=documented(401, 403, 404, 422),
     response_model=s.OrganisationOut,
     tags=["organisations"],
 )
@@ -154,7 +185,10 @@ async def set_member_access(
 
 
 @router.get(
-    "/organisations/{org_id}/members", response_model=list[s.MemberOut], tags=["organisations"]
+    "/organisations/{org_id}/members",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.MemberOut],
+    tags=["organisations"],
 )
 async def list_members(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
     return [
@@ -165,6 +199,7 @@ async def list_members(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.
 
 @router.post(
     "/organisations/{org_id}/members",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.MemberOut,
     status_code=201,
     tags=["organisations"],
@@ -178,14 +213,24 @@ async def add_member(
     )
 
 
-@router.patch("/organisations/{org_id}/members/{user_id}", status_code=204, tags=["organisations"])
+@router.patch(
+    "/organisations/{org_id}/members/{user_id}",
+    responses=documented(401, 403, 404, 409, 422),
+    status_code=204,
+    tags=["organisations"],
+)
 async def change_role(
     org_id: s.Text, user_id: s.Text, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await organisations.change_role(ctx, actor, org_id, user_id, body.role)
 
 
-@router.get("/organisations/{org_id}/audit", response_model=list[s.AuditRecordOut], tags=["audit"])
+@router.get(
+    "/organisations/{org_id}/audit",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.AuditRecordOut],
+    tags=["audit"],
+)
 async def audit(
     org_id: s.Text,
     ctx: Ctx,
@@ -223,7 +268,12 @@ def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.Keypa
     )
 
 
-@router.put("/organisations/{org_id}/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+@router.put(
+    "/organisations/{org_id}/keypad-pin",
+    responses=documented(401, 404, 422, 429),
+    response_model=s.KeypadPinOut,
+    tags=["keypad"],
+)
 async def set_own_keypad_pin(
     org_id: s.Text, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
@@ -234,6 +284,7 @@ async def set_own_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/keypad-pin/generate",
+    responses=documented(400, 401, 404, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
@@ -243,12 +294,22 @@ async def generate_own_keypad_pin(
     return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, None), response)
 
 
-@router.delete("/organisations/{org_id}/keypad-pin", status_code=204, tags=["keypad"])
+@router.delete(
+    "/organisations/{org_id}/keypad-pin",
+    responses=documented(401, 404, 422),
+    status_code=204,
+    tags=["keypad"],
+)
 async def delete_own_keypad_pin(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, actor.user_id)
 
 
-@router.put("/me/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+@router.put(
+    "/me/keypad-pin",
+    responses=documented(401, 403, 422, 429),
+    response_model=s.KeypadPinOut,
+    tags=["keypad"],
+)
 async def set_personal_keypad_pin(
     body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
@@ -257,20 +318,26 @@ async def set_personal_keypad_pin(
     return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, body.pin), response)
 
 
-@router.post("/me/keypad-pin/generate", response_model=s.GeneratedKeypadPinOut, tags=["keypad"])
+@router.post(
+    "/me/keypad-pin/generate",
+    responses=documented(400, 401, 403),
+    response_model=s.GeneratedKeypadPinOut,
+    tags=["keypad"],
+)
 async def generate_personal_keypad_pin(
     response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, None), response)
 
 
-@router.delete("/me/keypad-pin", status_code=204, tags=["keypad"])
+@router.delete("/me/keypad-pin", responses=documented(401, 404), status_code=204, tags=["keypad"])
 async def delete_personal_keypad_pin(ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_personal_pin(ctx, actor)
 
 
 @router.put(
     "/organisations/{org_id}/members/{user_id}/keypad-pin",
+    responses=documented(401, 403, 404, 422, 429),
     response_model=s.KeypadPinOut,
     tags=["keypad"],
 )
@@ -287,6 +354,7 @@ async def set_member_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/members/{user_id}/keypad-pin/generate",
+    responses=documented(400, 401, 403, 404, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
@@ -297,7 +365,10 @@ async def generate_member_keypad_pin(
 
 
 @router.delete(
-    "/organisations/{org_id}/members/{user_id}/keypad-pin", status_code=204, tags=["keypad"]
+    "/organisations/{org_id}/members/{user_id}/keypad-pin",
+    responses=documented(401, 403, 404, 422),
+    status_code=204,
+    tags=["keypad"],
 )
 async def delete_member_keypad_pin(
     org_id: s.Text, user_id: s.Text, ctx: Ctx, actor: CurrentActor
@@ -306,7 +377,10 @@ async def delete_member_keypad_pin(
 
 
 @router.get(
-    "/organisations/{org_id}/keypad-pins/crowding", response_model=s.CrowdingOut, tags=["keypad"]
+    "/organisations/{org_id}/keypad-pins/crowding",
+    responses=documented(401, 403, 404, 422),
+    response_model=s.CrowdingOut,
+    tags=["keypad"],
 )
 async def crowding(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
     c = await keypad_pins.crowding(ctx, actor, org_id)
@@ -365,6 +439,7 @@ def _charger(view: ChargerView) -> s.ChargerOut:
 
 @router.post(
     "/organisations/{org_id}/chargers",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.RegistrationOut,
     status_code=201,
     tags=["chargers"],
@@ -391,20 +466,34 @@ async def register_charger(
     return s.RegistrationOut(charger=_charger(view), ocpp_password=reg.ocpp_password)
 
 
-@router.get("/chargers", response_model=list[s.ChargerOut], tags=["chargers"])
+@router.get(
+    "/chargers",
+    responses=documented(401, 422),
+    response_model=list[s.ChargerOut],
+    tags=["chargers"],
+)
 async def list_chargers(
     ctx: Ctx, actor: CurrentActor, serial: Annotated[s.Text | None, Query(max_length=64)] = None
 ) -> list[s.ChargerOut]:
     return [_charger(v) for v in await chargers.list_chargers(ctx, actor, serial=serial)]
 
 
-@router.get("/chargers/{charger_id}", response_model=s.ChargerOut, tags=["chargers"])
+@router.get(
+    "/chargers/{charger_id}",
+    responses=documented(401, 404, 422),
+    response_model=s.ChargerOut,
+    tags=["chargers"],
+)
 async def get_charger(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
     return _charger(await chargers.get_charger(ctx, actor, charger_id))
 
 
 @router.post(
-    "/chargers/{charger_id}/assign", response_model=s.GrantOut, status_code=201, tags=["chargers"]
+    "/chargers/{charger_id}/assign",
+    responses=documented(401, 403, 404, 409, 422),
+    response_model=s.GrantOut,
+    status_code=201,
+    tags=["chargers"],
 )
 async def assign(charger_id: s.Text, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
     grant = await chargers.assign(ctx, actor, charger_id, body.user_id)
@@ -424,12 +513,22 @@ def _grant(view: chargers.GrantView) -> s.GrantOut:
     )
 
 
-@router.get("/chargers/{charger_id}/grants", response_model=list[s.GrantOut], tags=["access"])
+@router.get(
+    "/chargers/{charger_id}/grants",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.GrantOut],
+    tags=["access"],
+)
 async def list_grants(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
     return [_grant(v) for v in await chargers.list_grants(ctx, actor, charger_id)]
 
 
-@router.delete("/chargers/{charger_id}/grants/{grant_id}", status_code=204, tags=["access"])
+@router.delete(
+    "/chargers/{charger_id}/grants/{grant_id}",
+    responses=documented(401, 403, 404, 409, 422),
+    status_code=204,
+    tags=["access"],
+)
 async def revoke_grant(charger_id: s.Text, grant_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await chargers.revoke_grant(ctx, actor, charger_id, grant_id)
 
@@ -446,6 +545,7 @@ def _invitation(inv: Invitation) -> s.InvitationOut:
 
 @router.post(
     "/chargers/{charger_id}/invitations",
+    responses=documented(401, 403, 404, 422),
     response_model=s.IssuedInvitationOut,
     status_code=201,
     tags=["access"],
@@ -466,7 +566,10 @@ async def invite(
 
 
 @router.get(
-    "/chargers/{charger_id}/invitations", response_model=list[s.InvitationOut], tags=["access"]
+    "/chargers/{charger_id}/invitations",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.InvitationOut],
+    tags=["access"],
 )
 async def list_invitations(
     charger_id: s.Text, ctx: Ctx, actor: CurrentActor
@@ -475,7 +578,10 @@ async def list_invitations(
 
 
 @router.delete(
-    "/chargers/{charger_id}/invitations/{invitation_id}", status_code=204, tags=["access"]
+    "/chargers/{charger_id}/invitations/{invitation_id}",
+    responses=documented(401, 403, 404, 422),
+    status_code=204,
+    tags=["access"],
 )
 async def revoke_invitation(
     charger_id: s.Text, invitation_id: s.Text, ctx: Ctx, actor: CurrentActor
@@ -483,7 +589,12 @@ async def revoke_invitation(
     await chargers.revoke_invitation(ctx, actor, charger_id, invitation_id)
 
 
-@router.post("/invitations/accept", response_model=s.GrantOut, tags=["access"])
+@router.post(
+    "/invitations/accept",
+    responses=documented(401, 404, 422),
+    response_model=s.GrantOut,
+    tags=["access"],
+)
 async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
     grant = await chargers.accept_invitation(ctx, actor, body.token)
     return s.GrantOut(
@@ -498,6 +609,7 @@ async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> 
 
 @router.get(
     "/chargers/{charger_id}/security-events",
+    responses=documented(401, 403, 404, 422),
     response_model=list[s.SecurityEventOut],
     tags=["chargers"],
 )
@@ -531,7 +643,10 @@ def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
 
 
 @router.get(
-    "/chargers/{charger_id}/bluetooth-pin", response_model=s.PinStateOut, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth-pin",
+    responses=documented(401, 404, 422),
+    response_model=s.PinStateOut,
+    tags=["bluetooth-pin"],
 )
 async def pin_state(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.state(ctx, actor, charger_id))
@@ -539,6 +654,7 @@ async def pin_state(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinS
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/enable",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.PinStateOut,
     tags=["bluetooth-pin"],
 )
@@ -548,6 +664,7 @@ async def enable_pin(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.Pin
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/reveal",
+    responses=documented(401, 403, 404, 422, 503),
     response_model=s.RevealedPinOut,
     tags=["bluetooth-pin"],
 )
@@ -562,6 +679,7 @@ async def reveal_pin(
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/change",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.PinStateOut,
     tags=["bluetooth-pin"],
 )
@@ -573,6 +691,7 @@ async def change_pin(
 
 @router.get(
     "/chargers/{charger_id}/bluetooth-pin/reveals",
+    responses=documented(401, 403, 404, 422),
     response_model=list[s.RevealEventOut],
     tags=["bluetooth-pin"],
 )
@@ -586,7 +705,10 @@ async def reveal_history(
 
 
 @router.post(
-    "/chargers/{charger_id}/bluetooth/revoke-phones", status_code=202, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth/revoke-phones",
+    responses=documented(401, 403, 404, 422),
+    status_code=202,
+    tags=["bluetooth-pin"],
 )
 async def revoke_phones(
     charger_id: s.Text, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
@@ -596,7 +718,10 @@ async def revoke_phones(
 
 
 @router.post(
-    "/chargers/{charger_id}/bluetooth/reenable-pairing", status_code=202, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth/reenable-pairing",
+    responses=documented(401, 403, 404, 422),
+    status_code=202,
+    tags=["bluetooth-pin"],
 )
 async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
@@ -624,6 +749,7 @@ def _transaction(view: transactions.TransactionView) -> s.TransactionOut:
 
 @router.get(
     "/chargers/{charger_id}/transactions",
+    responses=documented(401, 404, 422),
     response_model=list[s.TransactionOut],
     tags=["transactions"],
 )
@@ -638,7 +764,12 @@ async def charger_transactions(
     return [_transaction(v) for v in views]
 
 
-@router.get("/me/transactions", response_model=list[s.TransactionOut], tags=["transactions"])
+@router.get(
+    "/me/transactions",
+    responses=documented(401, 422),
+    response_model=list[s.TransactionOut],
+    tags=["transactions"],
+)
 async def my_transactions(
     ctx: Ctx, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> list[s.TransactionOut]:

@@ -304,3 +304,23 @@ class AuditRecordOut(BaseModel):
     basis: str | None
     request_id: str | None
     details: dict[str, object]
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457, ``application/problem+json``). ``code`` is stable: branch on it,
+    not on ``detail``, which is for people."""
+
+    type: str = Field(examples=["urn:evaccess:problem:not_found"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["not_found"])
+    request_id: str | None = Field(description="Also in the X-Request-ID header; quote it.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="invalid_input only: which fields, and why (never the value)."
+    )
