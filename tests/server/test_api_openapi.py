@@ -26,9 +26,7 @@ def test_every_error_response_is_a_documented_problem() -> None:
     doc = create_app(Settings()).openapi()
     assert "HTTPValidationError" not in json.dumps(doc)
     problem = doc["components"]["schemas"]["Problem"]
-    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(
-        problem["required"]
-    )
+    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(problem["required"])
     for method, path, operation in _operations(doc):
         where = f"{method} {path}"
         responses = operation["responses"]
