@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from evaccess.domain.access import GrantKind, MemberAccess, Role
+from evaccess.domain.access import Role
 from evaccess.server.api import schemas as s
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
 from evaccess.server.api.problems import documented
-from evaccess.server.db.models import Invitation, Organisation, SecurityEvent
+from evaccess.server.db.models import Organisation
 from evaccess.server.services import (
     accounts,
     bluetooth_pins,
@@ -36,7 +35,7 @@ async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx)
     client = request.client.host if request.client else "unknown"
     issued = await accounts.login(ctx, body.email, body.password, client=client)
     response.headers.update(NO_STORE)
-    return s.TokenOut(token=issued.token, expires_at=issued.expires_at)
+    return s.TokenOut.model_validate(issued)
 
 
 @router.post(
@@ -92,16 +91,8 @@ async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
 
 
 def _org(org: Organisation, role: Role | None = None) -> s.OrganisationOut:
-    return s.OrganisationOut(
-        id=org.id,
-        name=org.name,
-        parent_id=org.parent_id,
-        root_id=org.root_id,
-        keypad_pin_digits=org.keypad_pin_digits,
-        offline_keypad=org.offline_keypad,
-        member_access=MemberAccess(org.member_access),
-        role=role,
-    )
+    # the caller's role is not the organisation's: it comes beside it
+    return s.OrganisationOut.model_validate(org).model_copy(update={"role": role})
 
 
 @router.get(
@@ -191,10 +182,7 @@ async def set_member_access(
     tags=["organisations"],
 )
 async def list_members(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
-    return [
-        s.MemberOut(user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin)
-        for m in await organisations.members(ctx, actor, org_id)
-    ]
+    return [s.MemberOut.model_validate(m) for m in await organisations.members(ctx, actor, org_id)]
 
 
 @router.post(
@@ -208,9 +196,7 @@ async def add_member(
     org_id: s.Text, body: s.MemberIn, ctx: Ctx, actor: CurrentActor
 ) -> s.MemberOut:
     m = await organisations.add_member(ctx, actor, org_id, body.email, body.role)
-    return s.MemberOut(
-        user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin
-    )
+    return s.MemberOut.model_validate(m)
 
 
 @router.patch(
@@ -239,21 +225,7 @@ async def audit(
     before: Annotated[int | None, Query(ge=1, le=s.MAX_INT)] = None,
 ) -> list[s.AuditRecordOut]:
     records = await organisations.audit_records(ctx, actor, org_id, limit=limit, before=before)
-    return [
-        s.AuditRecordOut(
-            seq=r.seq,
-            at=r.at,
-            action=r.action,
-            actor_id=r.actor_id,
-            organisation_id=r.organisation_id,
-            charger_id=r.charger_id,
-            subject_id=r.subject_id,
-            basis=r.basis,
-            request_id=r.request_id,
-            details=json.loads(r.details),
-        )
-        for r in records
-    ]
+    return [s.AuditRecordOut.model_validate(r) for r in records]
 
 
 # --- keypad PINs ------------------------------------------------------------------------
@@ -261,11 +233,9 @@ async def audit(
 
 def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.KeypadPinOut:
     if result.generated_pin is None:
-        return s.KeypadPinOut(user_id=result.user_id, digits=result.digits)
+        return s.KeypadPinOut.model_validate(result)
     response.headers.update(NO_STORE)
-    return s.GeneratedKeypadPinOut(
-        user_id=result.user_id, digits=result.digits, pin=result.generated_pin
-    )
+    return s.GeneratedKeypadPinOut.model_validate(result)
 
 
 @router.put(
@@ -404,37 +374,7 @@ async def crowding(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.CrowdingO
 
 
 def _charger(view: ChargerView) -> s.ChargerOut:
-    c = view.charger
-    return s.ChargerOut(
-        id=c.id,
-        serial=c.serial,
-        organisation_id=c.organisation_id,
-        vendor=c.vendor,
-        model=c.model,
-        firmware=c.firmware,
-        production_date=c.production_date,
-        bluetooth=c.has_bluetooth,
-        keypad=c.has_keypad,
-        access=sorted(b.value for b in view.bases),
-        bluetooth_pin_requirement=view.policy.requirement,
-        bluetooth_pin_changeable=view.policy.changeable,
-        online=c.online,
-        ocpp_protocol=c.ocpp_protocol,
-        last_seen_at=c.last_seen_at,
-        connectors=[
-            s.ConnectorOut(
-                evse_id=k.evse_id,
-                connector_id=k.connector_id,
-                status=k.status,
-                updated_at=k.updated_at,
-            )
-            for k in view.connectors
-        ],
-        reported_settings={setting.key: setting.value for setting in view.settings},
-        recent_security_events=None
-        if view.recent_security_events is None
-        else [_security_event(e) for e in view.recent_security_events],
-    )
+    return s.ChargerOut.model_validate(view)
 
 
 @router.post(
@@ -502,15 +442,7 @@ async def assign(charger_id: s.Text, body: s.AssignIn, ctx: Ctx, actor: CurrentA
 
 
 def _grant(view: chargers.GrantView) -> s.GrantOut:
-    g = view.grant
-    return s.GrantOut(
-        id=g.id,
-        user_id=g.user_id,
-        email=view.email,
-        kind=GrantKind(g.kind),
-        created_at=g.created_at,
-        expires_at=g.expires_at,
-    )
+    return s.GrantOut.model_validate(view)
 
 
 @router.get(
@@ -533,16 +465,6 @@ async def revoke_grant(charger_id: s.Text, grant_id: s.Text, ctx: Ctx, actor: Cu
     await chargers.revoke_grant(ctx, actor, charger_id, grant_id)
 
 
-def _invitation(inv: Invitation) -> s.InvitationOut:
-    return s.InvitationOut(
-        id=inv.id,
-        email=inv.email,
-        kind=GrantKind(inv.kind),
-        expires_at=inv.expires_at,
-        service_expires_at=inv.service_expires_at,
-    )
-
-
 @router.post(
     "/chargers/{charger_id}/invitations",
     responses=documented(401, 403, 404, 422),
@@ -562,7 +484,7 @@ async def invite(
         service_expires_at=body.service_expires_at,
     )
     response.headers.update(NO_STORE)
-    return s.IssuedInvitationOut(**_invitation(issued.invitation).model_dump(), token=issued.token)
+    return s.IssuedInvitationOut.model_validate(issued)
 
 
 @router.get(
@@ -574,7 +496,8 @@ async def invite(
 async def list_invitations(
     charger_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> list[s.InvitationOut]:
-    return [_invitation(i) for i in await chargers.list_invitations(ctx, actor, charger_id)]
+    invitations = await chargers.list_invitations(ctx, actor, charger_id)
+    return [s.InvitationOut.model_validate(i) for i in invitations]
 
 
 @router.delete(
@@ -597,14 +520,7 @@ async def revoke_invitation(
 )
 async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
     grant = await chargers.accept_invitation(ctx, actor, body.token)
-    return s.GrantOut(
-        id=grant.id,
-        user_id=grant.user_id,
-        email=actor.email,
-        kind=GrantKind(grant.kind),
-        created_at=grant.created_at,
-        expires_at=grant.expires_at,
-    )
+    return s.GrantOut.model_validate(chargers.GrantView(grant=grant, email=actor.email))
 
 
 @router.get(
@@ -616,30 +532,15 @@ async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> 
 async def security_events(
     charger_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> list[s.SecurityEventOut]:
-    return [_security_event(e) for e in await chargers.security_events(ctx, actor, charger_id)]
-
-
-def _security_event(e: SecurityEvent) -> s.SecurityEventOut:
-    return s.SecurityEventOut(
-        event_type=e.event_type, at=e.at, tech_info=e.tech_info, received_at=e.received_at
-    )
+    events = await chargers.security_events(ctx, actor, charger_id)
+    return [s.SecurityEventOut.model_validate(e) for e in events]
 
 
 # --- Bluetooth PIN --------------------------------------------------------------------------
 
 
 def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
-    return s.PinStateOut(
-        requirement=st.requirement,
-        changeable=st.changeable,
-        required=st.required,
-        status=st.status,
-        can_reveal=st.can_reveal,
-        can_enable=st.can_enable,
-        can_change=st.can_change,
-        rule=st.rule,
-        pending_since=st.pending_since,
-    )
+    return s.PinStateOut.model_validate(st)
 
 
 @router.get(
@@ -674,7 +575,7 @@ async def reveal_pin(
     revealed = await bluetooth_pins.reveal(ctx, actor, charger_id)
     response.headers.update(NO_STORE)
     response.headers["Pragma"] = "no-cache"
-    return s.RevealedPinOut(pin=revealed.pin, status=revealed.status, basis=revealed.basis)
+    return s.RevealedPinOut.model_validate(revealed)
 
 
 @router.post(
@@ -698,10 +599,8 @@ async def change_pin(
 async def reveal_history(
     charger_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> list[s.RevealEventOut]:
-    return [
-        s.RevealEventOut(at=e.at, actor_email=e.actor_email, basis=e.basis, request_id=e.request_id)
-        for e in await bluetooth_pins.reveal_history(ctx, actor, charger_id)
-    ]
+    events = await bluetooth_pins.reveal_history(ctx, actor, charger_id)
+    return [s.RevealEventOut.model_validate(e) for e in events]
 
 
 @router.post(
@@ -732,19 +631,7 @@ async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) ->
 
 
 def _transaction(view: transactions.TransactionView) -> s.TransactionOut:
-    return s.TransactionOut(
-        id=view.id,
-        transaction_id=view.transaction_id,
-        charger_serial=view.charger_serial,
-        user_email=view.user_email,
-        started_at=view.started_at,
-        stopped_at=view.stopped_at,
-        energy_wh=view.energy_wh,
-        meter_wh=view.meter_wh,
-        token_type=view.token_type,
-        stop_reason=view.stop_reason,
-        offline=view.offline,
-    )
+    return s.TransactionOut.model_validate(view)
 
 
 @router.get(
