@@ -227,3 +227,24 @@ async def test_at_debug_level_no_sql_parameter_reaches_the_log(ctx, caplog, monk
         await session.execute(text("SELECT :secret"), {"secret": CANARY})
     assert CANARY not in "\n".join(r.getMessage() for r in caplog.records)
     assert sql_logger.getEffectiveLevel() >= logging.INFO
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2030-01-01T00:00:00",  # no offset: which instant would it be?
+        "9999-12-31T23:59:59-14:00",  # after year 9999 in UTC
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+    ],
+)
+async def test_an_instant_without_offset_or_out_of_range_is_a_422_problem(ctx, when):
+    world = await build_world(ctx)
+    headers = await world.headers("owner")
+    async with client_for(ctx) as client:
+        answer = await client.post(
+            f"/api/chargers/{world.chargers['wallbox'].id}/invitations",
+            json={"email": "stranger@example.com", "kind": "service", "service_expires_at": when},
+            headers=headers,
+        )
+    _is_problem(answer, 422, "invalid_input")
+    assert answer.json()["errors"][0]["loc"][-1] == "service_expires_at"

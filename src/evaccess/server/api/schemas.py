@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
     AliasPath,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,19 @@ Text = Annotated[str, AfterValidator(_printable)]
 """Every string the API takes (path, query, body): no control characters (NUL included)."""
 Int = Annotated[int, Field(ge=MIN_INT, le=MAX_INT)]
 """Every integer the API takes: a 64-bit signed integer."""
+
+
+def _representable(value: datetime) -> datetime:
+    # Compared with UTC instants and stored in UTC: it must have one there.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range (years 1 to 9999 in UTC)") from None
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_representable)]
+"""Every date and time the API takes: with an offset (``Z`` or ``+02:00``), within range."""
 Flag = StrictBool
 """Booleans in bodies are JSON ``true``/``false`` only (``0`` is not ``false``)."""
 
@@ -280,7 +294,7 @@ class GrantOut(Out):
 class InvitationIn(In):
     email: Text = Field(max_length=320)
     kind: GrantKind = GrantKind.USER
-    service_expires_at: datetime | None = None
+    service_expires_at: Instant | None = None
 
 
 class InvitationOut(Out):
