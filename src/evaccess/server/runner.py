@@ -37,7 +37,6 @@ class _TypeOnly(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             kind = type(record.exc_info[1]).__name__
             record.msg = f"{str(record.msg).strip()} ({kind}; traceback not logged)"
-            record.args = None
             record.exc_info = None
             record.exc_text = None
         return True
