@@ -53,3 +53,10 @@ def test_the_statuses_the_authorization_matrix_sees_are_documented() -> None:
             continue
         seen = {status for status in row.expect.values() if status >= 400}
         assert seen <= documented[row.route], (row.route, seen - documented[row.route])
+
+
+def test_sign_up_documents_no_answer_that_tells_a_registered_address() -> None:
+    # 202 for a new and a registered address alike (tests/server/test_accounts.py); the
+    # operator's create-user, which says user_exists, is a command, not a route.
+    responses = create_app(Settings()).openapi()["paths"]["/api/users"]["post"]["responses"]
+    assert sorted(responses) == ["202", "403", "422", "500"]
