@@ -91,8 +91,11 @@ def pytest_configure(config: pytest.Config) -> None:
     root = logging.getLogger()
     root.addHandler(LOG_COLLECTOR)
     root.setLevel(logging.DEBUG)
-    # Third-party chatter at DEBUG is scanned too, but keep aiosqlite's per-call noise out.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # Third-party chatter at DEBUG is scanned too; aiosqlite's per-call log (every statement
+    # with its parameters) is kept out as the server itself keeps it out.
+    from evaccess.server.runner import quiet_sql_loggers
+
+    quiet_sql_loggers()
     # Test clients that stand in for chargers log their own frames at DEBUG; those lines are
     # the test's, not evaccess's (the server's "websockets.server" logger stays scanned).
     logging.getLogger("websockets.client").setLevel(logging.INFO)

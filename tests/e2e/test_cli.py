@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 OWNER = "owner@example.com"
 OWNER_PASSWORD = "plum tractor 7 lantern"
 CHARGER = ("--serial", "WB-100001", "--vendor", "Wallbox", "--model", "Pulsar Max", "--firmware", "6.11.4")  # fmt: skip
+
+
+@pytest.fixture(params=["INFO", "DEBUG"])
+def cli(cli: Cli, request: pytest.FixtureRequest) -> Cli:
+    """The whole path at the default log level, then at DEBUG: no level logs a secret."""
+    return Cli(env=cli.env | {"EVACCESS_LOG_LEVEL": request.param})
+
+
+def stored_hashes(database: Path) -> list[str]:
+    """The digest part of every password hash the server stored (argon2 ``$…$salt$hash``):
+    at DEBUG, a library that logs SQL parameters would print them."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT password_hash FROM users UNION ALL SELECT ocpp_password_hash FROM chargers"
+        ).fetchall()
+    return [value.rsplit("$", 1)[-1] for (value,) in rows]
 
 
 def test_a_user_meets_evaccess_through_the_command_line(
@@ -127,6 +144,9 @@ def test_a_user_meets_evaccess_through_the_command_line(
     assert "Traceback" not in log
     assert "Shutting down" in log
     assert leaked(log, canaries, server.admin_password) == []  # shown once, by design
+    hashes = stored_hashes(tmp_path / "data" / "evaccess.db")
+    assert len(hashes) >= 3, hashes  # the admin, the owner, the charger
+    assert [h for h in hashes if h in log] == []
 
     down = cli("app", "chargers")
     assert "cannot reach the server" in one_line_error(down)

@@ -7,7 +7,6 @@ must not pay for a server it never starts."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -31,12 +30,6 @@ if TYPE_CHECKING:
 server_app = typer.Typer(no_args_is_help=True)
 admin_app = typer.Typer(no_args_is_help=True)
 audit_app = typer.Typer(no_args_is_help=True)
-
-
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
@@ -89,12 +82,12 @@ async def run(
 ) -> None:
     """Create or migrate the database and serve the REST API and the OCPP endpoint (OCPP:
     Open Charge Point Protocol, how chargers talk to their server)."""
-    from evaccess.server.runner import serve
+    from evaccess.server.runner import configure_logging, serve
     from evaccess.server.settings import load_settings
 
     given = {"host": host, "port": port, "ocpp_port": ocpp_port}
     settings = load_settings(**{k: v for k, v in given.items() if v is not None})
-    _logging(settings)
+    configure_logging(settings.log_level)
     await serve(settings, announce=_announce)
 
 

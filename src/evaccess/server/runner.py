@@ -27,6 +27,48 @@ from evaccess.server.settings import Settings
 log = logging.getLogger("evaccess.server")
 
 
+class _TypeOnly(logging.Filter):
+    """uvicorn logs an exception that left the app with its traceback and message; the
+    message of a database error quotes the statement's parameters (password hashes among
+    them). Keep the line, name the type, drop the rest. The app catches its own exceptions
+    (a 500 problem), so this only meets what escapes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            kind = type(record.exc_info[1]).__name__
+            record.msg = f"{str(record.msg).strip()} ({kind}; traceback not logged)"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_TYPE_ONLY = _TypeOnly()
+
+
+def quiet_uvicorn_errors() -> None:
+    """No traceback nor exception message in uvicorn's log (idempotent)."""
+    for name in ("uvicorn.error", "uvicorn.asgi", "uvicorn"):
+        logger = logging.getLogger(name)
+        if _TYPE_ONLY not in logger.filters:
+            logger.addFilter(_TYPE_ONLY)
+
+
+def quiet_sql_loggers() -> None:
+    """aiosqlite logs every call at DEBUG with its arguments: each SQL statement and its
+    parameters (argon2 and OCPP password hashes). Only its INFO and above pass, whatever
+    EVACCESS_LOG_LEVEL says, as for websockets' frame log (``server/ocpp/server.py``)."""
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def configure_logging(level: str) -> None:
+    """The server's logging: ``level`` (EVACCESS_LOG_LEVEL) for evaccess and the libraries,
+    except those that would log secrets at DEBUG."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_sql_loggers()
+    quiet_uvicorn_errors()
+
+
 def _listen(host: str, port: int, setting: str) -> socket.socket:
     """Bind the REST port now, before anything is created: a busy port must stop the
     first start before it prints (and loses) the admin's one-time password."""
@@ -56,7 +98,7 @@ async def serve(
 ) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o700)  # the database holds ciphertexts and digests: keep it private
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet_sql_loggers()
     http_socket = _listen(settings.host, settings.port, "EVACCESS_PORT or --port")
     ocpp_host = settings.ocpp_host or settings.host
     tls = (
@@ -95,6 +137,7 @@ async def serve(
         access_log=True,
         lifespan="on",
     )
+    quiet_uvicorn_errors()  # after Config: it (re)configures uvicorn's loggers
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
     # handler it found at start; the default one would kill the process before the database

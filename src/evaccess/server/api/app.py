@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
@@ -54,11 +55,15 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request.state.request_id = new_request_id(request.headers.get("X-Request-ID"))
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # anything the exception handlers did not map
+            response = problems.unexpected(request, exc)
         response.headers["X-Request-ID"] = request.state.request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], responses=problems.documented(500))
     async def health(request: Request) -> dict[str, str]:
         ctx: Context = request.app.state.context
         async with ctx.db.read() as session:
@@ -66,4 +71,16 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         return {"status": "ok", "version": evaccess.__version__}
 
     app.include_router(router)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                problems.openapi_components()
+            )
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from evaccess.domain.access import GrantKind, MemberAccess, Role
+from evaccess.domain.access import Role
 from evaccess.server.api import schemas as s
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
-from evaccess.server.db.models import Invitation, Organisation, SecurityEvent
+from evaccess.server.api.problems import documented
+from evaccess.server.db.models import Organisation
 from evaccess.server.services import (
     accounts,
     bluetooth_pins,
@@ -25,27 +25,36 @@ from evaccess.server.services import (
 from evaccess.server.services import security_events as charger_events
 from evaccess.server.services.chargers import ChargerView
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(500))
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 # --- accounts -------------------------------------------------------------------------
 
 
-@router.post("/auth/login", response_model=s.TokenOut, tags=["auth"])
+@router.post(
+    "/auth/login", responses=documented(401, 422, 429), response_model=s.TokenOut, tags=["auth"]
+)
 async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx) -> s.TokenOut:
     client = request.client.host if request.client else "unknown"
     issued = await accounts.login(ctx, body.email, body.password, client=client)
     response.headers.update(NO_STORE)
-    return s.TokenOut(token=issued.token, expires_at=issued.expires_at)
+    return s.TokenOut.model_validate(issued)
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+@router.post(
+    "/auth/logout", responses=documented(401), status_code=status.HTTP_204_NO_CONTENT, tags=["auth"]
+)
 async def logout(ctx: Ctx, token: Token) -> None:
     await accounts.logout(ctx, token)
 
 
-@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+@router.post(
+    "/auth/password",
+    responses=documented(401, 422, 429),
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+)
 async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActor) -> None:
     """Change your password; all your sessions end (log in again)."""
     await accounts.change_password(ctx, actor, body.current_password, body.new_password)
@@ -53,10 +62,12 @@ async def change_password(body: s.PasswordChangeIn, ctx: Ctx, actor: CurrentActo
 
 @router.post(
     "/users",
+    responses=documented(
+        403, 422, notes={403: "Self sign-up is off on this server (`signup_disabled`)."}
+    ),
     response_model=s.SignupOut,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["auth"],
-    responses={403: {"description": "Self sign-up is off (`signup_disabled`)."}},
 )
 async def signup(body: s.SignupIn, ctx: Ctx) -> s.SignupOut:
     """Create your own account, where the server allows it (``EVACCESS_ALLOW_SIGNUP``; off
@@ -66,7 +77,7 @@ async def signup(body: s.SignupIn, ctx: Ctx) -> s.SignupOut:
     return s.SignupOut()
 
 
-@router.get("/me", response_model=s.MeOut, tags=["auth"])
+@router.get("/me", responses=documented(401), response_model=s.MeOut, tags=["auth"])
 async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
     rows = await organisations.memberships_of(ctx, actor)
     return s.MeOut(
@@ -84,25 +95,26 @@ async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
 
 
 def _org(org: Organisation, role: Role | None = None) -> s.OrganisationOut:
-    return s.OrganisationOut(
-        id=org.id,
-        name=org.name,
-        parent_id=org.parent_id,
-        root_id=org.root_id,
-        keypad_pin_digits=org.keypad_pin_digits,
-        offline_keypad=org.offline_keypad,
-        member_access=MemberAccess(org.member_access),
-        role=role,
-    )
+    # the caller's role is not the organisation's: it comes beside it
+    return s.OrganisationOut.model_validate(org).model_copy(update={"role": role})
 
 
-@router.get("/organisations", response_model=list[s.OrganisationOut], tags=["organisations"])
+@router.get(
+    "/organisations",
+    responses=documented(401),
+    response_model=list[s.OrganisationOut],
+    tags=["organisations"],
+)
 async def list_organisations(ctx: Ctx, actor: CurrentActor) -> list[s.OrganisationOut]:
     return [_org(o, r) for o, r in await organisations.visible_organisations(ctx, actor)]
 
 
 @router.post(
-    "/organisations", response_model=s.OrganisationOut, status_code=201, tags=["organisations"]
+    "/organisations",
+    responses=documented(401, 403, 422),
+    response_model=s.OrganisationOut,
+    status_code=201,
+    tags=["organisations"],
 )
 async def create_organisation(
     body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
@@ -110,29 +122,38 @@ async def create_organisation(
     return _org(await organisations.create_organisation(ctx, actor, body.name))
 
 
-@router.get("/organisations/{org_id}", response_model=s.OrganisationOut, tags=["organisations"])
-async def get_organisation(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
+@router.get(
+    "/organisations/{org_id}",
+    responses=documented(401, 404, 422),
+    response_model=s.OrganisationOut,
+    tags=["organisations"],
+)
+async def get_organisation(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.OrganisationOut:
     org, role = await organisations.get_organisation(ctx, actor, org_id)
     return _org(org, role)
 
 
 @router.post(
     "/organisations/{org_id}/subgroups",
+    responses=documented(401, 403, 404, 422),
     response_model=s.OrganisationOut,
     status_code=201,
     tags=["organisations"],
 )
 async def create_subgroup(
-    org_id: str, body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.OrganisationIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     return _org(await organisations.create_subgroup(ctx, actor, org_id, body.name))
 
 
 @router.patch(
-    "/organisations/{org_id}/settings", response_model=s.OrganisationOut, tags=["organisations"]
+    "/organisations/{org_id}/settings",
+    responses=documented(401, 403, 404, 422),
+    response_model=s.OrganisationOut,
+    tags=["organisations"],
 )
 async def update_settings(
-    org_id: str, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.SettingsIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     org = await organisations.update_settings(
         ctx,
@@ -146,11 +167,12 @@ async def update_settings(
 
 @router.put(
     "/organisations/{org_id}/member-access",
+    responses=documented(401, 403, 404, 422),
     response_model=s.OrganisationOut,
     tags=["organisations"],
 )
 async def set_member_access(
-    org_id: str, body: s.MemberAccessIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.MemberAccessIn, ctx: Ctx, actor: CurrentActor
 ) -> s.OrganisationOut:
     """``all``: every member may use every charger of the organisation and its subgroups;
     ``assigned``: only the chargers assigned to them (super-admins and admins; audited)."""
@@ -158,59 +180,56 @@ async def set_member_access(
 
 
 @router.get(
-    "/organisations/{org_id}/members", response_model=list[s.MemberOut], tags=["organisations"]
+    "/organisations/{org_id}/members",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.MemberOut],
+    tags=["organisations"],
 )
-async def list_members(org_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
-    return [
-        s.MemberOut(user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin)
-        for m in await organisations.members(ctx, actor, org_id)
-    ]
+async def list_members(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.MemberOut]:
+    return [s.MemberOut.model_validate(m) for m in await organisations.members(ctx, actor, org_id)]
 
 
 @router.post(
     "/organisations/{org_id}/members",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.MemberOut,
     status_code=201,
     tags=["organisations"],
 )
-async def add_member(org_id: str, body: s.MemberIn, ctx: Ctx, actor: CurrentActor) -> s.MemberOut:
+async def add_member(
+    org_id: s.Text, body: s.MemberIn, ctx: Ctx, actor: CurrentActor
+) -> s.MemberOut:
     m = await organisations.add_member(ctx, actor, org_id, body.email, body.role)
-    return s.MemberOut(
-        user_id=m.user_id, email=m.email, role=m.role, has_keypad_pin=m.has_keypad_pin
-    )
+    return s.MemberOut.model_validate(m)
 
 
-@router.patch("/organisations/{org_id}/members/{user_id}", status_code=204, tags=["organisations"])
+@router.patch(
+    "/organisations/{org_id}/members/{user_id}",
+    responses=documented(401, 403, 404, 409, 422),
+    status_code=204,
+    tags=["organisations"],
+)
 async def change_role(
-    org_id: str, user_id: str, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, body: s.RoleIn, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await organisations.change_role(ctx, actor, org_id, user_id, body.role)
 
 
-@router.get("/organisations/{org_id}/audit", response_model=list[s.AuditRecordOut], tags=["audit"])
+@router.get(
+    "/organisations/{org_id}/audit",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.AuditRecordOut],
+    tags=["audit"],
+)
 async def audit(
-    org_id: str,
+    org_id: s.Text,
     ctx: Ctx,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=s.MAX_INT)] = None,
 ) -> list[s.AuditRecordOut]:
     records = await organisations.audit_records(ctx, actor, org_id, limit=limit, before=before)
-    return [
-        s.AuditRecordOut(
-            seq=r.seq,
-            at=r.at,
-            action=r.action,
-            actor_id=r.actor_id,
-            organisation_id=r.organisation_id,
-            charger_id=r.charger_id,
-            subject_id=r.subject_id,
-            basis=r.basis,
-            request_id=r.request_id,
-            details=json.loads(r.details),
-        )
-        for r in records
-    ]
+    return [s.AuditRecordOut.model_validate(r) for r in records]
 
 
 # --- keypad PINs ------------------------------------------------------------------------
@@ -218,16 +237,19 @@ async def audit(
 
 def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.KeypadPinOut:
     if result.generated_pin is None:
-        return s.KeypadPinOut(user_id=result.user_id, digits=result.digits)
+        return s.KeypadPinOut.model_validate(result)
     response.headers.update(NO_STORE)
-    return s.GeneratedKeypadPinOut(
-        user_id=result.user_id, digits=result.digits, pin=result.generated_pin
-    )
+    return s.GeneratedKeypadPinOut.model_validate(result)
 
 
-@router.put("/organisations/{org_id}/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+@router.put(
+    "/organisations/{org_id}/keypad-pin",
+    responses=documented(401, 404, 422, 429),
+    response_model=s.KeypadPinOut,
+    tags=["keypad"],
+)
 async def set_own_keypad_pin(
-    org_id: str, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(
         await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, body.pin), response
@@ -236,21 +258,32 @@ async def set_own_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/keypad-pin/generate",
+    responses=documented(400, 401, 404, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
 async def generate_own_keypad_pin(
-    org_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, actor.user_id, None), response)
 
 
-@router.delete("/organisations/{org_id}/keypad-pin", status_code=204, tags=["keypad"])
-async def delete_own_keypad_pin(org_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+@router.delete(
+    "/organisations/{org_id}/keypad-pin",
+    responses=documented(401, 404, 422),
+    status_code=204,
+    tags=["keypad"],
+)
+async def delete_own_keypad_pin(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, actor.user_id)
 
 
-@router.put("/me/keypad-pin", response_model=s.KeypadPinOut, tags=["keypad"])
+@router.put(
+    "/me/keypad-pin",
+    responses=documented(401, 403, 422, 429),
+    response_model=s.KeypadPinOut,
+    tags=["keypad"],
+)
 async def set_personal_keypad_pin(
     body: s.KeypadPinIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
@@ -259,26 +292,32 @@ async def set_personal_keypad_pin(
     return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, body.pin), response)
 
 
-@router.post("/me/keypad-pin/generate", response_model=s.GeneratedKeypadPinOut, tags=["keypad"])
+@router.post(
+    "/me/keypad-pin/generate",
+    responses=documented(400, 401, 403),
+    response_model=s.GeneratedKeypadPinOut,
+    tags=["keypad"],
+)
 async def generate_personal_keypad_pin(
     response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_personal_pin(ctx, actor, None), response)
 
 
-@router.delete("/me/keypad-pin", status_code=204, tags=["keypad"])
+@router.delete("/me/keypad-pin", responses=documented(401, 404), status_code=204, tags=["keypad"])
 async def delete_personal_keypad_pin(ctx: Ctx, actor: CurrentActor) -> None:
     await keypad_pins.delete_personal_pin(ctx, actor)
 
 
 @router.put(
     "/organisations/{org_id}/members/{user_id}/keypad-pin",
+    responses=documented(401, 403, 404, 422, 429),
     response_model=s.KeypadPinOut,
     tags=["keypad"],
 )
 async def set_member_keypad_pin(
-    org_id: str,
-    user_id: str,
+    org_id: s.Text,
+    user_id: s.Text,
     body: s.KeypadPinIn,
     response: Response,
     ctx: Ctx,
@@ -289,28 +328,35 @@ async def set_member_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/members/{user_id}/keypad-pin/generate",
+    responses=documented(400, 401, 403, 404, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
 async def generate_member_keypad_pin(
-    org_id: str, user_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.KeypadPinOut:
     return _keypad_out(await keypad_pins.set_pin(ctx, actor, org_id, user_id, None), response)
 
 
 @router.delete(
-    "/organisations/{org_id}/members/{user_id}/keypad-pin", status_code=204, tags=["keypad"]
+    "/organisations/{org_id}/members/{user_id}/keypad-pin",
+    responses=documented(401, 403, 404, 422),
+    status_code=204,
+    tags=["keypad"],
 )
 async def delete_member_keypad_pin(
-    org_id: str, user_id: str, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, user_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await keypad_pins.delete_pin(ctx, actor, org_id, user_id)
 
 
 @router.get(
-    "/organisations/{org_id}/keypad-pins/crowding", response_model=s.CrowdingOut, tags=["keypad"]
+    "/organisations/{org_id}/keypad-pins/crowding",
+    responses=documented(401, 403, 404, 422),
+    response_model=s.CrowdingOut,
+    tags=["keypad"],
 )
-async def crowding(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
+async def crowding(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
     c = await keypad_pins.crowding(ctx, actor, org_id)
     message = (
         f"{c.ratio:.1%} of all {c.digits}-digit PINs belong to a member: a random guess hits "
@@ -332,47 +378,18 @@ async def crowding(org_id: str, ctx: Ctx, actor: CurrentActor) -> s.CrowdingOut:
 
 
 def _charger(view: ChargerView) -> s.ChargerOut:
-    c = view.charger
-    return s.ChargerOut(
-        id=c.id,
-        serial=c.serial,
-        organisation_id=c.organisation_id,
-        vendor=c.vendor,
-        model=c.model,
-        firmware=c.firmware,
-        production_date=c.production_date,
-        bluetooth=c.has_bluetooth,
-        keypad=c.has_keypad,
-        access=sorted(b.value for b in view.bases),
-        bluetooth_pin_requirement=view.policy.requirement,
-        bluetooth_pin_changeable=view.policy.changeable,
-        online=c.online,
-        ocpp_protocol=c.ocpp_protocol,
-        last_seen_at=c.last_seen_at,
-        connectors=[
-            s.ConnectorOut(
-                evse_id=k.evse_id,
-                connector_id=k.connector_id,
-                status=k.status,
-                updated_at=k.updated_at,
-            )
-            for k in view.connectors
-        ],
-        reported_settings={setting.key: setting.value for setting in view.settings},
-        recent_security_events=None
-        if view.recent_security_events is None
-        else [_security_event(e) for e in view.recent_security_events],
-    )
+    return s.ChargerOut.model_validate(view)
 
 
 @router.post(
     "/organisations/{org_id}/chargers",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.RegistrationOut,
     status_code=201,
     tags=["chargers"],
 )
 async def register_charger(
-    org_id: str, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
+    org_id: s.Text, body: s.ChargerIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.RegistrationOut:
     registered = await registration.register_and_view(
         ctx,
@@ -394,65 +411,69 @@ async def register_charger(
     )
 
 
-@router.get("/chargers", response_model=list[s.ChargerOut], tags=["chargers"])
+@router.get(
+    "/chargers",
+    responses=documented(401, 422),
+    response_model=list[s.ChargerOut],
+    tags=["chargers"],
+)
 async def list_chargers(
-    ctx: Ctx, actor: CurrentActor, serial: Annotated[str | None, Query(max_length=64)] = None
+    ctx: Ctx, actor: CurrentActor, serial: Annotated[s.Text | None, Query(max_length=64)] = None
 ) -> list[s.ChargerOut]:
     return [_charger(v) for v in await chargers.list_chargers(ctx, actor, serial=serial)]
 
 
-@router.get("/chargers/{charger_id}", response_model=s.ChargerOut, tags=["chargers"])
-async def get_charger(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
+@router.get(
+    "/chargers/{charger_id}",
+    responses=documented(401, 404, 422),
+    response_model=s.ChargerOut,
+    tags=["chargers"],
+)
+async def get_charger(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.ChargerOut:
     return _charger(await chargers.get_charger(ctx, actor, charger_id))
 
 
 @router.post(
-    "/chargers/{charger_id}/assign", response_model=s.GrantOut, status_code=201, tags=["chargers"]
+    "/chargers/{charger_id}/assign",
+    responses=documented(401, 403, 404, 409, 422),
+    response_model=s.GrantOut,
+    status_code=201,
+    tags=["chargers"],
 )
-async def assign(charger_id: str, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
-    return _grant(await grants.assign(ctx, actor, charger_id, body.user_id))
+async def assign(charger_id: s.Text, body: s.AssignIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
+    return s.GrantOut.model_validate(await grants.assign(ctx, actor, charger_id, body.user_id))
 
 
-def _grant(view: grants.GrantView) -> s.GrantOut:
-    g = view.grant
-    return s.GrantOut(
-        id=g.id,
-        user_id=g.user_id,
-        email=view.email,
-        kind=GrantKind(g.kind),
-        created_at=g.created_at,
-        expires_at=g.expires_at,
-    )
+@router.get(
+    "/chargers/{charger_id}/grants",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.GrantOut],
+    tags=["access"],
+)
+async def list_grants(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
+    views = await grants.list_grants(ctx, actor, charger_id)
+    return [s.GrantOut.model_validate(v) for v in views]
 
 
-@router.get("/chargers/{charger_id}/grants", response_model=list[s.GrantOut], tags=["access"])
-async def list_grants(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.GrantOut]:
-    return [_grant(v) for v in await grants.list_grants(ctx, actor, charger_id)]
-
-
-@router.delete("/chargers/{charger_id}/grants/{grant_id}", status_code=204, tags=["access"])
-async def revoke_grant(charger_id: str, grant_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+@router.delete(
+    "/chargers/{charger_id}/grants/{grant_id}",
+    responses=documented(401, 403, 404, 409, 422),
+    status_code=204,
+    tags=["access"],
+)
+async def revoke_grant(charger_id: s.Text, grant_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     await grants.revoke_grant(ctx, actor, charger_id, grant_id)
-
-
-def _invitation(inv: Invitation) -> s.InvitationOut:
-    return s.InvitationOut(
-        id=inv.id,
-        email=inv.email,
-        kind=GrantKind(inv.kind),
-        expires_at=inv.expires_at,
-        service_expires_at=inv.service_expires_at,
-    )
 
 
 @router.post(
     "/chargers/{charger_id}/invitations",
+    responses=documented(401, 403, 404, 422),
     response_model=s.IssuedInvitationOut,
     status_code=201,
     tags=["access"],
 )
 async def invite(
-    charger_id: str, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.InvitationIn, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.IssuedInvitationOut:
     issued = await invitations.invite(
         ctx,
@@ -463,139 +484,145 @@ async def invite(
         service_expires_at=body.service_expires_at,
     )
     response.headers.update(NO_STORE)
-    return s.IssuedInvitationOut(**_invitation(issued.invitation).model_dump(), token=issued.token)
+    return s.IssuedInvitationOut.model_validate(issued)
 
 
 @router.get(
-    "/chargers/{charger_id}/invitations", response_model=list[s.InvitationOut], tags=["access"]
+    "/chargers/{charger_id}/invitations",
+    responses=documented(401, 403, 404, 422),
+    response_model=list[s.InvitationOut],
+    tags=["access"],
 )
-async def list_invitations(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.InvitationOut]:
-    return [_invitation(i) for i in await invitations.list_invitations(ctx, actor, charger_id)]
+async def list_invitations(
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
+) -> list[s.InvitationOut]:
+    issued = await invitations.list_invitations(ctx, actor, charger_id)
+    return [s.InvitationOut.model_validate(i) for i in issued]
 
 
 @router.delete(
-    "/chargers/{charger_id}/invitations/{invitation_id}", status_code=204, tags=["access"]
+    "/chargers/{charger_id}/invitations/{invitation_id}",
+    responses=documented(401, 403, 404, 422),
+    status_code=204,
+    tags=["access"],
 )
 async def revoke_invitation(
-    charger_id: str, invitation_id: str, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, invitation_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> None:
     await invitations.revoke_invitation(ctx, actor, charger_id, invitation_id)
 
 
-@router.post("/invitations/accept", response_model=s.GrantOut, tags=["access"])
+@router.post(
+    "/invitations/accept",
+    responses=documented(401, 404, 422),
+    response_model=s.GrantOut,
+    tags=["access"],
+)
 async def accept_invitation(body: s.AcceptIn, ctx: Ctx, actor: CurrentActor) -> s.GrantOut:
     grant = await invitations.accept_invitation(ctx, actor, body.token)
-    return s.GrantOut(
-        id=grant.id,
-        user_id=grant.user_id,
-        email=actor.email,
-        kind=GrantKind(grant.kind),
-        created_at=grant.created_at,
-        expires_at=grant.expires_at,
-    )
+    return s.GrantOut.model_validate(grants.GrantView(grant=grant, email=actor.email))
 
 
 @router.get(
     "/chargers/{charger_id}/security-events",
+    responses=documented(401, 403, 404, 422),
     response_model=list[s.SecurityEventOut],
     tags=["chargers"],
 )
 async def security_events(
-    charger_id: str, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
 ) -> list[s.SecurityEventOut]:
-    return [_security_event(e) for e in await charger_events.of_charger(ctx, actor, charger_id)]
-
-
-def _security_event(e: SecurityEvent) -> s.SecurityEventOut:
-    return s.SecurityEventOut(
-        event_type=e.event_type, at=e.at, tech_info=e.tech_info, received_at=e.received_at
-    )
+    events = await charger_events.of_charger(ctx, actor, charger_id)
+    return [s.SecurityEventOut.model_validate(e) for e in events]
 
 
 # --- Bluetooth PIN --------------------------------------------------------------------------
 
 
 def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
-    return s.PinStateOut(
-        requirement=st.requirement,
-        changeable=st.changeable,
-        required=st.required,
-        status=st.status,
-        can_reveal=st.can_reveal,
-        can_enable=st.can_enable,
-        can_change=st.can_change,
-        rule=st.rule,
-        pending_since=st.pending_since,
-    )
+    return s.PinStateOut.model_validate(st)
 
 
 @router.get(
-    "/chargers/{charger_id}/bluetooth-pin", response_model=s.PinStateOut, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth-pin",
+    responses=documented(401, 404, 422),
+    response_model=s.PinStateOut,
+    tags=["bluetooth-pin"],
 )
-async def pin_state(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+async def pin_state(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.state(ctx, actor, charger_id))
 
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/enable",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.PinStateOut,
     tags=["bluetooth-pin"],
 )
-async def enable_pin(charger_id: str, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
+async def enable_pin(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.enable(ctx, actor, charger_id))
 
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/reveal",
+    responses=documented(401, 403, 404, 422, 503),
     response_model=s.RevealedPinOut,
     tags=["bluetooth-pin"],
 )
 async def reveal_pin(
-    charger_id: str, response: Response, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, response: Response, ctx: Ctx, actor: CurrentActor
 ) -> s.RevealedPinOut:
     revealed = await bluetooth_pins.reveal(ctx, actor, charger_id)
     response.headers.update(NO_STORE)
     response.headers["Pragma"] = "no-cache"
-    return s.RevealedPinOut(pin=revealed.pin, status=revealed.status, basis=revealed.basis)
+    return s.RevealedPinOut.model_validate(revealed)
 
 
 @router.post(
     "/chargers/{charger_id}/bluetooth-pin/change",
+    responses=documented(401, 403, 404, 409, 422),
     response_model=s.PinStateOut,
     tags=["bluetooth-pin"],
 )
 async def change_pin(
-    charger_id: str, body: s.PinChangeIn, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.PinChangeIn, ctx: Ctx, actor: CurrentActor
 ) -> s.PinStateOut:
     return _pin_state(await bluetooth_pins.change(ctx, actor, charger_id, body.pin))
 
 
 @router.get(
     "/chargers/{charger_id}/bluetooth-pin/reveals",
+    responses=documented(401, 403, 404, 422),
     response_model=list[s.RevealEventOut],
     tags=["bluetooth-pin"],
 )
-async def reveal_history(charger_id: str, ctx: Ctx, actor: CurrentActor) -> list[s.RevealEventOut]:
-    return [
-        s.RevealEventOut(at=e.at, actor_email=e.actor_email, basis=e.basis, request_id=e.request_id)
-        for e in await bluetooth_pins.reveal_history(ctx, actor, charger_id)
-    ]
+async def reveal_history(
+    charger_id: s.Text, ctx: Ctx, actor: CurrentActor
+) -> list[s.RevealEventOut]:
+    events = await bluetooth_pins.reveal_history(ctx, actor, charger_id)
+    return [s.RevealEventOut.model_validate(e) for e in events]
 
 
 @router.post(
-    "/chargers/{charger_id}/bluetooth/revoke-phones", status_code=202, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth/revoke-phones",
+    responses=documented(401, 403, 404, 422),
+    status_code=202,
+    tags=["bluetooth-pin"],
 )
 async def revoke_phones(
-    charger_id: str, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
+    charger_id: s.Text, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
 ) -> None:
     """Make the charger forget one phone's credential (or all): delivered over OCPP."""
     await bluetooth_pins.revoke_phones(ctx, actor, charger_id, body.phone_id)
 
 
 @router.post(
-    "/chargers/{charger_id}/bluetooth/reenable-pairing", status_code=202, tags=["bluetooth-pin"]
+    "/chargers/{charger_id}/bluetooth/reenable-pairing",
+    responses=documented(401, 403, 404, 422),
+    status_code=202,
+    tags=["bluetooth-pin"],
 )
-async def reenable_pairing(charger_id: str, ctx: Ctx, actor: CurrentActor) -> None:
+async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
     """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
     await bluetooth_pins.reenable_pairing(ctx, actor, charger_id)
 
@@ -604,28 +631,17 @@ async def reenable_pairing(charger_id: str, ctx: Ctx, actor: CurrentActor) -> No
 
 
 def _transaction(view: transactions.TransactionView) -> s.TransactionOut:
-    return s.TransactionOut(
-        id=view.id,
-        transaction_id=view.transaction_id,
-        charger_serial=view.charger_serial,
-        user_email=view.user_email,
-        started_at=view.started_at,
-        stopped_at=view.stopped_at,
-        energy_wh=view.energy_wh,
-        meter_wh=view.meter_wh,
-        token_type=view.token_type,
-        stop_reason=view.stop_reason,
-        offline=view.offline,
-    )
+    return s.TransactionOut.model_validate(view)
 
 
 @router.get(
     "/chargers/{charger_id}/transactions",
+    responses=documented(401, 404, 422),
     response_model=list[s.TransactionOut],
     tags=["transactions"],
 )
 async def charger_transactions(
-    charger_id: str,
+    charger_id: s.Text,
     ctx: Ctx,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -635,7 +651,12 @@ async def charger_transactions(
     return [_transaction(v) for v in views]
 
 
-@router.get("/me/transactions", response_model=list[s.TransactionOut], tags=["transactions"])
+@router.get(
+    "/me/transactions",
+    responses=documented(401, 422),
+    response_model=list[s.TransactionOut],
+    tags=["transactions"],
+)
 async def my_transactions(
     ctx: Ctx, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> list[s.TransactionOut]:
