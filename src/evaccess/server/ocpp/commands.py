@@ -22,6 +22,7 @@ from evaccess.protocol.ocpp_components import (
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.backend import (
     ChargerCommand,
+    ClearCache,
     ReenablePinPairing,
     RevokeCredentials,
     SendLocalList,
@@ -122,6 +123,10 @@ def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, 
     if isinstance(command, SendLocalList):
         payload = _send_local_list(command, version)
         return (Step(action="SendLocalList", payload=payload, accepted=_list_accepted),)
+    if isinstance(command, ClearCache):
+        # ClearCache (2.0.1 C11; 1.6 §5.4): the same in both versions. Rejected means the
+        # charger keeps no cache, which is as good.
+        return (Step(action="ClearCache", payload={}, accepted=lambda _payload: True),)
     settings = _settings(command)
     if version is OcppVersion.V201:
         # SetVariables on the custom component (2.0.1 B05); all variables in one request.
