@@ -41,7 +41,7 @@ from evaccess.server.db.models import (
     User,
 )
 from evaccess.server.db.types import new_id
-from evaccess.server.services import bluetooth_pins, local_lists
+from evaccess.server.services import bluetooth_pins, local_lists, tokens
 from evaccess.server.services.accounts import normalise_email, token_digest
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import (
@@ -592,6 +592,8 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
         grant.revoked_at = ctx.clock.now()
         await session.flush()
         list_changed = await local_lists.sync(session, ctx, charger) is not None
+        # a card of theirs may sit in the charger's authorization cache
+        list_changed |= await tokens.access_revoked(session, ctx, charger, grant.user_id)
         await ctx.audit.append(
             session,
             AuditEntry(
