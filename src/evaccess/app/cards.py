@@ -21,7 +21,9 @@ from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.domain.tokens import TokenType, normalise
 
 cards_app = typer.Typer(
-    no_args_is_help=True, help="RFID cards and other OCPP tokens (ISO14443, eMAID...)."
+    no_args_is_help=True,
+    help="RFID cards and other charger tokens (ISO14443, ISO15693, eMAID, Central, MAC "
+    "address): a charger's reader sends their number over the Open Charge Point Protocol.",
 )
 
 CARD_COLUMNS = ("card", "number", "type", "member", "status", "group", "label", "expires")
