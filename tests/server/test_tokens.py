@@ -19,10 +19,16 @@ from evaccess.domain.access import GrantKind
 from evaccess.domain.errors import Conflict, InvalidInput, LockedOut, NotFound, PermissionDenied
 from evaccess.domain.tokens import Answer, Purpose, TokenStatus, TokenType
 from evaccess.server.context import Context
-from evaccess.server.db.models import AuditRecord, IdToken, OutboxCommand, Transaction
-from evaccess.server.ocpp.backend import ClearCache
+from evaccess.server.db.models import (
+    AuditRecord,
+    IdToken,
+    LocalListCard,
+    OutboxCommand,
+    Transaction,
+)
+from evaccess.server.ocpp.backend import ClearCache, SendLocalList
 from evaccess.server.ocpp.server import serve_ocpp
-from evaccess.server.services import chargers, outbox, tokens
+from evaccess.server.services import chargers, organisations, outbox, tokens
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.conftest import Canaries
 from tests.server.ocpp_boot import _accepted
@@ -458,3 +464,79 @@ async def test_end_to_end_over_ocpp(ctx: Context, world: World) -> None:
     async with ctx.db.read() as session:
         tx = await session.scalar(select(Transaction).where(Transaction.transaction_id == "tx-1"))
     assert tx is not None and tx.user_id == uid(world, "member") and tx.ended_at is not None
+
+
+# --- local lists (an organisation opt-in) ---------------------------------------------------------
+
+
+async def _pending_lists(ctx: Context, serial: str) -> list[SendLocalList]:
+    return [
+        c for c in await DbOcppBackend(ctx).pending_commands(serial) if isinstance(c, SendLocalList)
+    ]
+
+
+async def test_cards_reach_local_lists_only_where_the_organisation_opted_in(
+    ctx: Context, world: World
+) -> None:
+    assert world.org is not None
+    sa = world.actor("super_admin")
+    wallbox = world.chargers["wallbox"]
+    before = await tokens.add_card(
+        ctx,
+        sa,
+        world.org.id,
+        user_id=uid(world, "member"),
+        token_type=TokenType.ISO15693,
+        number=OTHER_CARD,
+    )
+    assert await _pending_lists(ctx, wallbox.serial) == []  # not opted in: never sealed
+    await organisations.update_settings(ctx, sa, world.org.id, offline_keypad=True)
+    backend = DbOcppBackend(ctx)
+    for command in await _pending_lists(ctx, wallbox.serial):
+        await backend.command_result(wallbox.serial, command.command_id, accepted=True)
+    card = await tokens.add_card(
+        ctx,
+        sa,
+        world.org.id,
+        user_id=uid(world, "member"),
+        token_type=TokenType.ISO14443,
+        number=CARD,
+        group_id_token="STAFF",
+    )
+    async with ctx.db.read() as session:
+        row = await session.get_one(IdToken, card.id)
+        assert row.sealed_value is not None and CARD.encode() not in row.sealed_value
+        assert (await session.get_one(IdToken, before.id)).sealed_value is None
+    [update] = await _pending_lists(ctx, wallbox.serial)
+    [entry] = update.entries
+    assert (entry.id_token, entry.token_type, entry.group_id_token) == (CARD, "ISO14443", "STAFF")
+    assert update.full is False
+    # only at chargers the member may use: the zaptec is not shared with them
+    assert await _pending_lists(ctx, world.chargers["zaptec"].serial) == []
+    await backend.command_result(wallbox.serial, update.command_id, accepted=True)
+    async with ctx.db.read() as session:
+        held = (await session.scalars(select(LocalListCard))).all()
+    assert [(h.charger_id, h.token_id) for h in held] == [(wallbox.id, card.id)]
+
+    # blocked: removed from the list (with its type), and the cache cleared
+    await tokens.update_card(ctx, sa, card.id, status=TokenStatus.BLOCKED)
+    [removal] = await _pending_lists(ctx, wallbox.serial)
+    assert removal.entries == () and removal.removed_tokens == ((CARD, "ISO14443"),)
+    assert await clear_caches_queued(ctx, wallbox.id) == 1
+    await backend.command_result(wallbox.serial, removal.command_id, accepted=True)
+    # accepted again, then the grant revoked: removed again
+    await tokens.update_card(ctx, sa, card.id, status=TokenStatus.ACCEPTED)
+    [again] = await _pending_lists(ctx, wallbox.serial)
+    await backend.command_result(wallbox.serial, again.command_id, accepted=True)
+    grant = next(
+        g
+        for g in await chargers.list_grants(ctx, world.actor("owner"), wallbox.id)
+        if g.email == "member@example.com"
+    )
+    await chargers.revoke_grant(ctx, world.actor("owner"), wallbox.id, grant.grant.id)
+    [revoked] = await _pending_lists(ctx, wallbox.serial)
+    assert revoked.removed_tokens == ((CARD, "ISO14443"),)
+    # opting out drops the sealed copies
+    await organisations.update_settings(ctx, sa, world.org.id, offline_keypad=False)
+    async with ctx.db.read() as session:
+        assert (await session.get_one(IdToken, card.id)).sealed_value is None

@@ -299,6 +299,23 @@ class LocalListEntry(Base):
     sealed_key_version: Mapped[int] = mapped_column(Integer)
 
 
+class LocalListCard(Base):
+    """A card on a charger's local list, as the charger last accepted it (beside the keypad
+    codes of ``local_list_entries``). No foreign key to ``id_tokens``: a deleted card must
+    still be removable from the chargers that hold it."""
+
+    __tablename__ = "local_list_cards"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    sealed_value: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_key_version: Mapped[int] = mapped_column(Integer)
+    group_id_token: Mapped[str | None] = mapped_column(String(20))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (UniqueConstraint("charger_id", "transaction_id"),)

@@ -101,8 +101,13 @@ class ReenablePinPairing:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LocalListEntry:
     id_token: str
-    """A keypad code (only for organisations that opted into offline keypad use)."""
+    """A keypad code or card number (only for organisations that opted into offline use)."""
     user_id: str
+    token_type: str = "KeyCode"
+    group_id_token: str | None = None
+    expires_at: datetime | None = None
+    """A card's expiry: the charger's list answers it Invalid afterwards (cacheExpiryDateTime
+    / expiryDate of the entry)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,6 +120,9 @@ class SendLocalList:
     full: bool
     entries: tuple[LocalListEntry, ...] = ()
     removed: tuple[str, ...] = field(default=())
+    """Keypad codes to remove."""
+    removed_tokens: tuple[tuple[str, str], ...] = ()
+    """Cards to remove: (number, token type)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

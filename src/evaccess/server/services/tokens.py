@@ -53,7 +53,7 @@ from evaccess.server.db.models import (
     SecurityEvent,
 )
 from evaccess.server.ocpp import backend as port
-from evaccess.server.services import outbox
+from evaccess.server.services import local_lists, outbox
 from evaccess.server.services.audit import AuditEntry
 from evaccess.server.services.relations import (
     ROLE_RANK,
@@ -162,6 +162,17 @@ async def add_card(
             )
             session.add(row)
             await session.flush()
+            pokes: list[str] = []
+            if await _offline_tree(session, org.root_id):
+                # sealed for the local lists of the tree's opted-in chargers (docs/security.md)
+                sealed = ctx.vault.seal(
+                    local_lists.card_subject(org.root_id, row.id),
+                    normalised,
+                    purpose=local_lists.CARD,
+                )
+                row.sealed_value, row.sealed_key_version = sealed.ciphertext, sealed.key_version
+                await session.flush()
+                pokes = await local_lists.sync_tree(session, ctx, org.root_id)
             await ctx.audit.append(
                 session,
                 AuditEntry(
@@ -176,7 +187,25 @@ async def add_card(
             view = CardView.of(row, now)
     except IntegrityError:
         raise Conflict(CARD_TAKEN, code="card_taken") from None
+    _poke(ctx, pokes)
     return view
+
+
+async def _offline_tree(session: AsyncSession, root_id: str) -> bool:
+    """Whether an organisation of the tree opted into offline use (local lists)."""
+    found = await session.scalar(
+        select(Organisation.id)
+        .where(Organisation.root_id == root_id, Organisation.offline_keypad.is_(True))
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _sync_lists(session: AsyncSession, ctx: Context, card: IdToken) -> list[str]:
+    if card.sealed_value is None:
+        return []
+    await session.flush()
+    return await local_lists.sync_tree(session, ctx, card.root_id)
 
 
 async def list_cards(
@@ -241,6 +270,7 @@ async def update_card(
             card.group_id_token = group
         card.updated_at = now
         pokes = await clear_caches(session, ctx, [card]) if narrowed else []
+        pokes += await _sync_lists(session, ctx, card)
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -262,6 +292,7 @@ async def delete_card(ctx: Context, actor: Actor, card_id: str) -> None:
         card = await _card_for(session, actor, card_id)
         pokes = await clear_caches(session, ctx, [card])
         await session.delete(card)
+        pokes += await _sync_lists(session, ctx, card)
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -298,7 +329,7 @@ async def set_master_pass_group(
 
 
 def _poke(ctx: Context, serials: list[str]) -> None:
-    for serial in serials:
+    for serial in dict.fromkeys(serials):
         ctx.notifier.poke(serial)
 
 

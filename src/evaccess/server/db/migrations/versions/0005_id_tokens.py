@@ -1,4 +1,5 @@
-"""RFID cards and other OCPP tokens of users; an organisation's MasterPassGroupId
+"""RFID cards and other OCPP tokens of users, on local lists; an organisation's
+MasterPassGroupId
 
 Revision ID: 0005
 Revises: 0004
@@ -57,6 +58,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_id_tokens")),
         sa.UniqueConstraint("root_id", "digest", name=op.f("uq_id_tokens_root_id_digest")),
     )
+    op.create_table(
+        "local_list_cards",
+        sa.Column("charger_id", sa.String(length=36), nullable=False),
+        sa.Column("token_id", sa.String(length=36), nullable=False),
+        sa.Column("token_type", sa.String(length=16), nullable=False),
+        sa.Column("sealed_value", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_key_version", sa.Integer(), nullable=False),
+        sa.Column("group_id_token", sa.String(length=20), nullable=True),
+        sa.Column("expires_at", UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["charger_id"],
+            ["chargers.id"],
+            name=op.f("fk_local_list_cards_charger_id_chargers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("charger_id", "token_id", name=op.f("pk_local_list_cards")),
+    )
     with op.batch_alter_table("id_tokens", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_id_tokens_organisation_id"), ["organisation_id"], unique=False
@@ -69,5 +87,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_id_tokens_user_id"))
         batch_op.drop_index(batch_op.f("ix_id_tokens_organisation_id"))
     op.drop_table("id_tokens")
+    op.drop_table("local_list_cards")
     with op.batch_alter_table("organisations", schema=None) as batch_op:
         batch_op.drop_column("master_pass_group_id")
