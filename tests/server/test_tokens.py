@@ -398,6 +398,7 @@ async def test_end_to_end_over_ocpp(ctx: Context, world: World) -> None:
         # the admin may not use the wallbox: Invalid; a number nobody registered: Unknown
         assert (await fleet.authorize("wallbox", OTHER_CARD, "ISO15693"))["status"] == "Invalid"
         assert (await fleet.authorize("wallbox", "DEADBEEF"))["status"] == "Unknown"
+        assert (await fleet.authorize("wallbox", "x", "NoAuthorization"))["status"] == "Unknown"
         # 1.6J: an untyped idTag is looked up as a card; the group is the parentIdTag
         tag = await fleet.call("zaptec", "Authorize", {"idTag": CARD})
         assert tag["idTagInfo"]["status"] == "Accepted"

@@ -178,6 +178,9 @@ class DbOcppBackend:
         card if one has this number, else a keypad code."""
         if token_type == KEYCODE_TOKEN_TYPE:
             return await self.authorize_keycode(charger_id, id_token)
+        if token_type is not None and token_type not in tokens.WIRE_TYPES:
+            # Local, NoAuthorization: no registry of evaccess's, and no guess to throttle
+            return port.AuthorizeResult(accepted=False, status="Unknown")
         internal = self._ids.get(charger_id) or await self._charger_id(charger_id)
         if internal is None:
             return port.AuthorizeResult(accepted=False)
