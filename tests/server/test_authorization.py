@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute
 
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.pins import trivial_reasons
+from evaccess.domain.tokens import TokenType
 from evaccess.server.api.app import create_app
 from evaccess.server.services import (
     accounts,
@@ -40,6 +41,7 @@ from evaccess.server.services import (
     keypad_pins,
     organisations,
     registration,
+    tokens,
 )
 from evaccess.server.settings import Settings
 from tests.conftest import Canaries
@@ -263,6 +265,26 @@ async def _personal_keypad_pin_exists(env: Env, who: str) -> Prepared:
     if who in OWNERS:
         await keypad_pins.set_personal_pin(env.ctx, env.world.actor(who), None)
     return Prepared()
+
+
+def _card_number(env: Env) -> str:
+    number = f"CA{next(env.serial):06X}"
+    env.canaries.add(number)
+    return number
+
+
+async def _target_card(env: Env, who: str) -> Prepared:
+    """A fresh card of ``target`` for each call (a delete consumes it)."""
+    assert env.world.org is not None
+    card = await tokens.add_card(
+        env.ctx,
+        env.world.actor("super_admin"),
+        env.world.org.id,
+        user_id=env.user_id("target"),
+        token_type=TokenType.ISO14443,
+        number=_card_number(env),
+    )
+    return Prepared(params={"card_id": card.id})
 
 
 OWNERS = frozenset({"owner", "other_admin"})  # of the Acme chargers; of the Rival one
@@ -742,6 +764,45 @@ ROWS: tuple[Row, ...] = (
         charger="optional",
         expect=charger(200, "owner"),
         note=OPTIONAL,
+    ),
+    # --- RFID cards (server/api/cards.py) ---------------------------------------------------------
+    Row(
+        area="cards",
+        method="POST",
+        path=f"{ORG}/cards",
+        expect=org(201, "super_admin", "admin"),
+        prepare=_body(
+            lambda env, who: {
+                "user_id": env.user_id("target"),
+                "type": "ISO14443",
+                "number": _card_number(env),
+            }
+        ),
+        note="a card of another member: admins",
+    ),
+    Row(area="cards", method="GET", path=f"{ORG}/cards", expect=org(200, "super_admin", "admin")),
+    Row(
+        area="cards",
+        method="PATCH",
+        path="/api/cards/{card_id}",
+        expect=scoped(200, {"super_admin", "admin"}, frozenset({"super_admin", "admin"})),
+        prepare=_target_card,
+        json={"status": "Blocked"},
+        note="a card one may not manage is not there",
+    ),
+    Row(
+        area="cards",
+        method="DELETE",
+        path="/api/cards/{card_id}",
+        expect=scoped(204, {"super_admin", "admin"}, frozenset({"super_admin", "admin"})),
+        prepare=_target_card,
+    ),
+    Row(
+        area="cards",
+        method="PUT",
+        path=f"{ORG}/master-pass-group",
+        expect=org(200, "super_admin"),
+        json={"group_id": "MASTER"},
     ),
 )
 AREAS = sorted({row.area for row in ROWS})

@@ -175,6 +175,23 @@ class ApiClient:
     async def members(self, organisation_id: str) -> list[dict[str, Any]]:
         return list(await self.request("GET", f"/api/organisations/{organisation_id}/members"))
 
+    # --- RFID cards (the number only in the body that adds it) --------------------------
+
+    async def add_card(self, organisation_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = f"/api/organisations/{_segment(organisation_id)}/cards"
+        return dict(await self.request("POST", path, json=body))
+
+    async def cards(self, organisation_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
+        path = f"/api/organisations/{_segment(organisation_id)}/cards"
+        params = {"user_id": user_id} if user_id else None
+        return list(await self.request("GET", path, params=params))
+
+    async def update_card(self, card_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.request("PATCH", f"/api/cards/{_segment(card_id)}", json=changes))
+
+    async def delete_card(self, card_id: str) -> None:
+        await self.request("DELETE", f"/api/cards/{_segment(card_id)}")
+
     # --- access to a charger -------------------------------------------------------------
 
     async def invite(

@@ -13,6 +13,7 @@ from rich.text import Text
 from evaccess import console
 from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
+from evaccess.app.cards import cards_app
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.access import MemberAccess
 from evaccess.domain.errors import InvalidInput, NotFound
@@ -22,6 +23,7 @@ from evaccess.protocol.ocpp_components import SecurityEventType
 app_app = typer.Typer(no_args_is_help=True)
 keypad_app = typer.Typer(no_args_is_help=True, help="Your keypad PIN (Commander chargers).")
 app_app.add_typer(keypad_app, name="keypad-pin")
+app_app.add_typer(cards_app, name="cards")
 app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
 DEFAULT_SERVER = EXAMPLE_SERVER

@@ -70,6 +70,7 @@ def build_context(
         login_client_throttle=ThrottleRegistry(LOGIN_CLIENT_RULES, clock),
         pin_set_throttle=ThrottleRegistry(PIN_SET_RULES, clock),
         keypad_index=KeypadIndex(clock),
+        auth_cache_ttl_s=settings.auth_cache_ttl_s,
     )
 
 

@@ -67,4 +67,6 @@ class Context:
     login_client_throttle: ThrottleRegistry
     pin_set_throttle: ThrottleRegistry
     keypad_index: KeypadIndex
+    auth_cache_ttl_s: float = 3600.0
+    """``cacheExpiryDateTime`` of token answers (``EVACCESS_AUTH_CACHE_TTL_S``)."""
     notifier: NotifierSlot = field(default_factory=NotifierSlot)

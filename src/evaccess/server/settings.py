@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(default=None, description="PEM certificate: OCPP profile 2.")
     tls_key: Path | None = None
     token_ttl_hours: float = Field(default=24 * 14, gt=0)
+    auth_cache_ttl_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a charger may answer a card from its authorization cache "
+        "(cacheExpiryDateTime): how long a revoked card can still work off line.",
+    )
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     bootstrap_admin_email: str = "admin@example.com"
     public_url: str | None = Field(default=None, description="URL printed for newcomers.")

@@ -68,12 +68,12 @@ class In(BaseModel):
 class Out(BaseModel):
     """A response body, read from the service's objects by attribute name
     (``Out.model_validate(obj)``); a field named otherwise on the object says where it is
-    with ``_read``."""
+    with ``read_attr``."""
 
     model_config = ConfigDict(from_attributes=True)
 
 
-def _read(name: str, *path: str) -> AliasChoices:
+def read_attr(name: str, *path: str) -> AliasChoices:
     """Field ``name`` read from ``path`` on the object (``view.charger.id``), or by its own
     name (FastAPI validates the response body again, by field names)."""
     first, *rest = path
@@ -178,7 +178,7 @@ class KeypadPinOut(Out):
 
 
 class GeneratedKeypadPinOut(KeypadPinOut):
-    pin: str = Field(validation_alias=_read("pin", "generated_pin"))
+    pin: str = Field(validation_alias=read_attr("pin", "generated_pin"))
 
 
 class CrowdingOut(Out):
@@ -219,36 +219,36 @@ class SecurityEventOut(Out):
 class ChargerOut(Out):
     # Read from a ChargerView: the charger's row, the caller's access, the PIN policy.
 
-    id: str = Field(validation_alias=_read("id", "charger", "id"))
-    serial: str = Field(validation_alias=_read("serial", "charger", "serial"))
+    id: str = Field(validation_alias=read_attr("id", "charger", "id"))
+    serial: str = Field(validation_alias=read_attr("serial", "charger", "serial"))
     organisation_id: str = Field(
-        validation_alias=_read("organisation_id", "charger", "organisation_id")
+        validation_alias=read_attr("organisation_id", "charger", "organisation_id")
     )
-    vendor: str = Field(validation_alias=_read("vendor", "charger", "vendor"))
-    model: str = Field(validation_alias=_read("model", "charger", "model"))
-    firmware: str = Field(validation_alias=_read("firmware", "charger", "firmware"))
+    vendor: str = Field(validation_alias=read_attr("vendor", "charger", "vendor"))
+    model: str = Field(validation_alias=read_attr("model", "charger", "model"))
+    firmware: str = Field(validation_alias=read_attr("firmware", "charger", "firmware"))
     production_date: date | None = Field(
-        validation_alias=_read("production_date", "charger", "production_date")
+        validation_alias=read_attr("production_date", "charger", "production_date")
     )
-    bluetooth: bool = Field(validation_alias=_read("bluetooth", "charger", "has_bluetooth"))
-    keypad: bool = Field(validation_alias=_read("keypad", "charger", "has_keypad"))
-    access: list[str] = Field(validation_alias=_read("access", "bases"))
+    bluetooth: bool = Field(validation_alias=read_attr("bluetooth", "charger", "has_bluetooth"))
+    keypad: bool = Field(validation_alias=read_attr("keypad", "charger", "has_keypad"))
+    access: list[str] = Field(validation_alias=read_attr("access", "bases"))
     bluetooth_pin_requirement: PinRequirement = Field(
-        validation_alias=_read("bluetooth_pin_requirement", "policy", "requirement")
+        validation_alias=read_attr("bluetooth_pin_requirement", "policy", "requirement")
     )
     bluetooth_pin_changeable: bool = Field(
-        validation_alias=_read("bluetooth_pin_changeable", "policy", "changeable")
+        validation_alias=read_attr("bluetooth_pin_changeable", "policy", "changeable")
     )
-    online: bool = Field(validation_alias=_read("online", "charger", "online"))
+    online: bool = Field(validation_alias=read_attr("online", "charger", "online"))
     ocpp_protocol: str | None = Field(
-        validation_alias=_read("ocpp_protocol", "charger", "ocpp_protocol")
+        validation_alias=read_attr("ocpp_protocol", "charger", "ocpp_protocol")
     )
     last_seen_at: datetime | None = Field(
-        validation_alias=_read("last_seen_at", "charger", "last_seen_at")
+        validation_alias=read_attr("last_seen_at", "charger", "last_seen_at")
     )
     connectors: list[ConnectorOut] = []
     reported_settings: dict[str, str] = Field(
-        default={}, validation_alias=_read("reported_settings", "settings")
+        default={}, validation_alias=read_attr("reported_settings", "settings")
     )
     """Non-secret settings the charger reported (e.g. after a phone changed them)."""
     recent_security_events: list[SecurityEventOut] | None = None
@@ -283,12 +283,14 @@ class AssignIn(In):
 class GrantOut(Out):
     # Read from a GrantView (the grant and its holder's email).
 
-    id: str = Field(validation_alias=_read("id", "grant", "id"))
-    user_id: str = Field(validation_alias=_read("user_id", "grant", "user_id"))
+    id: str = Field(validation_alias=read_attr("id", "grant", "id"))
+    user_id: str = Field(validation_alias=read_attr("user_id", "grant", "user_id"))
     email: str
-    kind: GrantKind = Field(validation_alias=_read("kind", "grant", "kind"))
-    created_at: datetime = Field(validation_alias=_read("created_at", "grant", "created_at"))
-    expires_at: datetime | None = Field(validation_alias=_read("expires_at", "grant", "expires_at"))
+    kind: GrantKind = Field(validation_alias=read_attr("kind", "grant", "kind"))
+    created_at: datetime = Field(validation_alias=read_attr("created_at", "grant", "created_at"))
+    expires_at: datetime | None = Field(
+        validation_alias=read_attr("expires_at", "grant", "expires_at")
+    )
 
 
 class InvitationIn(In):
@@ -308,12 +310,14 @@ class InvitationOut(Out):
 class IssuedInvitationOut(InvitationOut):
     # Read from an IssuedInvitation (the invitation and its one-time token).
 
-    id: str = Field(validation_alias=_read("id", "invitation", "id"))
-    email: str = Field(validation_alias=_read("email", "invitation", "email"))
-    kind: GrantKind = Field(validation_alias=_read("kind", "invitation", "kind"))
-    expires_at: datetime = Field(validation_alias=_read("expires_at", "invitation", "expires_at"))
+    id: str = Field(validation_alias=read_attr("id", "invitation", "id"))
+    email: str = Field(validation_alias=read_attr("email", "invitation", "email"))
+    kind: GrantKind = Field(validation_alias=read_attr("kind", "invitation", "kind"))
+    expires_at: datetime = Field(
+        validation_alias=read_attr("expires_at", "invitation", "expires_at")
+    )
     service_expires_at: datetime | None = Field(
-        validation_alias=_read("service_expires_at", "invitation", "service_expires_at")
+        validation_alias=read_attr("service_expires_at", "invitation", "service_expires_at")
     )
     token: str
     note: str = "Shown once: send it to the invitee, who accepts it while logged in."

@@ -52,6 +52,8 @@ class Organisation(Base):
     )
     """``domain.access.MemberAccess``: ``all`` lets every member use the organisation's
     chargers; ``assigned`` only those a charger is assigned to."""
+    master_pass_group_id: Mapped[str | None] = mapped_column(String(20))
+    """OCPP ``MasterPassGroupId`` (2.0.1 C16): tokens of this group stop, never start."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -254,6 +256,34 @@ class KeypadPin(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class IdToken(Base):
+    """An RFID card (or other OCPP token) of a user: HMAC(pepper, tree ‖ number), unique
+    within the organisation tree (``root_id``); the number itself is never stored in clear
+    (``sealed_value`` only for organisations that opted into local lists)."""
+
+    __tablename__ = "id_tokens"
+    __table_args__ = (UniqueConstraint("root_id", "digest"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    root_id: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_chars: Mapped[str] = mapped_column(String(8))
+    """The last characters of the number: all that is shown to people."""
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    group_id_token: Mapped[str | None] = mapped_column(String(20))
+    label: Mapped[str | None] = mapped_column(String(100))
+    sealed_value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sealed_key_version: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class LocalListEntry(Base):
     """What a charger's OCPP local authorization list holds, as the charger last accepted
     it: the basis of every differential update."""
@@ -267,6 +297,23 @@ class LocalListEntry(Base):
     )
     sealed_pin: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_key_version: Mapped[int] = mapped_column(Integer)
+
+
+class LocalListCard(Base):
+    """A card on a charger's local list, as the charger last accepted it (beside the keypad
+    codes of ``local_list_entries``). No foreign key to ``id_tokens``: a deleted card must
+    still be removable from the chargers that hold it."""
+
+    __tablename__ = "local_list_cards"
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    sealed_value: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_key_version: Mapped[int] = mapped_column(Integer)
+    group_id_token: Mapped[str | None] = mapped_column(String(20))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Transaction(Base):

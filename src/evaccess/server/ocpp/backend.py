@@ -46,6 +46,13 @@ class AuthorizeResult:
     locked: bool = False
     user_id: str | None = None
     retry_after_s: float | None = None
+    status: str | None = None
+    """The AuthorizationStatus to answer when it is not simply Accepted/Invalid (a card:
+    Blocked, Expired, Unknown)."""
+    group_id_token: str | None = None
+    """IdTokenInfo.groupIdToken (2.0.1) / idTagInfo.parentIdTag (1.6)."""
+    cache_expiry: datetime | None = None
+    """IdTokenInfo.cacheExpiryDateTime (2.0.1) / idTagInfo.expiryDate (1.6)."""
 
 
 class TransactionEventType(StrEnum):
@@ -94,8 +101,13 @@ class ReenablePinPairing:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LocalListEntry:
     id_token: str
-    """A keypad code (only for organisations that opted into offline keypad use)."""
+    """A keypad code or card number (only for organisations that opted into offline use)."""
     user_id: str
+    token_type: str = "KeyCode"
+    group_id_token: str | None = None
+    expires_at: datetime | None = None
+    """A card's expiry: the charger's list answers it Invalid afterwards (cacheExpiryDateTime
+    / expiryDate of the entry)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -108,9 +120,22 @@ class SendLocalList:
     full: bool
     entries: tuple[LocalListEntry, ...] = ()
     removed: tuple[str, ...] = field(default=())
+    """Keypad codes to remove."""
+    removed_tokens: tuple[tuple[str, str], ...] = ()
+    """Cards to remove: (number, token type)."""
 
 
-ChargerCommand = SetBluetoothPin | RevokeCredentials | ReenablePinPairing | SendLocalList
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClearCache:
+    """Empty the charger's authorization cache (2.0.1 C11; 1.6 §5.4): a card or an access
+    was revoked."""
+
+    command_id: str
+
+
+ChargerCommand = (
+    SetBluetoothPin | RevokeCredentials | ReenablePinPairing | SendLocalList | ClearCache
+)
 
 
 class OcppBackend(Protocol):
@@ -133,6 +158,13 @@ class OcppBackend(Protocol):
 
     async def authorize_keycode(self, charger_id: str, code: str) -> AuthorizeResult:
         """A PIN typed on the keypad (throttled per charger)."""
+
+    async def authorize_token(
+        self, charger_id: str, id_token: str, token_type: str | None, *, stopping: bool = False
+    ) -> AuthorizeResult:
+        """Authorize for any token: a KeyCode is ``authorize_keycode``; a card is answered
+        with its stored status and group. ``token_type`` None: a 1.6J idTag (untyped: a
+        card, else a keypad code). ``stopping``: the token ends a transaction."""
 
     async def transaction_event(
         self, charger_id: str, event: TransactionEvent

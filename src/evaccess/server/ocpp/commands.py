@@ -22,6 +22,8 @@ from evaccess.protocol.ocpp_components import (
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.backend import (
     ChargerCommand,
+    ClearCache,
+    LocalListEntry,
     ReenablePinPairing,
     RevokeCredentials,
     SendLocalList,
@@ -84,6 +86,9 @@ class _LocalListWire:
     version_key: str
     info_key: str
     token: Callable[[str], dict[str, Any]]
+    typed: Callable[[str, str], dict[str, Any]]
+    expiry_key: str
+    group: Callable[[str], dict[str, Any]]
 
 
 _LOCAL_LIST_WIRE: Final[dict[OcppVersion, _LocalListWire]] = {
@@ -92,22 +97,40 @@ _LOCAL_LIST_WIRE: Final[dict[OcppVersion, _LocalListWire]] = {
         version_key="versionNumber",
         info_key="idTokenInfo",
         token=lambda code: {"idToken": {"idToken": code, "type": KEYCODE_TOKEN_TYPE}},
+        typed=lambda value, kind: {"idToken": {"idToken": value, "type": kind}},
+        expiry_key="cacheExpiryDateTime",
+        group=lambda group: {"groupIdToken": {"idToken": group, "type": "Central"}},
     ),
     # SendLocalList.req / GetLocalListVersion.conf (1.6 §6.40, §6.26).
     OcppVersion.V16: _LocalListWire(
-        version_key="listVersion", info_key="idTagInfo", token=lambda code: {"idTag": code}
+        version_key="listVersion",
+        info_key="idTagInfo",
+        token=lambda code: {"idTag": code},
+        typed=lambda value, kind: {"idTag": value},
+        expiry_key="expiryDate",
+        group=lambda group: {"parentIdTag": group},
     ),
 }
+
+
+def _info(entry: LocalListEntry, wire: _LocalListWire) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": "Accepted"}
+    if entry.group_id_token is not None:
+        info |= wire.group(entry.group_id_token)
+    if entry.expires_at is not None:
+        info[wire.expiry_key] = entry.expires_at.isoformat().replace("+00:00", "Z")
+    return info
 
 
 def _send_local_list(command: SendLocalList, version: OcppVersion) -> dict[str, Any]:
     """Full or Differential; an entry without token info is a removal (2.0.1 D01, 1.6 §5.15)."""
     wire = _LOCAL_LIST_WIRE[version]
     entries = [
-        {**wire.token(entry.id_token), wire.info_key: {"status": "Accepted"}}
+        {**wire.typed(entry.id_token, entry.token_type), wire.info_key: _info(entry, wire)}
         for entry in command.entries
     ]
     entries += [wire.token(code) for code in command.removed]
+    entries += [wire.typed(value, kind) for value, kind in command.removed_tokens]
     payload: dict[str, Any] = {
         wire.version_key: command.version,
         "updateType": "Full" if command.full else "Differential",
@@ -122,6 +145,10 @@ def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, 
     if isinstance(command, SendLocalList):
         payload = _send_local_list(command, version)
         return (Step(action="SendLocalList", payload=payload, accepted=_list_accepted),)
+    if isinstance(command, ClearCache):
+        # ClearCache (2.0.1 C11; 1.6 §5.4): the same in both versions. Rejected means the
+        # charger keeps no cache, which is as good.
+        return (Step(action="ClearCache", payload={}, accepted=lambda _payload: True),)
     settings = _settings(command)
     if version is OcppVersion.V201:
         # SetVariables on the custom component (2.0.1 B05); all variables in one request.

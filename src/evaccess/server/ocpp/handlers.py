@@ -81,9 +81,37 @@ def id_token_status(result: AuthorizeResult | None, token_type: str) -> str:
         return "Accepted"
     if result is not None and result.locked:
         return "Blocked"  # the keypad is locked (2.0.1 C04.FR.06 back-off)
+    if result is not None and result.status is not None:
+        return result.status  # a card: Blocked, Expired, Invalid, Unknown as stored
     if token_type != KEYCODE_TOKEN_TYPE:
-        return "Unknown"  # evaccess issues no RFID or eMAID tokens
+        return "Unknown"
     return "Invalid"
+
+
+def _wire_time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def id_token_info(
+    result: AuthorizeResult | None, token_type: str, version: OcppVersion
+) -> dict[str, Any]:
+    """IdTokenInfoType (2.0.1 §2.47) / IdTagInfo (1.6 §7.24): status, the token's group
+    (``groupIdToken`` / ``parentIdTag``) and how long the charger may cache the answer
+    (``cacheExpiryDateTime`` / ``expiryDate``)."""
+    status = id_token_status(result, token_type)
+    if version is OcppVersion.V16:
+        info: dict[str, Any] = {"status": "Invalid" if status == "Unknown" else status}
+        if result is not None and result.group_id_token is not None:
+            info["parentIdTag"] = result.group_id_token
+        if result is not None and result.cache_expiry is not None:
+            info["expiryDate"] = _wire_time(result.cache_expiry)
+        return info
+    info = {"status": status}
+    if result is not None and result.group_id_token is not None:
+        info["groupIdToken"] = {"idToken": result.group_id_token, "type": "Central"}
+    if result is not None and result.cache_expiry is not None:
+        info["cacheExpiryDateTime"] = _wire_time(result.cache_expiry)
+    return info
 
 
 # --- shared by both versions -------------------------------------------------------------
@@ -215,12 +243,10 @@ async def status_notification_v201(ctx: HandlerContext, payload: dict[str, Any])
 
 
 async def authorize_v201(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:
-    """Authorize (2.0.1 C04 for KeyCode; other token types are not evaccess's)."""
+    """Authorize (2.0.1 C01 cards and other tokens, C04 KeyCode)."""
     token = payload["idToken"]
-    result = None
-    if token["type"] == KEYCODE_TOKEN_TYPE:
-        result = await ctx.backend.authorize_keycode(ctx.charger_id, token["idToken"])
-    return Reply(payload={"idTokenInfo": {"status": id_token_status(result, token["type"])}})
+    result = await ctx.backend.authorize_token(ctx.charger_id, token["idToken"], token["type"])
+    return Reply(payload={"idTokenInfo": id_token_info(result, token["type"], V201)})
 
 
 def _energy_wh(meter_values: list[dict[str, Any]]) -> float | None:
@@ -260,7 +286,7 @@ async def transaction_event_v201(ctx: HandlerContext, payload: dict[str, Any]) -
     if token is None:
         return Reply(payload={})
     # E05: idTokenInfo answers the token the event carries.
-    return Reply(payload={"idTokenInfo": {"status": id_token_status(result, token["type"])}})
+    return Reply(payload={"idTokenInfo": id_token_info(result, token["type"], V201)})
 
 
 # --- OCPP 1.6J -----------------------------------------------------------------------------
@@ -291,9 +317,9 @@ async def status_notification_v16(ctx: HandlerContext, payload: dict[str, Any]) 
 
 
 async def authorize_v16(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:
-    """Authorize (1.6 §4.1): 1.6 has no token type, so an idTag is taken as a keypad code."""
-    result = await ctx.backend.authorize_keycode(ctx.charger_id, payload["idTag"])
-    return Reply(payload={"idTagInfo": {"status": id_token_status(result, KEYCODE_TOKEN_TYPE)}})
+    """Authorize (1.6 §4.1): 1.6 has no token type: an idTag is a card or a keypad code."""
+    result = await ctx.backend.authorize_token(ctx.charger_id, payload["idTag"], None)
+    return Reply(payload={"idTagInfo": id_token_info(result, KEYCODE_TOKEN_TYPE, V16)})
 
 
 def v16_transaction_id(charger_id: str, payload: dict[str, Any]) -> int:
@@ -314,7 +340,7 @@ async def start_transaction_v16(ctx: HandlerContext, payload: dict[str, Any]) ->
         timestamp=_timestamp(payload["timestamp"], ctx.clock),
         trigger_reason="Authorized",
         id_token=payload["idTag"],
-        id_token_type=KEYCODE_TOKEN_TYPE,
+        id_token_type=None,  # untyped: a card or a keypad code
         evse_id=payload["connectorId"],
         meter_wh=float(payload["meterStart"]),
     )
@@ -322,7 +348,7 @@ async def start_transaction_v16(ctx: HandlerContext, payload: dict[str, Any]) ->
     return Reply(
         payload={
             "transactionId": transaction_id,
-            "idTagInfo": {"status": id_token_status(result, KEYCODE_TOKEN_TYPE)},
+            "idTagInfo": id_token_info(result, KEYCODE_TOKEN_TYPE, V16),
         }
     )
 
@@ -337,14 +363,14 @@ async def stop_transaction_v16(ctx: HandlerContext, payload: dict[str, Any]) -> 
         timestamp=_timestamp(payload["timestamp"], ctx.clock),
         trigger_reason=payload.get("reason", "Local"),
         id_token=id_tag,
-        id_token_type=KEYCODE_TOKEN_TYPE if id_tag else None,
+        id_token_type=None,  # untyped: a card or a keypad code
         meter_wh=float(payload["meterStop"]),
         stopped_reason=payload.get("reason", "Local"),
     )
     result = await ctx.backend.transaction_event(ctx.charger_id, event)
     if id_tag is None:
         return Reply(payload={})
-    return Reply(payload={"idTagInfo": {"status": id_token_status(result, KEYCODE_TOKEN_TYPE)}})
+    return Reply(payload={"idTagInfo": id_token_info(result, KEYCODE_TOKEN_TYPE, V16)})
 
 
 async def meter_values_v16(ctx: HandlerContext, payload: dict[str, Any]) -> Reply:

@@ -313,6 +313,13 @@ class InMemoryOcppBackend:
             )
         return AuthorizeResult(accepted=False)
 
+    async def authorize_token(
+        self, charger_id: str, id_token: str, token_type: str | None, *, stopping: bool = False
+    ) -> AuthorizeResult:
+        if token_type in (None, KEYCODE_TOKEN_TYPE):
+            return await self.authorize_keycode(charger_id, id_token)
+        return AuthorizeResult(accepted=False, status="Unknown")  # no cards in memory
+
     async def transaction_event(
         self, charger_id: str, event: TransactionEvent
     ) -> AuthorizeResult | None:
@@ -325,7 +332,7 @@ class InMemoryOcppBackend:
         answer = None
         if (
             event.id_token is not None
-            and event.id_token_type == KEYCODE_TOKEN_TYPE
+            and event.id_token_type in (None, KEYCODE_TOKEN_TYPE)  # None: a 1.6J idTag
             and event.event_type is TransactionEventType.STARTED
         ):
             answer = await self.authorize_keycode(charger_id, event.id_token)

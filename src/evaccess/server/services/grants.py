@@ -13,7 +13,7 @@ from evaccess.domain.access import ChargerAction, GrantKind
 from evaccess.domain.errors import Conflict, NotFound
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, Grant, Membership, User
-from evaccess.server.services import local_lists, ownership
+from evaccess.server.services import local_lists, ownership, tokens
 from evaccess.server.services.relations import Actor, active_grant, ancestors, charger_for, subtree
 
 
@@ -123,6 +123,8 @@ async def revoke_grant(ctx: Context, actor: Actor, charger_id: str, grant_id: st
         grant.revoked_at = ctx.clock.now()
         await session.flush()
         list_changed = await local_lists.sync(session, ctx, charger) is not None
+        # a card of theirs may sit in the charger's authorization cache
+        list_changed |= await tokens.access_revoked(session, ctx, charger, grant.user_id)
         await ctx.audit.append(
             session,
             actor.audit_entry(

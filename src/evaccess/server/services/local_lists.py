@@ -11,9 +11,10 @@ computed against it, and versions only grow.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.access import (
@@ -29,7 +30,9 @@ from evaccess.server.context import Context
 from evaccess.server.db.models import (
     Charger,
     Grant,
+    IdToken,
     KeypadPin,
+    LocalListCard,
     LocalListEntry,
     Membership,
     Organisation,
@@ -37,10 +40,16 @@ from evaccess.server.db.models import (
 )
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import outbox
-from evaccess.server.services.relations import active_grant, ancestors
+from evaccess.server.services.relations import active_grant, ancestors, charger_bases
 from evaccess.server.vault import KEYPAD_PIN, Sealed
 
 Code = tuple[bytes, int]  # sealed PIN, key version
+CARD = "id-token"
+"""The vault purpose of a card number sealed for local lists (subject ``card_subject``)."""
+
+
+def card_subject(root_id: str, card_id: str) -> str:
+    return f"{root_id}:card:{card_id}"
 
 
 def keypad_subject(pin_space_id: str, user_id: str) -> str:
@@ -100,6 +109,53 @@ async def _desired(
     return desired
 
 
+async def _desired_cards(
+    session: AsyncSession, ctx: Context, charger: Charger, org: Organisation
+) -> dict[str, list[Any]]:
+    """The cards of the tree that work at this charger, by card id (encoded as stored in
+    a command): Accepted, not expired, sealed, their user allowed here like at its keypad."""
+    if not org.offline_keypad:
+        return {}
+    now = ctx.clock.now()
+    cards = (
+        await session.scalars(
+            select(IdToken).where(
+                IdToken.root_id == org.root_id,
+                IdToken.sealed_value.is_not(None),
+                IdToken.status == "Accepted",
+                or_(IdToken.expires_at.is_(None), IdToken.expires_at > now),
+            )
+        )
+    ).all()
+    allowed: dict[str, bool] = {}
+    desired: dict[str, list[Any]] = {}
+    for card in cards:
+        if card.user_id not in allowed:
+            bases = await charger_bases(session, card.user_id, charger, ctx.clock)
+            allowed[card.user_id] = bool(allowed_bases(ChargerAction.USE_KEYPAD, bases))
+        if allowed[card.user_id] and card.sealed_value and card.sealed_key_version:
+            desired[card.id] = _card_code(
+                card.sealed_value,
+                card.sealed_key_version,
+                card.token_type,
+                card.group_id_token,
+                card.expires_at,
+            )
+    return desired
+
+
+def _card_code(
+    sealed: bytes, version: int, kind: str, group: str | None, expires: datetime | None
+) -> list[Any]:
+    return [
+        base64.b64encode(sealed).decode(),
+        version,
+        kind,
+        group,
+        expires.isoformat() if expires else None,
+    ]
+
+
 async def sync(
     session: AsyncSession,
     ctx: Context,
@@ -120,12 +176,26 @@ async def sync(
             )
         ).all()
     }
+    cards = await _desired_cards(session, ctx, charger, org)
+    held = {
+        e.token_id: _card_code(
+            e.sealed_value, e.sealed_key_version, e.token_type, e.group_id_token, e.expires_at
+        )
+        for e in (
+            await session.scalars(
+                select(LocalListCard).where(LocalListCard.charger_id == charger.id)
+            )
+        ).all()
+    }
     if full:
         to_set, to_remove = desired, {}
+        cards_set, cards_remove = cards, {}
     else:
         to_set = {u: c for u, c in desired.items() if current.get(u) != c}
         to_remove = {u: c for u, c in current.items() if desired.get(u) != c}
-    if not full and not to_set and not to_remove:
+        cards_set = {t: c for t, c in cards.items() if held.get(t) != c}
+        cards_remove = {t: c for t, c in held.items() if cards.get(t) != c}
+    if not full and not to_set and not to_remove and not cards_set and not cards_remove:
         await _cancel_open(session, ctx, charger)
         return None
     version = max(charger.local_list_version, min_version) + 1
@@ -138,6 +208,8 @@ async def sync(
         full=full,
         set={u: _encode(c) for u, c in to_set.items()},
         remove={u: _encode(c) for u, c in to_remove.items()},
+        cards_set=cards_set,
+        cards_remove=cards_remove,
     )
 
 
@@ -189,13 +261,13 @@ async def sync_for_user(
 
 
 async def sync_tree(session: AsyncSession, ctx: Context, root_id: str) -> list[str]:
-    """After the organisation's offline setting or member access policy changed: every
-    keypad charger of the tree."""
+    """After the organisation's offline setting or member access policy changed, or a card
+    of the tree: every charger of the tree (cards work at chargers without a keypad too)."""
     chargers = (
         await session.scalars(
             select(Charger)
             .join(Organisation, Organisation.id == Charger.organisation_id)
-            .where(Organisation.root_id == root_id, Charger.has_keypad.is_(True))
+            .where(Organisation.root_id == root_id)
         )
     ).all()
     return [c.serial for c in chargers if await sync(session, ctx, c) is not None]
@@ -208,6 +280,12 @@ def command_for(ctx: Context, command: OutboxCommand, org: Organisation) -> port
         sealed = Sealed(ciphertext=base64.b64decode(encoded[0]), key_version=int(encoded[1]))
         return ctx.vault.open(keypad_subject(org.root_id, user_id), sealed, purpose=KEYPAD_PIN)
 
+    def number(card_id: str, encoded: list[Any]) -> str:
+        sealed = Sealed(ciphertext=base64.b64decode(encoded[0]), key_version=int(encoded[1]))
+        return ctx.vault.open(card_subject(org.root_id, card_id), sealed, purpose=CARD)
+
+    cards_set: dict[str, list[Any]] = args.get("cards_set", {})
+    cards_remove: dict[str, list[Any]] = args.get("cards_remove", {})
     return port.SendLocalList(
         command_id=command.id,
         version=int(args["version"]),
@@ -215,8 +293,19 @@ def command_for(ctx: Context, command: OutboxCommand, org: Organisation) -> port
         entries=tuple(
             port.LocalListEntry(id_token=code(u, c), user_id=u)
             for u, c in sorted(args["set"].items())
+        )
+        + tuple(
+            port.LocalListEntry(
+                id_token=number(t, c),
+                user_id="",
+                token_type=str(c[2]),
+                group_id_token=c[3],
+                expires_at=datetime.fromisoformat(c[4]) if c[4] else None,
+            )
+            for t, c in sorted(cards_set.items())
         ),
         removed=tuple(code(u, c) for u, c in sorted(args["remove"].items())),
+        removed_tokens=tuple((number(t, c), str(c[2])) for t, c in sorted(cards_remove.items())),
     )
 
 
@@ -240,6 +329,28 @@ async def accepted(session: AsyncSession, charger: Charger, command: OutboxComma
                 user_id=user_id,
                 sealed_pin=sealed,
                 sealed_key_version=version,
+            )
+        )
+    cards_set: dict[str, list[Any]] = args.get("cards_set", {})
+    cards_changed = set(cards_set) | set(args.get("cards_remove", {}))
+    if args["full"]:
+        await session.execute(delete(LocalListCard).where(LocalListCard.charger_id == charger.id))
+    elif cards_changed:
+        await session.execute(
+            delete(LocalListCard).where(
+                LocalListCard.charger_id == charger.id, LocalListCard.token_id.in_(cards_changed)
+            )
+        )
+    for token_id, c in cards_set.items():
+        session.add(
+            LocalListCard(
+                charger_id=charger.id,
+                token_id=token_id,
+                sealed_value=base64.b64decode(c[0]),
+                sealed_key_version=int(c[1]),
+                token_type=str(c[2]),
+                group_id_token=c[3],
+                expires_at=datetime.fromisoformat(c[4]) if c[4] else None,
             )
         )
     charger.local_list_version = max(charger.local_list_version, int(args["version"]))

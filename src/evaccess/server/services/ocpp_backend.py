@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.errors import LockedOut
 from evaccess.domain.policy import Refusal, review_report
+from evaccess.domain.tokens import Purpose
 from evaccess.protocol.ocpp_components import KEYCODE_TOKEN_TYPE
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
@@ -31,7 +32,7 @@ from evaccess.server.db.models import (
     TransactionEventRecord,
 )
 from evaccess.server.ocpp import backend as port
-from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox
+from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox, tokens
 from evaccess.server.services.bluetooth_pins import facts_of
 from evaccess.server.services.ocpp_passwords import verify_ocpp_password
 
@@ -203,13 +204,69 @@ class DbOcppBackend:
             return port.AuthorizeResult(accepted=False, locked=True, retry_after_s=exc.retry_after)
         return port.AuthorizeResult(accepted=user_id is not None, user_id=user_id)
 
+    async def authorize_token(
+        self, charger_id: str, id_token: str, token_type: str | None, *, stopping: bool = False
+    ) -> port.AuthorizeResult:
+        purpose = Purpose.STOP if stopping else Purpose.AUTHORIZE
+        return await self._token_answer(charger_id, id_token, token_type, purpose, authorizing=True)
+
+    async def _token_answer(
+        self,
+        charger_id: str,
+        id_token: str,
+        token_type: str | None,
+        purpose: Purpose,
+        *,
+        authorizing: bool = False,
+    ) -> port.AuthorizeResult:
+        """KeyCode: the keypad; a card type: the card registry; untyped (a 1.6J idTag): a
+        card if one has this number, else a keypad code."""
+        if token_type == KEYCODE_TOKEN_TYPE:
+            return await self._keycode(charger_id, id_token, authorizing=authorizing)
+        if token_type is not None and token_type not in tokens.WIRE_TYPES:
+            # Local, NoAuthorization: no registry of evaccess's, and no guess to throttle
+            return port.AuthorizeResult(accepted=False, status="Unknown")
+        internal = self._ids.get(charger_id) or await self._charger_id(charger_id)
+        if internal is None:
+            return port.AuthorizeResult(accepted=False)
+        try:
+            answer = await tokens.resolve(
+                self._ctx,
+                internal,
+                id_token,
+                token_type,
+                purpose,
+                count_miss=token_type is not None,
+            )
+        except LockedOut as exc:
+            return port.AuthorizeResult(accepted=False, locked=True, retry_after_s=exc.retry_after)
+        if answer is not None:
+            return answer
+        if token_type is None:
+            return await self._keycode(charger_id, id_token, authorizing=authorizing)
+        return port.AuthorizeResult(accepted=False, status="Unknown")
+
+    async def _keycode(
+        self, charger_id: str, code: str, *, authorizing: bool
+    ) -> port.AuthorizeResult:
+        """An Authorize is looked up and counted; a transaction event reuses its answer."""
+        if authorizing:
+            return await self.authorize_keycode(charger_id, code)
+        return await self._keycode_of_transaction(charger_id, code)
+
     async def transaction_event(
         self, charger_id: str, event: port.TransactionEvent
     ) -> port.AuthorizeResult | None:
         answer: port.AuthorizeResult | None = None
         user_id: str | None = None
-        if event.id_token is not None and event.id_token_type in (None, KEYCODE_TOKEN_TYPE):
-            answer = await self._keycode_of_transaction(charger_id, event.id_token)
+        if event.id_token is not None:
+            ended = event.event_type is port.TransactionEventType.ENDED
+            answer = await self._token_answer(
+                charger_id,
+                event.id_token,
+                event.id_token_type,
+                Purpose.STOP if ended else Purpose.START,
+            )
             user_id = answer.user_id
         try:
             async with self._ctx.db.transaction() as session:
@@ -300,6 +357,8 @@ class DbOcppBackend:
                         )
                     case outbox.CommandKind.REENABLE_PIN_PAIRING:
                         commands.append(port.ReenablePinPairing(command_id=command.id))
+                    case outbox.CommandKind.CLEAR_CACHE:
+                        commands.append(port.ClearCache(command_id=command.id))
                     case outbox.CommandKind.SEND_LOCAL_LIST:
                         org = await session.get_one(Organisation, charger.organisation_id)
                         commands.append(local_lists.command_for(self._ctx, command, org))

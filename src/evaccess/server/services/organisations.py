@@ -12,7 +12,14 @@ from evaccess.domain.access import MemberAccess, OrgAction, Role
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from evaccess.domain.pins import DEFAULT_KEYPAD_DIGITS, KeypadPinRules
 from evaccess.server.context import Context
-from evaccess.server.db.models import AuditRecord, KeypadPin, Membership, Organisation, User
+from evaccess.server.db.models import (
+    AuditRecord,
+    IdToken,
+    KeypadPin,
+    Membership,
+    Organisation,
+    User,
+)
 from evaccess.server.db.types import new_id
 from evaccess.server.services import local_lists
 from evaccess.server.services.accounts import normalise_email
@@ -260,6 +267,11 @@ async def update_settings(
                     update(KeypadPin)
                     .where(KeypadPin.pin_space_id == org.root_id)
                     .values(sealed_pin=None, sealed_key_version=None)
+                )
+                await session.execute(
+                    update(IdToken)
+                    .where(IdToken.root_id == org.root_id)
+                    .values(sealed_value=None, sealed_key_version=None)
                 )
             await session.flush()
             pokes = await local_lists.sync_tree(session, ctx, org.root_id)

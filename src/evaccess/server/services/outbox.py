@@ -20,10 +20,13 @@ class CommandKind(StrEnum):
     REVOKE_CREDENTIALS = "revoke_credentials"
     REENABLE_PIN_PAIRING = "reenable_pin_pairing"
     SEND_LOCAL_LIST = "send_local_list"
+    CLEAR_CACHE = "clear_cache"
 
 
 # Kinds where only the newest undelivered command matters.
-SUPERSEDING = frozenset({CommandKind.SET_BLUETOOTH_PIN, CommandKind.SEND_LOCAL_LIST})
+SUPERSEDING = frozenset(
+    {CommandKind.SET_BLUETOOTH_PIN, CommandKind.SEND_LOCAL_LIST, CommandKind.CLEAR_CACHE}
+)
 
 
 async def queue(
