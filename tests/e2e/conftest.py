@@ -126,6 +126,7 @@ def cli(tmp_path: Path) -> Cli:
     env |= {
         "EVACCESS_DATA_DIR": str(tmp_path / "data"),
         "EVACCESS_APP_HOME": str(tmp_path / "app"),
+        "EVACCESS_AUDIT_CHECKPOINT_FILE": str(tmp_path / "elsewhere" / "audit-checkpoints.jsonl"),
         "EVACCESS_OCPP_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
