@@ -489,8 +489,8 @@ async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> G
         charger, _basis, _ = await charger_for(
             session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock
         )
-        # The group the charger belongs to, the groups above it and its subgroups (seeds:
-        # "assign chargers to users in a group or a subgroup").
+        # The group the charger belongs to, the groups above it and its subgroups (Wallbox's
+        # portal: "assign chargers to users in a group or a subgroup").
         org_ids = [o.id for o in await ancestors(session, charger.organisation_id)]
         org_ids += await subtree(session, charger.organisation_id)
         member = await session.scalar(
