@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from evaccess.domain.errors import AuditChainBroken
+from evaccess.domain.errors import AuditChainBroken, ConfigurationError
 from evaccess.server.audit_anchor import AuditAnchor, read_head
 from evaccess.server.db.models import AuditHead, AuditRecord
 from evaccess.server.keys import FileKeyProvider
@@ -144,3 +144,13 @@ async def test_checkpoint_refuses_a_chain_that_already_disagrees(ctx, anchor):
     with pytest.raises(AuditChainBroken):
         await checkpoint(ctx, anchor)
     assert len(anchor.path.read_text().splitlines()) == 1
+
+
+async def test_an_unusable_checkpoint_file_is_one_clear_error(ctx, tmp_path):
+    await append_many(ctx, 1)
+    (tmp_path / "a-directory").mkdir()
+    anchor = AuditAnchor(tmp_path / "a-directory", ctx.keys, ctx.clock)
+    with pytest.raises(ConfigurationError, match="EVACCESS_AUDIT_CHECKPOINT_FILE"):
+        anchor.latest()
+    with pytest.raises(ConfigurationError, match="a-directory"):
+        await checkpoint(ctx, anchor)

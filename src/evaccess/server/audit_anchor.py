@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.clock import Clock
-from evaccess.domain.errors import AuditChainBroken
+from evaccess.domain.errors import AuditChainBroken, ConfigurationError
 from evaccess.server.db.models import AuditHead, AuditRecord
 from evaccess.server.keys import KeyProvider
 
@@ -78,35 +78,38 @@ class AuditAnchor:
     def latest(self) -> Checkpoint | None:
         """This chain's last checkpoint, or None; ``AuditChainBroken`` if the file was
         altered (a line that is no checkpoint, or one of ours with a bad signature)."""
-        if not self.path.exists():
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._unusable(exc) from None
         key = self._key()
         chain = self._chain(key)
         found: Checkpoint | None = None
-        with self.path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                where = f"audit checkpoint file {self.path} line {number}"
-                try:
-                    data = json.loads(line)
-                    chain_, seq, digest, at, sig = (data[k] for k in _FIELDS)
-                    if not isinstance(seq, int) or not all(
-                        isinstance(v, str) for v in (chain_, digest, at, sig)
-                    ):
-                        raise TypeError
-                    entry = Checkpoint(
-                        seq=seq, head=bytes.fromhex(digest), at=datetime.fromisoformat(at)
-                    )
-                    signature = bytes.fromhex(sig)
-                except (ValueError, KeyError, TypeError):
-                    raise AuditChainBroken(f"{where} is not a checkpoint") from None
-                if chain_ != chain:
-                    continue  # another server's chain
-                good = hmac.new(key, _signed_fields(chain, seq, digest, at), "sha256").digest()
-                if not hmac.compare_digest(good, signature):
-                    raise AuditChainBroken(f"{where}: bad signature (the checkpoint was altered)")
-                found = entry
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"audit checkpoint file {self.path} line {number}"
+            try:
+                data = json.loads(line)
+                chain_, seq, digest, at, sig = (data[k] for k in _FIELDS)
+                if not isinstance(seq, int) or not all(
+                    isinstance(v, str) for v in (chain_, digest, at, sig)
+                ):
+                    raise TypeError
+                entry = Checkpoint(
+                    seq=seq, head=bytes.fromhex(digest), at=datetime.fromisoformat(at)
+                )
+                signature = bytes.fromhex(sig)
+            except (ValueError, KeyError, TypeError):
+                raise AuditChainBroken(f"{where} is not a checkpoint") from None
+            if chain_ != chain:
+                continue  # another server's chain
+            good = hmac.new(key, _signed_fields(chain, seq, digest, at), "sha256").digest()
+            if not hmac.compare_digest(good, signature):
+                raise AuditChainBroken(f"{where}: bad signature (the checkpoint was altered)")
+            found = entry
         return found
 
     async def check(self, session: AsyncSession) -> Checkpoint | None:
@@ -148,11 +151,20 @@ class AuditAnchor:
                 "sig": signature.hexdigest(),
             }
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._unusable(exc) from None
         return checkpoint
+
+    def _unusable(self, exc: OSError) -> ConfigurationError:
+        return ConfigurationError(
+            f"audit checkpoint file {self.path}: {exc.strerror or type(exc).__name__} "
+            "(EVACCESS_AUDIT_CHECKPOINT_FILE)"
+        )

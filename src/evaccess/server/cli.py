@@ -427,7 +427,7 @@ async def checkpoint() -> None:
         await _verified(ctx, session)
         written = await anchor.write(session)
     console.out.print(
-        f"checkpoint written: record {written.seq}, digest {written.head.hex()} → {anchor.path}",
+        f"checkpoint written: record {written.seq}, digest {written.head.hex()}, to {anchor.path}",
         soft_wrap=True,
         markup=False,
     )
