@@ -390,8 +390,9 @@ async def rotate_keys() -> None:
 @audit_app.command("verify")
 @console.command
 async def verify() -> None:
-    """Walk the audit chain and compare it with the latest checkpoint; name the first bad
-    record or the disagreement (exit 8), or confirm it is whole and print its head digest."""
+    """Walk the audit chain, compare it with the latest checkpoint, print its head digest.
+
+    Names the first bad record or the disagreement with the checkpoint (exit 8)."""
     from evaccess.server.audit_anchor import read_head
 
     async with _admin() as ctx, ctx.db.read() as session:
@@ -419,9 +420,11 @@ async def verify() -> None:
 @audit_app.command("checkpoint")
 @console.command
 async def checkpoint() -> None:
-    """Verify the audit chain, then append a signed checkpoint of its head (sequence number,
-    digest, time) to EVACCESS_AUDIT_CHECKPOINT_FILE, outside the data directory: `audit
-    verify` then notices records cut from the end. Run it regularly (cron)."""
+    """Append a signed checkpoint of the verified audit head to the checkpoint file.
+
+    The checkpoint (sequence number, digest, time) goes to EVACCESS_AUDIT_CHECKPOINT_FILE,
+    outside the data directory; `audit verify` then notices records cut from the end. Run
+    it regularly (cron)."""
     async with _admin() as ctx, ctx.db.read() as session:
         anchor = _audit_anchor(ctx)
         await _verified(ctx, session)
