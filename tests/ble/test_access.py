@@ -134,7 +134,7 @@ async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Ri
         for uuid in proto.CONFIG_UUIDS:
             with pytest.raises(NotAuthenticated, match="ATT error 0x05"):
                 await session.raw_write(uuid, b'{"amps": 32}')
-        # Bumble's own flag is not what guards them (notes trap 1): pair Just Works first.
+        # Bumble's own flag (True after any pairing) is not what guards them: pair Just Works.
         await session.connection.pair()
         assert session.connection.authenticated
         with pytest.raises(NotAuthenticated):

@@ -11,7 +11,8 @@ import pytest
 from evaccess.charger.config import Backoff, ChargerConfig, OcppVersion
 from evaccess.charger.run import Charger, run_charger
 from evaccess.domain.clock import ManualClock
-from tests.charger.csms import TestCsms, eventually
+from tests.charger.csms import TestCsms
+from tests.support import eventually
 
 PASSWORD = "s3cret-charger-password"
 SERIAL = "EVA-0001"

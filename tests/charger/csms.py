@@ -21,6 +21,8 @@ from ocpp.routing import on
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from tests.support import eventually as eventually  # tests/ble imports it from here
+
 # The library logs every frame (PINs included) at INFO: keep the test CSMS's own records
 # out of the root logger so caplog scans see only what the charger logs.
 FRAMES = logging.getLogger("tests.csms.frames")
@@ -209,11 +211,3 @@ class TestCsms:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
-
-
-async def eventually(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -19,7 +19,8 @@ from evaccess.protocol.ocpp_components import (
     SecurityEventType,
 )
 from tests.charger.conftest import SERIAL, make_config, start_charger
-from tests.charger.csms import TestCsms, eventually
+from tests.charger.csms import TestCsms
+from tests.support import eventually
 
 BLUETOOTH_PIN = "739154"
 

@@ -11,7 +11,8 @@ from ocpp.exceptions import NotSupportedError
 from evaccess.charger.config import OcppVersion
 from evaccess.charger.fleet import FleetCredential, FleetOptions, run_fleet
 from evaccess.domain.clock import SystemClock
-from tests.charger.csms import TestCsms, eventually
+from tests.charger.csms import TestCsms
+from tests.support import eventually
 
 
 async def test_ocpp16_fleet_boots_and_answers_calls_while_held():

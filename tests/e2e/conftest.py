@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import Canaries, scan
+from tests.support import eventually_blocking
 
 EVACCESS = (sys.executable, "-m", "evaccess")
 STARTUP_TIMEOUT_S = 30.0
@@ -126,6 +126,7 @@ def cli(tmp_path: Path) -> Cli:
     env |= {
         "EVACCESS_DATA_DIR": str(tmp_path / "data"),
         "EVACCESS_APP_HOME": str(tmp_path / "app"),
+        "EVACCESS_AUDIT_CHECKPOINT_FILE": str(tmp_path / "elsewhere" / "audit-checkpoints.jsonl"),
         "EVACCESS_OCPP_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
@@ -170,26 +171,36 @@ def _wait_for_announcement(
     process: subprocess.Popen[bytes], out: Path, err: Path
 ) -> dict[str, str]:
     """The one-time credentials printed on the first start."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def announced() -> dict[str, str] | None:
         text = out.read_text()
         found = dict(re.findall(r"^\s+(email|password|organisation):\s+(\S+)", text, re.M))
-        if len(found) == 3:
-            return found
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}: {err.read_text()[-2000:]}")
-        time.sleep(0.1)
-    pytest.fail("the server did not print its first-start credentials")
+        return found if len(found) == 3 else None
+
+    def exited() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"the server exited with {process.returncode}: {err.read_text()[-2000:]}"
+
+    found: dict[str, str] = eventually_blocking(
+        announced,
+        "the server to print its first-start credentials",
+        timeout=STARTUP_TIMEOUT_S,
+        unless=exited,
+    )
+    return found
 
 
 def _wait_for_health(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         try:
-            if httpx.get(f"{url}/health", timeout=1.0).json()["status"] == "ok":
-                return
+            return bool(httpx.get(f"{url}/health", timeout=1.0).json()["status"] == "ok")
         except httpx.TransportError:
-            pass
-        assert process.poll() is None, "the server exited"
-        time.sleep(0.1)
-    pytest.fail("the server never became healthy")
+            return False
+
+    eventually_blocking(
+        healthy,
+        "the server to become healthy",
+        timeout=STARTUP_TIMEOUT_S,
+        unless=lambda: process.poll() is not None and "the server exited",
+    )

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Canaries
 from tests.e2e.conftest import EVACCESS, Cli, Server, leaked, one_line_error, succeeded
+from tests.support import eventually_blocking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -21,18 +21,6 @@ OWNER = "owner@example.com"
 OWNER_PASSWORD = "plum tractor 7 lantern"
 SERIAL = "WB-700007"
 WIFI_PASSWORD = "garage-wifi-secret-42"
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0, *, fail: bool = True):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    if fail:
-        pytest.fail(f"timed out waiting for {what}")
-    return None
 
 
 def test_pair_configure_and_see_it_on_the_server(
@@ -92,7 +80,7 @@ def test_pair_configure_and_see_it_on_the_server(
                 and json.loads(info.stdout)["bluetooth_pin"]["status"] == "active"
             )
 
-        wait_for(pin_active, "the charger to accept its Bluetooth PIN")
+        eventually_blocking(pin_active, "the charger to accept its Bluetooth PIN")
 
         # A wrong PIN: one line, and the troubleshooting screen shows the owner the right one.
         wrong = cli("app", "pair", SERIAL, "--ble-transport", phone_side, "--pin", "100000")
@@ -119,7 +107,7 @@ def test_pair_configure_and_see_it_on_the_server(
                 else {}
             )
 
-        assert wait_for(
+        assert eventually_blocking(
             lambda: reported().get("WifiSsid") == "Garage", "the Wi-Fi change to reach the server"
         )
 
@@ -142,7 +130,7 @@ def test_pair_configure_and_see_it_on_the_server(
             events = json.loads(info.stdout)["charger"]["recent_security_events"]
             return [e["tech_info"] for e in events if e["event_type"].endswith("PinLockout")]
 
-        assert wait_for(lockouts, "the lockout to reach the owner") == [
+        assert eventually_blocking(lockouts, "the lockout to reach the owner") == [
             "level=1 duration_s=300 consecutive_failures=5"
         ]
         shown = cli("app", "charger-info", SERIAL).stdout

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import Canaries
 from tests.e2e.conftest import EVACCESS, Cli, Server, leaked
+from tests.support import eventually_blocking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -22,16 +22,6 @@ OWNER = "owner@example.com"
 OWNER_PASSWORD = "plum tractor 7 lantern"
 KEYPAD_PIN = "5829"
 SERIAL = "WB-C0001"
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def transaction_rows(
@@ -83,12 +73,23 @@ def test_killed_server_gets_the_offline_events_exactly_once(
             env=cli.env | {"EVACCESS_CHARGER_PASSWORD": registration["ocpp_password"]},
         )  # fmt: skip
     restarted: subprocess.Popen[bytes] | None = None
+    outbox = tmp_path / "charger" / "outbox.json"
+
+    def queued() -> list[object]:
+        return list(json.loads(outbox.read_text())) if outbox.exists() else []
+
     try:
-        wait_for(lambda: "keypad: accepted" in log.read_text(), "the keypad session to start")
+        eventually_blocking(
+            lambda: "keypad: accepted" in log.read_text(), "the keypad session to start"
+        )
         server.process.kill()  # mid-session, no goodbye
         server.process.wait(timeout=10)
-        wait_for(lambda: "ocpp: offline" in log.read_text(), "the charger to notice")
-        time.sleep(9)  # the session ends while the server is down: its Ended event is queued
+        eventually_blocking(lambda: "ocpp: offline" in log.read_text(), "the charger to notice")
+        # The session ends while the server is down: its Ended event is queued.
+        eventually_blocking(
+            lambda: "charger: session ended" in log.read_text(), "the session to end"
+        )
+        assert queued(), "the Ended event is not in the charger's outbox"
         with (tmp_path / "server2.out").open("wb") as out:
             restarted = subprocess.Popen(
                 (*EVACCESS, "server", "run", "--port", server.url.rsplit(":", 1)[1]),
@@ -101,10 +102,14 @@ def test_killed_server_gets_the_offline_events_exactly_once(
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy, "the server to come back")
+        eventually_blocking(healthy, "the server to come back")
         database = Path(cli.env["EVACCESS_DATA_DIR"]) / "evaccess.db"
-        wait_for(lambda: len(transaction_rows(database)[0]) >= 2, "the queued events to arrive")
-        time.sleep(3)  # anything sent twice would have arrived by now
+        eventually_blocking(
+            lambda: len(transaction_rows(database)[0]) >= 2, "the queued events to arrive"
+        )
+        # Each queued message leaves the outbox only once the server answered it: when it is
+        # empty, anything sent twice has been stored.
+        eventually_blocking(lambda: not queued(), "the charger's outbox to drain")
         events, transactions = transaction_rows(database)
         assert [kind for kind, _ in events] == ["Started", "Ended"], events
         assert len({seq for _, seq in events}) == len(events)

@@ -162,3 +162,36 @@ def test_a_user_meets_evaccess_through_the_command_line(
         (generated, new_pin.group(1)),
     ):
         assert leaked(result.output, canaries, shown) == [], result.args
+
+
+def test_audit_checkpoint_catches_records_cut_from_the_end(cli: Cli, server: Server) -> None:
+    """Issue 11: delete the last records and rewind the head row; the chain alone still
+    verifies, the checkpoint written before does not."""
+    by_admin = ("--by", server.admin_email)
+    for name in ("ann", "bob", "cy"):
+        cli.ok(
+            "admin",
+            "create-user",
+            f"{name}@example.com",
+            "--password-stdin",
+            stdin=f"{name} plum tractor 7 lantern\n",
+        )
+        cli.ok("admin", "add-member", server.organisation_id, f"{name}@example.com", *by_admin)
+    first = cli.ok("audit", "verify").stdout
+    assert "no checkpoint in" in first
+    head = re.search(r"head: record (\d+), digest ([0-9a-f]{64})", first)
+    assert head is not None, first
+    written = cli.ok("audit", "checkpoint").stdout
+    assert f"checkpoint written: record {head.group(1)}, digest {head.group(2)}, to" in written
+    assert Path(cli.env["EVACCESS_AUDIT_CHECKPOINT_FILE"]).exists()
+    assert "matches the checkpoint at record" in cli.ok("audit", "verify").stdout
+
+    database = Path(cli.env["EVACCESS_DATA_DIR"]) / "evaccess.db"
+    with sqlite3.connect(database) as db:
+        keep = int(head.group(1)) - 2
+        (mac,) = db.execute("SELECT mac FROM audit_records WHERE seq = ?", (keep,)).fetchone()
+        db.execute("DELETE FROM audit_records WHERE seq > ?", (keep,))
+        db.execute("UPDATE audit_head SET seq = ?, mac = ?", (keep, mac))
+    error = one_line_error(cli("audit", "verify"), exit_code=8)
+    assert f"ends at record {keep}, before its checkpoint at record {head.group(1)}" in error
+    one_line_error(cli("audit", "checkpoint"), exit_code=8)  # no checkpoint of a cut log

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from tests.conftest import Canaries, scan
 from tests.e2e.conftest import free_port
+from tests.support import eventually_blocking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -79,16 +79,18 @@ class Terminal:
 
 
 def wait_until(condition: Callable[[], object], what: str, terminal: Terminal | None = None) -> str:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return terminal.text() if terminal else ""
-        if terminal is not None and terminal.process.poll() is not None:
-            pytest.fail(
-                f"{terminal.name} exited ({terminal.process.returncode}):\n{terminal.text()}"
-            )
-        time.sleep(0.1)
-    pytest.fail(f"waited {WAIT_S:.0f} s for {what}:\n{terminal.text() if terminal else ''}")
+    """``eventually_blocking``, giving up when ``terminal`` exits; failures show its text."""
+
+    def exited() -> str | None:
+        if terminal is None or terminal.process.poll() is None:
+            return None
+        return f"{terminal.name} exited ({terminal.process.returncode})"
+
+    try:
+        eventually_blocking(condition, what, timeout=WAIT_S, unless=exited)
+    except AssertionError as failure:
+        pytest.fail(f"{failure}:\n{terminal.text() if terminal else ''}")
+    return terminal.text() if terminal else ""
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from evaccess.protocol.ocpp_components import BLUETOOTH_COMPONENT, VENDOR_ID
 from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer, serve_ocpp, server_tls_context
+from tests.support import eventually
 
 from .conftest import (
     BLUETOOTH_PIN,
@@ -255,7 +256,7 @@ async def test_set_bluetooth_pin_pushed_and_activated_on_accept_v201(
     written = {d["variable"]["name"]: d["attributeValue"] for d in call[3]["setVariableData"]}
     assert written == {"Pin": BLUETOOTH_PIN, "PinRequired": "true", "PinChangeable": "true"}
     assert {d["component"]["name"] for d in call[3]["setVariableData"]} == {BLUETOOTH_COMPONENT}
-    await _until(lambda: command_id in backend.command_results)
+    await eventually(lambda: command_id in backend.command_results)
     assert backend.command_results[command_id] is True
     assert backend.chargers["CP1"].active_pin == BLUETOOTH_PIN
     assert backend.outbox["CP1"] == []
@@ -276,7 +277,7 @@ async def test_rejected_pin_stays_inactive(open_charger, backend: InMemoryOcppBa
         ]
     }
     command_id = backend.set_bluetooth_pin("CP1", BLUETOOTH_PIN)
-    await _until(lambda: command_id in backend.command_results)
+    await eventually(lambda: command_id in backend.command_results)
     assert backend.command_results[command_id] is False
     assert backend.chargers["CP1"].active_pin is None
 
@@ -294,7 +295,7 @@ async def test_offline_charger_gets_command_on_reconnect(
     assert call[3]["setVariableData"][0]["attributeValue"] == "*"
     call = await charger.next_server_call("SetVariables")
     assert call[3]["setVariableData"][0]["variable"]["name"] == "PinPairingEnabled"
-    await _until(lambda: reenable_id in backend.command_results)
+    await eventually(lambda: reenable_id in backend.command_results)
     assert backend.command_results[command_id] is True
     assert server.stats()["commands_accepted"] == 2
 
@@ -311,7 +312,7 @@ async def test_v16_change_configuration_one_key_per_call(
         {"key": "EvAccessBluetoothPinRequired", "value": "true"},
         {"key": "EvAccessBluetoothPinChangeable", "value": "false"},
     ]
-    await _until(lambda: command_id in backend.command_results)
+    await eventually(lambda: command_id in backend.command_results)
     assert backend.chargers["CP1"].active_pin == BLUETOOTH_PIN
 
 
@@ -325,13 +326,13 @@ async def test_unanswered_command_is_retried_after_timeout(
     del charger.responders["SetVariables"]  # the charger stays silent
     backend.revoke_credentials("CP1", "phone-7")
     await charger.next_server_call("SetVariables")
-    await _until(lambda: server.stats()["call_timeouts"] == 1)
+    await eventually(lambda: server.stats()["call_timeouts"] == 1)
     assert len(backend.outbox["CP1"]) == 1  # still pending
     charger.responders["SetVariables"] = accept_all_variables
     server.notifier.poke("CP1")
     call = await charger.next_server_call("SetVariables")
     assert call[3]["setVariableData"][0]["attributeValue"] == "phone-7"
-    await _until(lambda: backend.outbox["CP1"] == [])
+    await eventually(lambda: backend.outbox["CP1"] == [])
 
 
 # --- local list ----------------------------------------------------------------------------
@@ -352,13 +353,13 @@ async def test_local_list_full_on_version_mismatch_then_differential(
     assert payload["updateType"] == "Full"
     assert payload[key] > 7  # versions only grow
     full_version = payload[key]
-    await _until(lambda: backend.chargers["CP1"].list_version == full_version)
+    await eventually(lambda: backend.chargers["CP1"].list_version == full_version)
     # A code added later goes out as a differential update with the next version.
     backend.add_keycode("user-3", "1357", organisation_id="org-1")
     call = await charger.next_server_call("SendLocalList")
     assert call[3]["updateType"] == "Differential"
     assert call[3][key] == full_version + 1
-    await _until(lambda: backend.chargers["CP1"].list_version == full_version + 1)
+    await eventually(lambda: backend.chargers["CP1"].list_version == full_version + 1)
     backend.remove_keycode("1357", organisation_id="org-1")
     call = await charger.next_server_call("SendLocalList")
     entry = call[3]["localAuthorizationList"][0]
@@ -512,11 +513,14 @@ async def test_reconnect_replaces_old_session(
     second = await open_charger()
     await asyncio.wait_for(first.ws.wait_closed(), 5)
     assert (await second.call("Heartbeat", {}))[0] == 3
-    await asyncio.sleep(0.05)
+    # The old session's handler has returned (its clean-up ran) once the transport forgets it.
+    transport = server._server
+    assert transport is not None
+    await eventually(lambda: len(transport.all_connections) == 1, "the old session to end")
     assert server.stats()["connected"] == 1
     assert backend.chargers["CP1"].online  # the old session did not mark it offline
     await second.close()
-    await _until(lambda: not backend.chargers["CP1"].online)
+    await eventually(lambda: not backend.chargers["CP1"].online)
     assert server.stats()["connected"] == 0
 
 
@@ -535,12 +539,6 @@ async def test_rfid_transaction_token_is_not_a_keycode(
     reply = await charger.call("TransactionEvent", event)
     assert reply[2] == {"idTokenInfo": {"status": "Unknown"}}
     assert backend.chargers["CP1"].keypad.consecutive_failures == 0
-
-
-async def _until(predicate, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def test_recorder_catches_nonconforming_frames() -> None:
@@ -648,7 +646,7 @@ async def test_refused_differential_update_brings_a_full_list(
     assert full[3]["versionNumber"] > differential[3]["versionNumber"]
     codes = [e["idToken"]["idToken"] for e in full[3]["localAuthorizationList"]]
     assert codes == ["8642"]
-    await _until(lambda: backend.chargers["CP1"].list_version == full[3]["versionNumber"])
+    await eventually(lambda: backend.chargers["CP1"].list_version == full[3]["versionNumber"])
 
 
 def _mutations(rng: random.Random, frame: list) -> str:
@@ -743,7 +741,7 @@ async def test_outbox_failure_is_logged_without_secret(
     charger = await open_charger()
     await charger.boot()
     await charger.next_server_call("GetLocalListVersion")  # the probe still goes out
-    await _until(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
+    await eventually(lambda: any("RuntimeError" in r.getMessage() for r in caplog.records))
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert_no_secret_logged(caplog)
 

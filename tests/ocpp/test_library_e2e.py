@@ -14,6 +14,7 @@ import pytest
 
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer
+from tests.support import eventually
 
 from .conftest import BLUETOOTH_PIN, KEYCODE, ORG, PASSWORD, WRONG_KEYCODE, assert_no_secret_logged
 
@@ -66,12 +67,6 @@ async def start_charger(server: OcppServer, version: str, list_version: int) -> 
     return ChargerProcess(process)
 
 
-async def _until(predicate, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("version", ["ocpp2.0.1", "ocpp1.6"])
 async def test_library_charger_against_endpoint(
@@ -100,7 +95,7 @@ async def test_library_charger_against_endpoint(
     full = await charger.until(push="SendLocalList", update_type="Full")
     assert full["version"] > 3
     assert full["added"] == [LIST_CODE]
-    await _until(lambda: backend.chargers["CP1"].list_version == full["version"])
+    await eventually(lambda: backend.chargers["CP1"].list_version == full["version"])
     backend.add_keycode("user-6", LATER_CODE, organisation_id=ORG)
     differential = await charger.until(push="SendLocalList", update_type="Differential")
     assert differential["version"] == full["version"] + 1
@@ -120,12 +115,12 @@ async def test_library_charger_against_endpoint(
         push = await charger.until(push="ChangeConfiguration", key="EvAccessBluetoothPin")
         assert push["value"] == BLUETOOTH_PIN
         await charger.until(push="ChangeConfiguration", key="EvAccessBluetoothPinChangeable")
-    await _until(lambda: command_id in backend.command_results)
+    await eventually(lambda: command_id in backend.command_results)
     assert backend.command_results[command_id] is True
     assert backend.chargers["CP1"].active_pin == BLUETOOTH_PIN
 
     await charger.finish()
-    await _until(lambda: not backend.chargers["CP1"].online)
+    await eventually(lambda: not backend.chargers["CP1"].online)
 
     # Server-side state: one transaction stored once, the events recorded.
     assert backend.chargers["CP1"].boot is not None

@@ -23,6 +23,7 @@ from evaccess.server.ocpp.commands import Registration
 from evaccess.server.ocpp.handlers import HANDLERS, HandlerContext, Reply
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer
+from tests.support import eventually
 
 from .conftest import (
     BLUETOOTH_PIN,
@@ -72,14 +73,9 @@ def backend(clock: ManualClock) -> InMemoryOcppBackend:
     return backend
 
 
-async def _until(
-    predicate: Callable[[], bool], ws: ClientConnection | None = None, timeout: float = 5
-) -> None:
-    """Wait for ``predicate``; fail at once if the server closes ``ws``."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            assert ws is None or ws.close_code is None, f"server closed: {ws and ws.close_code}"
-            await asyncio.sleep(0.005)
+def closed(ws: ClientConnection) -> Callable[[], str | None]:
+    """For ``eventually(..., unless=closed(ws))``: give up at once if the server closes ``ws``."""
+    return lambda: None if ws.close_code is None else f"server closed: {ws.close_code}"
 
 
 @pytest.fixture
@@ -134,13 +130,15 @@ async def test_reconnect_and_boot_with_a_list_update_pending_keeps_every_command
         behind = None if n % 2 else backend.revoke_credentials("CP1", f"phone-{n}")
         charger: RawCharger = await open_charger(version=version)  # list version 0: differs
         await charger.boot()
-        await _until(lambda: charger.list_version == record.list_version > 0, charger.ws)
-        await _until(lambda: backend.outbox["CP1"] == [], charger.ws)
+        await eventually(
+            lambda: charger.list_version == record.list_version > 0, unless=closed(charger.ws)
+        )
+        await eventually(lambda: backend.outbox["CP1"] == [], unless=closed(charger.ws))
         if behind is not None:
             assert backend.command_results[behind] is True
         assert (await charger.call("Heartbeat", {}))[0] == 3  # still connected
         await charger.close()
-        await _until(lambda: not record.online)
+        await eventually(lambda: not record.online)
     assert server.stats()["call_timeouts"] == 0
 
 
@@ -164,14 +162,14 @@ async def test_pin_pushed_once_per_boot(
                 calls.append(charger.server_calls.get_nowait())
             return not any(isinstance(c, SetBluetoothPin) for c in backend.outbox["CP1"])
 
-        await _until(delivered, charger.ws)
+        await eventually(delivered, unless=closed(charger.ws))
         # One more round trip: a second push would have been sent right behind the first.
         assert (await charger.call("Heartbeat", {}))[0] == 3
         delivered()
         assert _pin_pushes(calls, version) == 1
         assert backend.chargers["CP1"].active_pin == BLUETOOTH_PIN
         await charger.close()
-        await _until(lambda: not backend.chargers["CP1"].online)
+        await eventually(lambda: not backend.chargers["CP1"].online)
 
 
 # --- 3: nothing before the boot is answered ---------------------------------------------------
@@ -209,7 +207,7 @@ async def test_no_server_call_before_the_boot_is_answered(
         first_call = next(i for i, f in enumerate(frames) if f[0] == 2)
         assert boot_answer < first_call, [f[:3] for f in frames]
         await ws.close()
-        await _until(lambda: not backend.chargers["CP1"].online)
+        await eventually(lambda: not backend.chargers["CP1"].online)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -232,7 +230,9 @@ async def test_while_pending_only_configuration_goes_out(
     charger: RawCharger = await open_charger(version=version)
     reply = await charger.call("BootNotification", BOOT_PAYLOADS[version])
     assert reply[2]["status"] == "Pending"
-    await _until(lambda: backend.chargers["CP1"].active_pin == BLUETOOTH_PIN, charger.ws)
+    await eventually(
+        lambda: backend.chargers["CP1"].active_pin == BLUETOOTH_PIN, unless=closed(charger.ws)
+    )
     # The list probe, queued first, would have gone out before this answer.
     assert (await charger.call("Heartbeat", {}))[0] == 3
     calls = []

@@ -19,6 +19,7 @@ from evaccess.server.ocpp.server import serve_ocpp
 from evaccess.server.services import chargers, keypad_pins
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.server.support import add_charger, build_world, client_for
+from tests.support import eventually
 
 SCRIPT = Path(__file__).parents[1] / "ocpp" / "library_charger.py"
 
@@ -77,14 +78,13 @@ async def test_library_charger_against_the_database_backend(ctx, canaries, versi
         await until(step="ready")
         async with client_for(ctx) as client:
             headers = await world.headers("owner")
-            for _ in range(100):
-                state = (
-                    await client.get(f"/api/chargers/{charger.id}/bluetooth-pin", headers=headers)
-                ).json()
-                if state["status"] == "active":
-                    break
-                await asyncio.sleep(0.05)
-            assert state["status"] == "active"
+
+            async def pin_active() -> bool:
+                path = f"/api/chargers/{charger.id}/bluetooth-pin"
+                state = (await client.get(path, headers=headers)).json()
+                return bool(state["status"] == "active")
+
+            await eventually(pin_active, "the Bluetooth PIN to become active")
             revealed = await client.post(
                 f"/api/chargers/{charger.id}/bluetooth-pin/reveal", headers=headers
             )

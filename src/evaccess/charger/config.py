@@ -19,7 +19,8 @@ class OcppVersion(StrEnum):
 
 
 class PinMode(StrEnum):
-    """How the Bluetooth PIN is checked (DESIGN.md decision 2)."""
+    """How the Bluetooth PIN is checked: a PAKE by default; ``passkey`` (the PIN as the LE
+    Secure Connections passkey) is a hardened, weaker compatibility mode."""
 
     PAKE = "pake"
     PASSKEY = "passkey"

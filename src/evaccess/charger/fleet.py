@@ -3,7 +3,8 @@
 A fleet charger is a raw OCPP-J client (pre-encoded frames over ``websockets``): it opens
 its WebSocket with Basic Auth, sends BootNotification, and stays connected for a while,
 answering any server Call with a CallError ``NotSupported``. The full ``ChargePoint`` costs
-too much CPU and memory per charger for 10,000 of them (shared/notes/ocpp.md).
+too much CPU and memory per charger for 10,000 of them (a generator built on the library
+costs as much CPU as the server under test; 20.4 KB per idle connection without deflate).
 
 Identities come from a CSV file with a header ``serial,password``, one charger per row: the
 server's admin command produces it when it registers chargers; tests write their own.

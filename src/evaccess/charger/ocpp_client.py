@@ -3,7 +3,7 @@
 Server-initiated Calls are routed through one declarative table per version (action ->
 handler); each handler translates the wire payload to a ``Firmware`` method and back. The
 library's frame logging is redacted: at INFO it prints every frame, keypad codes and
-Bluetooth PINs included (shared/notes/ocpp.md).
+Bluetooth PINs included, in clear text.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Throttles for PIN entry points (keypad, Bluetooth PAKE, Bluetooth passkey).
 
-The seeds' rule: 5 failures within 60 s make the entry point unavailable for 5 minutes.
+Wallbox's rule (its help centre, 2025-10: "five failed attempts in one minute"): 5 failures
+within 60 s make the entry point unavailable for 5 minutes.
 Going further (docs/security.md): each further lockout before a success lasts twice as long
 (OCPP 2.0.1 C04.FR.06 recommends increasing back-off), and an optional cap of consecutive
 failures (NIST SP 800-63B 5.2.2: 100) disables the entry point until re-enabled.

@@ -139,7 +139,7 @@ CROWDING_WARNING_RATIO = 0.01
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PinSpaceCrowding:
-    """How likely a random keypad guess hits *someone* (docs/security.md, "guess budgets")."""
+    """How likely a random keypad guess hits *someone* (docs/security.md, "Keypad PINs")."""
 
     members_with_pin: int
     digits: int

@@ -1,8 +1,10 @@
 """The Bluetooth PIN policy: one declarative table decides, per charger, whether a PIN is
 unsupported, optional or mandatory, whether it can be changed and who may see it.
 
-Sources: the Wallbox help-centre articles (2025-01, 2025-10) and Zaptec's "charger PIN"
-article in ``shared/seeds``. The first matching rule wins; rules are data, not code.
+Sources: the Wallbox help-centre articles on the Bluetooth passcode (2025-01: optional from
+firmware 6.7.17; 2025-10: mandatory and changeable from 6.11 and on Pulsar Max / Pulsar
+Pro produced after 2025-08-01) and Zaptec's "charger PIN" article (a unique PIN per
+charger that cannot be changed). The first matching rule wins; rules are data, not code.
 """
 
 from __future__ import annotations

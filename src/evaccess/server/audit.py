@@ -3,7 +3,7 @@ lives outside the database. ``verify`` walks the chain and names the first bad r
 any edit, deletion, insertion or reordering.
 
 The chain cannot tell that records were cut from its *end* together with the head row;
-docs/security.md says how an external anchor (the last mac, exported) closes that gap.
+a signed checkpoint of the head kept outside the database closes that gap (``audit_anchor``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ from evaccess import console
 from evaccess.domain.access import MemberAccess, OrgAction, Role
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from evaccess.server.audit_anchor import AuditAnchor
     from evaccess.server.bootstrap import BootstrapAdmin
     from evaccess.server.context import Context
     from evaccess.server.services.registration import Registration
@@ -380,14 +383,68 @@ async def rotate_keys() -> None:
 @audit_app.command("verify")
 @console.command
 async def verify() -> None:
-    """Walk the audit chain; name the first bad record (exit 8) or confirm it is whole."""
-    from evaccess.domain.errors import AuditChainBroken
+    """Walk the audit chain, compare it with the latest checkpoint, print its head digest.
+
+    Names the first bad record or the disagreement with the checkpoint (exit 8)."""
+    from evaccess.server.audit_anchor import read_head
 
     async with _admin() as ctx, ctx.db.read() as session:
-        report = await ctx.audit.verify(session)
+        anchor = _audit_anchor(ctx)
+        records = await _verified(ctx, session)
+        checkpoint = await anchor.check(session)
+        head = await read_head(session)
+    console.out.print(f"audit log verified: {records} record(s), chain intact")
+    console.out.print(f"head: record {head.seq}, digest {head.digest.hex()}")
+    if checkpoint is None:
+        console.out.print(
+            f"no checkpoint in {anchor.path} yet: `evaccess audit checkpoint` writes one",
+            soft_wrap=True,
+            markup=False,
+        )
+    else:
+        console.out.print(
+            f"matches the checkpoint at record {checkpoint.seq} of "
+            f"{checkpoint.at.isoformat(timespec='seconds')} ({anchor.path})",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+@audit_app.command("checkpoint")
+@console.command
+async def checkpoint() -> None:
+    """Append a signed checkpoint of the verified audit head to the checkpoint file.
+
+    The checkpoint (sequence number, digest, time) goes to EVACCESS_AUDIT_CHECKPOINT_FILE,
+    outside the data directory; `audit verify` then notices records cut from the end. Run
+    it regularly (cron)."""
+    async with _admin() as ctx, ctx.db.read() as session:
+        anchor = _audit_anchor(ctx)
+        await _verified(ctx, session)
+        written = await anchor.write(session)
+    console.out.print(
+        f"checkpoint written: record {written.seq}, digest {written.head.hex()}, to {anchor.path}",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+def _audit_anchor(ctx: Context) -> AuditAnchor:
+    from evaccess.server.audit_anchor import AuditAnchor
+    from evaccess.server.settings import load_settings
+
+    path = load_settings().resolved_audit_checkpoint_file
+    return AuditAnchor(path, ctx.keys, ctx.clock)
+
+
+async def _verified(ctx: Context, session: AsyncSession) -> int:
+    """The number of records in the audit chain, once it verifies."""
+    from evaccess.domain.errors import AuditChainBroken
+
+    report = await ctx.audit.verify(session)
     if not report.ok:
         raise AuditChainBroken(f"audit record {report.first_bad_seq} is bad: {report.reason}")
-    console.out.print(f"audit log verified: {report.records} record(s), chain intact")
+    return report.records
 
 
 BULK_PROGRESS_ABOVE = 50

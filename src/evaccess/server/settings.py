@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Self
 
@@ -51,6 +52,13 @@ class Settings(BaseSettings):
         "Off: accounts come from `evaccess admin create-user` and invitations.",
     )
 
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="Where `evaccess audit checkpoint` appends signed audit head checkpoints "
+        "and `evaccess audit verify` reads them; keep it off the database's machine. Default: "
+        "$XDG_STATE_HOME/evaccess/audit-checkpoints.jsonl (~/.local/state/...).",
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -70,6 +78,13 @@ class Settings(BaseSettings):
     @property
     def resolved_keys_dir(self) -> Path:
         return self.keys_dir or self.data_dir / "keys"
+
+    @property
+    def resolved_audit_checkpoint_file(self) -> Path:
+        if self.audit_checkpoint_file is not None:
+            return self.audit_checkpoint_file
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(state) / "evaccess" / "audit-checkpoints.jsonl"
 
 
 def load_settings(**overrides: object) -> Settings:

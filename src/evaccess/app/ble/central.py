@@ -189,8 +189,8 @@ class PhoneCentral:
         controller (LE Create Connection Cancel), so the controller is free again."""
         assert self.device is not None
         try:
-            # notes/bumble.md trap 5: a controller that never reports the cancellation would
-            # hang connect(): the outer wait_for bounds it.
+            # Bumble's connect(timeout=...) on the virtual controller never times out when
+            # nobody advertises (the cancellation is never reported): the outer wait_for bounds it.
             return await asyncio.wait_for(
                 self.device.connect(address, timeout=within_s), within_s + CANCEL_GRACE_S
             )

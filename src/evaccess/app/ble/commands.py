@@ -1,5 +1,4 @@
-"""``evaccess app pair|configure|forget``: the phone app's Bluetooth commands (the lead
-merges ``ble_commands`` into ``evaccess app``)."""
+"""``evaccess app pair|configure|forget``: the phone app's Bluetooth commands."""
 
 from __future__ import annotations
 
@@ -85,8 +84,8 @@ async def run_pair(
     """The pairing screen: the PIN from the user (``--pin``, ``--pin-stdin``), else from
     the server when the user may see it, else typed; a PIN that is not 6 digits is refused
     before anything is sent. After a wrong typed or given PIN, the troubleshooting screen
-    shows the correct PIN to a user the server allows to see it (seeds: Wallbox help
-    centre); the reveal is audited by the server as any other."""
+    shows the correct PIN to a user the server allows to see it (as Wallbox's app does);
+    the reveal is audited by the server as any other."""
     if pin is not None:
         check_bluetooth_pin_format(pin)
     from_server = False
@@ -120,7 +119,7 @@ async def _troubleshoot(server: ServerPins, serial: str, wrong: WrongPin) -> Non
     except EvAccessError:
         return  # no troubleshooting screen; the wrong-PIN line still follows
     when = f"in {wait_text(wrong.retry_after)}" if wrong.locked else "now"
-    # The one deliberate PIN display: the seeds' troubleshooting screen.
+    # The one deliberate PIN display: Wallbox's troubleshooting screen.
     err.print(
         f"Wrong PIN. The charger's Bluetooth PIN is [bold]{correct}[/]: try again {when}.",
         highlight=False,

@@ -2,7 +2,8 @@
 on a Bumble ``Device``, plus the ``BluetoothControl`` port the OCPP half drives.
 
 Authentication is this module's own session layer (``protocol.ble_access.ChargerLink`` per
-link), never ``connection.authenticated`` (notes/bumble.md trap 1): configuration
+link), never ``connection.authenticated`` (Bumble sets it after *any* pairing, Just Works
+and legacy included, and READ_REQUIRES_AUTHENTICATION checks only that): configuration
 characteristics answer INSUFFICIENT_AUTHENTICATION until the link's session is
 authenticated by the PIN exchange or a phone credential, and their values are sealed under
 that session's keys.

@@ -2,9 +2,9 @@
 0.0.236 in pyproject.toml because this subclasses an internal class).
 
 Bumble has no "Secure Connections only" or "MITM required" switch and accepts a peer
-public key equal to its own (notes/bumble.md traps 2 and 4). This hook, installed as the
-SMP manager's ``session_proxy``, gives the charger those rules (docs/ble-protocol.md
-section 9):
+public key equal to its own (the CVE-2020-26558 reflection pattern; it also reuses one ECDH
+key pair for all pairings). This hook, installed as the SMP manager's ``session_proxy``,
+gives the charger those rules (docs/ble-protocol.md section 9):
 
 - legacy pairing (no SC bit) is refused in every mode (Core Vol 3 Part H 2.3.5.6.1);
 - in ``passkey`` mode, anything but LE SC Passkey Entry with MITM is refused, so Just Works

@@ -29,7 +29,7 @@ async def assign(ctx: Context, actor: Actor, charger_id: str, user_id: str) -> G
         charger = (
             await charger_for(session, actor, charger_id, ChargerAction.ASSIGN, ctx.clock)
         ).charger
-        # The group the charger belongs to, the groups above it and its subgroups (seeds:
+        # The group the charger belongs to, the groups above it and its subgroups (Wallbox portal:
         # "assign chargers to users in a group or a subgroup").
         org_ids = [o.id for o in await ancestors(session, charger.organisation_id)]
         org_ids += await subtree(session, charger.organisation_id)

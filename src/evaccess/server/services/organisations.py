@@ -1,4 +1,4 @@
-"""Organisations (the seeds' groups) with nested subgroups, members and roles."""
+"""Organisations (Wallbox's portal calls them groups) with nested subgroups, members and roles."""
 
 from __future__ import annotations
 
