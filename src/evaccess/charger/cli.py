@@ -16,7 +16,6 @@ from evaccess.charger import keypad
 from evaccess.charger.config import (
     EXAMPLE_SERVER,
     ChargerConfig,
-    OcppVersion,
     PinMode,
     ocpp_server_url,
 )
@@ -24,6 +23,7 @@ from evaccess.charger.fleet import FleetOptions, load_credentials, run_fleet
 from evaccess.charger.run import run_charger
 from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.errors import InvalidInput
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 charger_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 

@@ -9,13 +9,7 @@ from urllib.parse import urlsplit
 
 from evaccess import console
 from evaccess.domain.errors import InvalidInput
-
-
-class OcppVersion(StrEnum):
-    """The WebSocket subprotocol names of OCPP-J (OCPP 2.0.1 Part 4; the OCPP-J 1.6 spec)."""
-
-    V201 = "ocpp2.0.1"
-    V16 = "ocpp1.6"
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 
 class PinMode(StrEnum):

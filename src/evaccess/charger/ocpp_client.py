@@ -18,7 +18,6 @@ from ocpp import v16, v201
 from ocpp.exceptions import OCPPError, ValidationError
 from websockets.exceptions import ConnectionClosed
 
-from evaccess.charger.config import OcppVersion
 from evaccess.charger.firmware import (
     Firmware,
     LinkDown,
@@ -32,6 +31,7 @@ from evaccess.protocol.ocpp_components import (
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
 )
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 Handler = Callable[..., Awaitable[Any]]
 log = logging.getLogger(__name__)

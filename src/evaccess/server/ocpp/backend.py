@@ -16,13 +16,6 @@ from enum import StrEnum
 from typing import Protocol
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ChargerIdentity:
-    charger_id: str
-    """The id in the URL (``/ocpp/{charger_id}``); evaccess uses the charger's serial."""
-    organisation_id: str
-
-
 class AuthOutcome(StrEnum):
     ACCEPTED = "accepted"
     UNKNOWN_CHARGER = "unknown_charger"

@@ -31,9 +31,9 @@ from evaccess.domain.clock import Clock
 from evaccess.protocol.ocpp_frames import (
     Call,
     CallResult,
-    Direction,
     FrameError,
     OcppVersion,
+    PayloadKind,
     RpcError,
     SchemaRegistry,
     describe_frame,
@@ -269,7 +269,7 @@ class OcppSession:
             self._schemas.validate(
                 self.version,
                 call.action,
-                Direction.REQUEST,
+                PayloadKind.REQUEST,
                 call.payload,
                 message_id=call.message_id,
             )
@@ -440,7 +440,7 @@ class OcppSession:
 
     def _valid_response(self, step: Step, payload: dict[str, Any]) -> bool:
         try:
-            self._schemas.validate(self.version, step.action, Direction.RESPONSE, payload)
+            self._schemas.validate(self.version, step.action, PayloadKind.RESPONSE, payload)
         except FrameError as exc:
             log.warning(
                 "charger %s: invalid %s response (%s)",
