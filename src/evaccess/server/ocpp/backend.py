@@ -110,6 +110,10 @@ class OcppBackend(Protocol):
     async def authenticate(self, charger_id: str, password: str) -> AuthOutcome:
         """Check a charger's Basic Auth password (counts refusals)."""
 
+    async def authenticate_certificate(self, charger_id: str) -> AuthOutcome:
+        """Security profile 3: TLS verified a client certificate whose CN is ``charger_id``
+        against the configured CA; ``ACCEPTED`` for a known charger (counts refusals)."""
+
     async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
         """The charger connected (with this subprotocol) or went away."""
 

@@ -11,6 +11,9 @@ Handshake (OCPP 2.0.1 Part 4 §3; OCPP-J 1.6 §3-4):
 * Basic Auth, username = charger id (security profile 1; profile 2 is the same over TLS
   when ``ssl`` is given; 2.0.1 Part 2 A00, security profiles). A missing header, an
   unknown charger or a wrong password is refused with HTTP 401 before the upgrade, counted.
+* Profile 3 (``ssl`` from ``tls.server_tls_context`` with a client CA): a charger whose
+  certificate TLS verified is identified by its subject CN, which must be the URL's
+  charger id (HTTP 403 otherwise, before the upgrade); no Basic Auth then.
 * Subprotocols ``ocpp2.0.1`` and ``ocpp1.6``. When none of the offered ones matches, the
   handshake completes without ``Sec-WebSocket-Protocol`` and the server then closes
   (OCPP-J 1.6 §4.1.2 / 2.0.1 Part 4 §3.1.2), instead of websockets' default HTTP 400.
@@ -26,7 +29,6 @@ from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
@@ -40,6 +42,7 @@ from evaccess.protocol.ocpp_components import SUBPROTOCOLS
 from evaccess.protocol.ocpp_frames import OcppVersion, SchemaRegistry
 from evaccess.server.ocpp.backend import AuthOutcome, ChargerNotifier, OcppBackend
 from evaccess.server.ocpp.session import OcppSession, SessionCounters
+from evaccess.server.ocpp.tls import peer_common_names
 
 log = logging.getLogger("evaccess.server.ocpp")
 
@@ -67,6 +70,9 @@ class HandshakeCounters:
     refused_unknown_charger: int = 0
     refused_bad_password: int = 0
     refused_bad_path: int = 0
+    refused_certificate_mismatch: int = 0
+    """A verified client certificate whose CN is not the URL's charger id (profile 3)."""
+    accepted_by_certificate: int = 0
     no_subprotocol: int = 0
 
 
@@ -161,6 +167,19 @@ class OcppServer:
         if charger_id is None:
             self.handshakes.refused_bad_path += 1
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        common_names = peer_common_names(connection.transport.get_extra_info("peercert"))
+        if common_names:
+            # Security profile 3: TLS verified the certificate against the client CA; its
+            # CN must be this charger's identity, and then no Basic Auth is asked for.
+            if common_names != [charger_id]:
+                self.handshakes.refused_certificate_mismatch += 1
+                return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+            outcome = await self.backend.authenticate_certificate(charger_id)
+            if outcome is not AuthOutcome.ACCEPTED:
+                self.handshakes.refused_unknown_charger += 1
+                return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+            self.handshakes.accepted_by_certificate += 1
+            return None
         credentials = basic_credentials(request)
         if credentials is None:
             self.handshakes.refused_missing_credentials += 1
@@ -248,15 +267,6 @@ class OcppServer:
             ping_interval=None,  # chargers ping (WebSocketPingInterval); no task per socket
             logger=_NoFrameDebug(logging.getLogger("evaccess.server.ocpp.transport"), {}),
         )
-
-
-def server_tls_context(cert_file: str | Path, key_file: str | Path) -> ssl_module.SSLContext:
-    """TLS for security profile 2 (2.0.1 Part 2 A00: Basic Auth inside TLS 1.2 or newer;
-    the charger verifies the CSMS certificate)."""
-    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl_module.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 async def serve_ocpp(
