@@ -69,6 +69,11 @@ class ChargerConfig:
     backoff: Backoff = Backoff()
     response_timeout_s: float = 30.0
     default_heartbeat_s: int = 300
+    ca_file: Path | None = None
+    """PEM CA(s) the server's certificate must chain to (wss://); default: the system's."""
+    client_cert: Path | None = None
+    """PEM client certificate, CN = the serial (OCPP security profile 3: no password)."""
+    client_key: Path | None = None
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ from websockets.typing import Subprotocol
 
 from evaccess.charger.config import ChargerConfig
 from evaccess.charger.firmware import Firmware, LinkDown
-from evaccess.charger.ocpp_client import OcppConnection
+from evaccess.charger.ocpp_client import OcppConnection, client_tls_context
 from evaccess.charger.ocpp_messages import MESSAGES
 from evaccess.charger.ports import ServerLink
 from evaccess.charger.state import StateStore
@@ -96,7 +96,13 @@ class RunningCharger:
         async with connect(
             config.url,
             subprotocols=[Subprotocol(config.protocol.value)],
-            additional_headers={"Authorization": basic_auth(config.serial, config.password)},
+            # Profile 3 (a client certificate) needs no password; otherwise Basic Auth.
+            additional_headers=(
+                {"Authorization": basic_auth(config.serial, config.password)}
+                if config.password
+                else None
+            ),
+            ssl=client_tls_context(config),
             compression=None,
             proxy=None,
             open_timeout=10,
