@@ -20,7 +20,7 @@ from evaccess.server.bootstrap import (
     prepare_database_file,
 )
 from evaccess.server.context import Context
-from evaccess.server.ocpp.server import serve_ocpp
+from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
@@ -80,6 +80,15 @@ async def serve(
                 port=settings.ocpp_port,
                 ssl=tls,
                 clock=ctx.clock,
+                compression=(
+                    Compression(
+                        window_bits=settings.ocpp_compression_window_bits,
+                        level=settings.ocpp_compression_level,
+                        mem_level=settings.ocpp_compression_mem_level,
+                    )
+                    if settings.ocpp_compression
+                    else None
+                ),
             )
         except OSError as exc:
             await ctx.db.dispose()

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         default=False,
         description="Refuse chargers without a client certificate (profile 3 only).",
     )
+    ocpp_compression: bool = Field(
+        default=True,
+        description="Accept WebSocket compression (permessage-deflate) when a charger offers "
+        "it (OCPP-J requires a CSMS to support it); no context is kept between messages, so "
+        "an idle charger costs no more memory.",
+    )
+    ocpp_compression_window_bits: int = Field(
+        default=12, ge=9, le=15, description="Deflate window (2^N bytes) while compressing."
+    )
+    ocpp_compression_level: int = Field(default=6, ge=0, le=9, description="zlib level.")
+    ocpp_compression_mem_level: int = Field(default=5, ge=1, le=9, description="zlib memLevel.")
     token_ttl_hours: float = Field(default=24 * 14, gt=0)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     bootstrap_admin_email: str = "admin@example.com"
