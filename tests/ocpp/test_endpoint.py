@@ -6,14 +6,12 @@ import asyncio
 import json
 import logging
 import random
-from types import SimpleNamespace
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from evaccess.protocol.ocpp_components import BLUETOOTH_COMPONENT, VENDOR_ID
-from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer
 
@@ -23,7 +21,6 @@ from .conftest import (
     KEYCODE,
     PASSWORD,
     WRONG_KEYCODE,
-    FrameRecorder,
     accept_all_variables,
     assert_no_secret_logged,
     basic_auth,
@@ -533,15 +530,6 @@ async def _until(predicate, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
-
-
-def test_recorder_catches_nonconforming_frames() -> None:
-    recorder = FrameRecorder()
-    session = SimpleNamespace(version=OcppVersion.V201)
-    recorder.sent(session, '[2,"x","SetVariables",{}]')
-    recorder.sent(session, '[4,"y","Oops","d",{}]')
-    recorder.sent(session, '[4,"z","GenericError","d",{"echo":"4711"}]')
-    assert len(recorder.errors) == 3
 
 
 async def test_backend_failure_is_internal_error_without_secret(
