@@ -196,6 +196,12 @@ def pytest_configure(config: pytest.Config) -> None:
     install_in_subprocesses(tmp)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path = os.environ.get(FRAME_LOG_ENV)
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def _frames_conform() -> Iterator[None]:
     """Fail the test during which an evaccess session sent a frame the schemas refuse."""
