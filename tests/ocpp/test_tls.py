@@ -16,7 +16,9 @@ from evaccess.domain.errors import ConfigurationError
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer, serve_ocpp
 from evaccess.server.ocpp.tls import A00_FR_318_SUITES, CertificateChain, server_tls_context
+from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import load_settings
+from tests.server.support import build_world
 
 from .certs import Pki
 from .conftest import PASSWORD, RawCharger, basic_auth
@@ -206,3 +208,11 @@ async def test_required_client_certificate_refuses_password_only_chargers(
         await _heartbeat(ws)
     finally:
         await server.close()
+
+
+async def test_the_database_backend_accepts_a_certificate_of_a_registered_charger(ctx) -> None:
+    await build_world(ctx)
+    backend = DbOcppBackend(ctx)
+    assert (await backend.authenticate_certificate("WB-100001")).value == "accepted"
+    assert (await backend.authenticate_certificate("NOPE-1")).value == "unknown_charger"
+    assert backend.refused_auth == 1
