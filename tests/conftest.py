@@ -21,6 +21,9 @@ from evaccess.domain.clock import ManualClock
 
 POSTGRES_URL = os.environ.get("EVACCESS_TEST_POSTGRES_URL")
 
+# Every frame an evaccess OCPP session sends, in any test, is validated with jsonschema.
+pytest_plugins = ("tests.ocpp.frame_guard",)
+
 
 class SeededRandom:
     """Deterministic stand-in for ``SystemRandom`` (tests only)."""

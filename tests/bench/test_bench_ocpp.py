@@ -36,7 +36,7 @@ async def test_bench_runs_every_target():
     result = await run_bench(TINY, say=progress.append)
     assert os.sched_getaffinity(0) == affinity  # the generator's pinning is undone
 
-    assert set(result.runs) == {"baseline", "echo", "evaccess"}
+    assert set(result.runs) == {"baseline", "echo", "evaccess", "evaccess-deflate"}
     assert result.missing == {}
     for name, runs in result.runs.items():
         assert set(runs.closed) == {1, 5}, name
@@ -48,7 +48,12 @@ async def test_bench_runs_every_target():
         assert opened.rate > 0 and opened.p99_ms >= opened.p50_ms
         (idle,) = runs.idle_bytes[20]
         assert idle > 0, f"{name}: the server grew when chargers connected"
-    assert progress[:3] == ["round 1/1: baseline", "round 1/1: echo", "round 1/1: evaccess"]
+    assert progress[:4] == [
+        "round 1/1: baseline",
+        "round 1/1: echo",
+        "round 1/1: evaccess",
+        "round 1/1: evaccess-deflate",
+    ]
 
     out = io.StringIO()
     line = render(result, Console(file=out, width=200))
@@ -58,4 +63,9 @@ async def test_bench_runs_every_target():
     ), line
     text = out.getvalue()
     assert text.rstrip().endswith(line)
+    assert re.search(
+        r"evaccess idle memory per charger at 20: \d+\.\d KB without compression, "
+        r"\d+\.\d KB with permessage-deflate",
+        text,
+    ), text
     assert "Closed loop" in text and "Open loop" in text and "Idle chargers" in text

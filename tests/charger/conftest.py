@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from evaccess.charger.config import Backoff, ChargerConfig, OcppVersion
-from evaccess.charger.run import Charger, run_charger
+from evaccess.charger.config import Backoff, ChargerConfig
+from evaccess.charger.run import RunningCharger, run_charger
 from evaccess.domain.clock import ManualClock
+from evaccess.protocol.ocpp_frames import OcppVersion
 from tests.charger.csms import TestCsms
 from tests.support import eventually
 
@@ -53,9 +54,9 @@ class Running:
         self.task = task
         self.lines = lines
         self.keypad = keypad
-        self.charger: Charger | None = None
+        self.charger: RunningCharger | None = None
 
-    async def booted(self) -> Charger:
+    async def booted(self) -> RunningCharger:
         await eventually(lambda: self.charger is not None and self.charger.booted.is_set())
         assert self.charger is not None
         return self.charger
@@ -108,7 +109,7 @@ def start_charger(config: ChargerConfig) -> Running:
     keypad = KeypadFeed()
     running: Running
 
-    def started(charger: Charger) -> None:
+    def started(charger: RunningCharger) -> None:
         running.charger = charger
 
     task = asyncio.create_task(

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from ocpp import v16, v201
 
-from evaccess.charger.config import OcppVersion
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.protocol.ocpp_components import (
     BLUETOOTH_COMPONENT,
@@ -18,6 +17,7 @@ from evaccess.protocol.ocpp_components import (
     BluetoothVariable,
     SecurityEventType,
 )
+from evaccess.protocol.ocpp_frames import OcppVersion
 from tests.charger.conftest import SERIAL, make_config, start_charger
 from tests.charger.csms import TestCsms
 from tests.support import eventually

@@ -233,3 +233,17 @@ async def test_a_charger_without_keypad_never_prompts_on_a_terminal(tmp_path: Pa
         await terminal.close()
     assert b"keypad" not in terminal.seen
     assert csms.records[SERIAL].transactions == []
+
+
+async def test_client_certificate_options_are_checked_in_one_line(tmp_path: Path, csms: TestCsms):
+    cert = str(tmp_path / "cert.pem")
+    cases = {
+        ("--client-cert", cert): "error: --client-cert and --client-key go together",
+        ("--client-cert", cert, "--client-key", cert): "error: --client-cert needs a wss://",
+    }
+    for extra, expected in cases.items():
+        code, out, err = await run_cli(*charger_args(csms, tmp_path, *extra))
+        assert code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert not csms.records

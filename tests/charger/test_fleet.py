@@ -8,9 +8,9 @@ import pytest
 from ocpp import v16
 from ocpp.exceptions import NotSupportedError
 
-from evaccess.charger.config import OcppVersion
 from evaccess.charger.fleet import FleetCredential, FleetOptions, run_fleet
 from evaccess.domain.clock import SystemClock
+from evaccess.protocol.ocpp_frames import OcppVersion
 from tests.charger.csms import TestCsms
 from tests.support import eventually
 

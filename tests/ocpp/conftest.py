@@ -1,6 +1,6 @@
-"""Fixtures for the OCPP endpoint: a server on a free port with the in-memory backend, a raw
-charger client, and a recorder that checks every frame the server sends against the OCA
-JSON schemas with ``jsonschema`` (independent of the server's fastjsonschema validators)."""
+"""Fixtures for the OCPP endpoint: a server on a free port with the in-memory backend and a
+raw charger client. Every frame the server sends is checked against the OCA JSON schemas by
+the suite-wide frame guard (``tests/ocpp/frame_guard.py``, loaded by ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ import asyncio
 import base64
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from importlib import resources
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import jsonschema
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from evaccess.domain.clock import ManualClock
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
 from evaccess.server.ocpp.server import OcppServer, serve_ocpp
-from evaccess.server.ocpp.session import OcppSession
 
 PASSWORD = "a-long-charger-password-0001"
 ORG = "org-1"
@@ -31,108 +28,6 @@ WRONG_KEYCODE = "61047298"
 BLUETOOTH_PIN = "402913"
 CHANGED_PIN = "731846"
 SECRETS = (KEYCODE, WRONG_KEYCODE, BLUETOOTH_PIN, CHANGED_PIN, PASSWORD)
-
-# RPC framework error codes per version (2.0.1 Part 4 §4.2.3; OCPP-J 1.6 §4.2.3).
-ERROR_CODES = {
-    "ocpp2.0.1": {
-        "FormatViolation",
-        "GenericError",
-        "InternalError",
-        "MessageTypeNotSupported",
-        "NotImplemented",
-        "NotSupported",
-        "OccurrenceConstraintViolation",
-        "PropertyConstraintViolation",
-        "ProtocolError",
-        "RpcFrameworkError",
-        "SecurityError",
-        "TypeConstraintViolation",
-    },
-    "ocpp1.6": {
-        "NotImplemented",
-        "NotSupported",
-        "InternalError",
-        "ProtocolError",
-        "SecurityError",
-        "FormationViolation",
-        "PropertyConstraintViolation",
-        "OccurenceConstraintViolation",
-        "TypeConstraintViolation",
-        "GenericError",
-    },
-}
-
-
-def _oca_schema(version: str, action: str, response: bool) -> dict[str, Any]:
-    folder = "v201" if version == "ocpp2.0.1" else "v16"
-    if version == "ocpp2.0.1":
-        name = f"{action}{'Response' if response else 'Request'}.json"
-    else:
-        name = f"{action}{'Response' if response else ''}.json"
-    path = resources.files("ocpp") / folder / "schemas" / name
-    return json.loads(path.read_text(encoding="utf-8-sig"))
-
-
-class FrameRecorder:
-    """Every frame any server session sends, validated with jsonschema as it is sent."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[str, str]] = []
-        self.errors: list[str] = []
-        self._inbound_actions: dict[tuple[int, str], str] = {}
-
-    def inbound_call(self, session: OcppSession, message_id: str, action: str) -> None:
-        self._inbound_actions[(id(session), message_id)] = action
-
-    def sent(self, session: OcppSession, text: str) -> None:
-        version = session.version.value
-        self.frames.append((version, text))
-        frame = json.loads(text)
-        try:
-            if frame[0] == 2:
-                self._check(version, frame[2], False, frame[3])
-            elif frame[0] == 3:
-                action = self._inbound_actions.pop((id(session), frame[1]))
-                self._check(version, action, True, frame[2])
-            else:
-                assert frame[0] == 4 and len(frame) == 5, frame
-                assert frame[2] in ERROR_CODES[version], frame[2]
-                assert frame[4] == {}, "CallError details must not echo anything"
-        except (AssertionError, KeyError, jsonschema.ValidationError) as exc:
-            self.errors.append(f"{text[:200]}: {exc}")
-
-    @staticmethod
-    def _check(version: str, action: str, response: bool, payload: Any) -> None:
-        schema = _oca_schema(version, action, response)
-        cls = jsonschema.validators.validator_for(schema)
-        cls(schema, format_checker=cls.FORMAT_CHECKER).validate(payload)
-
-
-@pytest.fixture(scope="session")
-def frame_recorder() -> Iterator[FrameRecorder]:
-    recorder = FrameRecorder()
-    original_send = OcppSession._send
-    original_on_call = OcppSession._on_call
-
-    async def send(self: OcppSession, text: str) -> None:
-        recorder.sent(self, text)
-        await original_send(self, text)
-
-    async def on_call(self: OcppSession, call: Any, size: int) -> None:
-        recorder.inbound_call(self, call.message_id, call.action)
-        await original_on_call(self, call, size)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(OcppSession, "_send", send)
-        patch.setattr(OcppSession, "_on_call", on_call)
-        yield recorder
-
-
-@pytest.fixture(autouse=True)
-def _frames_conform(frame_recorder: FrameRecorder) -> Iterator[None]:
-    before = len(frame_recorder.errors)
-    yield
-    assert frame_recorder.errors[before:] == []
 
 
 @pytest.fixture

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import random
-import ssl
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from evaccess.protocol.ocpp_components import BLUETOOTH_COMPONENT, VENDOR_ID
-from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.ocpp.memory_backend import InMemoryOcppBackend
-from evaccess.server.ocpp.server import OcppServer, serve_ocpp, server_tls_context
+from evaccess.server.ocpp.server import OcppServer
 from tests.support import eventually
 
 from .conftest import (
@@ -32,7 +22,6 @@ from .conftest import (
     KEYCODE,
     PASSWORD,
     WRONG_KEYCODE,
-    FrameRecorder,
     accept_all_variables,
     assert_no_secret_logged,
     basic_auth,
@@ -539,76 +528,6 @@ async def test_rfid_transaction_token_is_not_a_keycode(
     reply = await charger.call("TransactionEvent", event)
     assert reply[2] == {"idTokenInfo": {"status": "Unknown"}}
     assert backend.chargers["CP1"].keypad.consecutive_failures == 0
-
-
-def test_recorder_catches_nonconforming_frames() -> None:
-    recorder = FrameRecorder()
-    session = SimpleNamespace(version=OcppVersion.V201)
-    recorder.sent(session, '[2,"x","SetVariables",{}]')
-    recorder.sent(session, '[4,"y","Oops","d",{}]')
-    recorder.sent(session, '[4,"z","GenericError","d",{"echo":"4711"}]')
-    assert len(recorder.errors) == 3
-
-
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evaccess test CSMS")])
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-async def test_security_profile_2_basic_auth_over_tls(
-    tmp_path: Path, backend: InMemoryOcppBackend, clock
-) -> None:
-    cert_path, key_path = _self_signed(tmp_path)
-    server_tls = server_tls_context(cert_path, key_path)
-    assert server_tls.minimum_version == ssl.TLSVersion.TLSv1_2
-    client_tls = ssl.create_default_context(cafile=str(cert_path))
-    server = await serve_ocpp(backend, host="127.0.0.1", port=0, ssl=server_tls, clock=clock)
-    try:
-        async with connect(
-            f"wss://127.0.0.1:{server.port}/ocpp/CP1",
-            ssl=client_tls,
-            subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-            additional_headers=basic_auth("CP1", PASSWORD),
-        ) as ws:
-            assert ws.subprotocol == "ocpp2.0.1"
-            await ws.send(json.dumps([2, "h", "Heartbeat", {}]))
-            while (frame := json.loads(await asyncio.wait_for(ws.recv(), 5)))[0] != 3:
-                await ws.send(json.dumps([3, frame[1], {"versionNumber": 0}]))
-            assert frame[1] == "h"
-        with pytest.raises(InvalidStatus):
-            await connect(
-                f"wss://127.0.0.1:{server.port}/ocpp/CP1",
-                ssl=client_tls,
-                subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-                additional_headers=basic_auth("CP1", "not-the-password-at-all"),
-            )
-    finally:
-        await server.close()
 
 
 async def test_backend_failure_is_internal_error_without_secret(

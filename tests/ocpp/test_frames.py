@@ -12,9 +12,9 @@ from evaccess.protocol.ocpp_frames import (
     Call,
     CallError,
     CallResult,
-    Direction,
     FrameError,
     OcppVersion,
+    PayloadKind,
     RpcError,
     SchemaRegistry,
     describe_frame,
@@ -107,11 +107,11 @@ def test_any_json_array_parses_or_raises_frame_error(value: object) -> None:
 def test_schemas_compiled_once_and_lazily() -> None:
     registry = SchemaRegistry()
     assert registry._compiled == {}
-    first = registry.validator(OcppVersion.V201, "Authorize", Direction.REQUEST)
-    assert first is registry.validator(OcppVersion.V201, "Authorize", Direction.REQUEST)
+    first = registry.validator(OcppVersion.V201, "Authorize", PayloadKind.REQUEST)
+    assert first is registry.validator(OcppVersion.V201, "Authorize", PayloadKind.REQUEST)
     assert len(registry._compiled) == 1
-    assert registry.validator(OcppVersion.V16, "TransactionEvent", Direction.REQUEST) is None
-    assert registry.validator(OcppVersion.V201, "../../etc", Direction.REQUEST) is None
+    assert registry.validator(OcppVersion.V16, "TransactionEvent", PayloadKind.REQUEST) is None
+    assert registry.validator(OcppVersion.V201, "../../etc", PayloadKind.REQUEST) is None
 
 
 def test_validation_error_names_rule_and_field_never_value() -> None:
@@ -120,7 +120,7 @@ def test_validation_error_names_rule_and_field_never_value() -> None:
         registry.validate(
             OcppVersion.V201,
             "Authorize",
-            Direction.REQUEST,
+            PayloadKind.REQUEST,
             {"idToken": {"idToken": "123456", "type": "SecretType"}},
         )
     assert caught.value.error is RpcError.PROPERTY_CONSTRAINT_VIOLATION
@@ -135,7 +135,7 @@ def test_date_time_format_is_checked() -> None:
         SchemaRegistry().validate(
             OcppVersion.V201,
             "SecurityEventNotification",
-            Direction.REQUEST,
+            PayloadKind.REQUEST,
             {"type": "x", "timestamp": "yesterday"},
         )
 

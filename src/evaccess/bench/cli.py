@@ -27,8 +27,12 @@ async def ocpp(
     quick: Annotated[bool, typer.Option("--quick", help="Reduced run (under a minute).")] = False,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds (default 3).")] = None,
     targets: Annotated[
-        str, typer.Option(help="Comma-separated servers: baseline, echo, evaccess.")
-    ] = "baseline,echo,evaccess",
+        str,
+        typer.Option(
+            help="Comma-separated servers: baseline, echo, evaccess, evaccess-deflate (evaccess "
+            "with chargers that offer WebSocket compression)."
+        ),
+    ] = "baseline,echo,evaccess,evaccess-deflate",
 ) -> None:
     """OCPP-J (Open Charge Point Protocol over WebSocket, JSON) throughput, latency, CPU per
     round trip and memory per idle charger."""

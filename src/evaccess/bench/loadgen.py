@@ -73,7 +73,9 @@ def authorize_frame_parts(keycode: str) -> tuple[str, str]:
     return '[2,"', f'","Authorize",{payload}]'
 
 
-async def _connect_one(url: str, identity: ChargerIdentity) -> ClientConnection:
+async def _connect_one(
+    url: str, identity: ChargerIdentity, compression: str | None = None
+) -> ClientConnection:
     headers = {}
     if identity.password is not None:
         token = base64.b64encode(f"{identity.serial}:{identity.password}".encode()).decode()
@@ -82,7 +84,7 @@ async def _connect_one(url: str, identity: ChargerIdentity) -> ClientConnection:
         f"{url}/{identity.serial}",
         subprotocols=[Subprotocol("ocpp2.0.1")],
         additional_headers=headers,
-        compression=None,
+        compression=compression,
         proxy=None,
         open_timeout=60,
         ping_interval=None,
@@ -108,7 +110,7 @@ async def connect_many(
     async def one(index: int) -> ClientConnection:
         identity = server.identity(index)
         async with gate:
-            connection = await _connect_one(server.url, identity)
+            connection = await _connect_one(server.url, identity, server.compression)
             await connection.send(boot_frame(identity.serial))
             await recv_reply(connection)
             return connection

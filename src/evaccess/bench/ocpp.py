@@ -46,7 +46,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Plan:
     rounds: int = 3
-    targets: tuple[str, ...] = ("baseline", "echo", "evaccess")
+    targets: tuple[str, ...] = ("baseline", "echo", "evaccess", "evaccess-deflate")
     closed_loop_chargers: tuple[int, ...] = (1, 100, 1000)
     warmup_s: float = 1.0
     duration_s: float = 5.0
@@ -150,6 +150,12 @@ def starters(plan: Plan, workdir: Path) -> dict[str, Starter]:
         "baseline": lambda: start_baseline_server(cpu=cpu),
         "echo": lambda: start_echo_server(cpu=cpu),
         "evaccess": lambda: start_evaccess_server(cpu=cpu, workdir=workdir, chargers=chargers),
+        # The same server, its chargers offering permessage-deflate (OCPP-J Part 4 §3.3).
+        "evaccess-deflate": lambda: replace(
+            start_evaccess_server(cpu=cpu, workdir=workdir, chargers=chargers),
+            name="evaccess-deflate",
+            compression="deflate",
+        ),
     }
 
 
@@ -217,6 +223,7 @@ def _require_accepted(server: ServerProcess, result: loadgen.LoadResult) -> None
 async def measure_idle(server: ServerProcess, plan: Plan, runs: TargetRuns) -> None:
     """Connect chargers in steps; each says one Authorize, then stays silent."""
     warm = await loadgen.connect_many(server, 10)
+    _require_compression(server, warm[0])
     await _one_authorize(server, warm, first=0)
     await asyncio.sleep(0.3)
     base = rss_bytes(server.pid)
@@ -233,6 +240,16 @@ async def measure_idle(server: ServerProcess, plan: Plan, runs: TargetRuns) -> N
             runs.idle_bytes.setdefault(target, []).append(grown / target)
     finally:
         await loadgen.close_all(connections)
+
+
+def _require_compression(server: ServerProcess, connection: ClientConnection) -> None:
+    """A ``-deflate`` target whose chargers did not get permessage-deflate measures nothing."""
+    negotiated = bool(connection.protocol.extensions)
+    if negotiated != (server.compression is not None):
+        raise BenchInvalid(
+            f"{server.name}: permessage-deflate {'was' if negotiated else 'was not'} "
+            "negotiated: its figures would not measure what its name says"
+        )
 
 
 async def _one_authorize(
@@ -325,6 +342,20 @@ def summary_line(result: BenchResult) -> str:
     )
 
 
+def compression_line(result: BenchResult) -> str | None:
+    """Idle memory per evaccess charger without and with permessage-deflate, or None when
+    the run did not measure both."""
+    most = max(result.plan.idle_chargers)
+    plain, deflate = (result.runs.get(name) for name in ("evaccess", "evaccess-deflate"))
+    if plain is None or deflate is None:
+        return None
+    kb = [median(runs.idle_bytes.get(most, [])) / 1024 for runs in (plain, deflate)]
+    return (
+        f"evaccess idle memory per charger at {most:,}: {kb[0]:.1f} KB without compression, "
+        f"{kb[1]:.1f} KB with permessage-deflate"
+    )
+
+
 def render(result: BenchResult, console: Console) -> str:
     plan = result.plan
     closed = Table(title=f"Closed loop: Authorize (KeyCode) round trips, {plan.rounds} rounds")
@@ -383,6 +414,9 @@ def render(result: BenchResult, console: Console) -> str:
     )
     for name, why in result.missing.items():
         console.print(f"[bold yellow]missing target {name}:[/] {why}", highlight=False)
+    idle_line = compression_line(result)
+    if idle_line:
+        console.print(idle_line, highlight=False, soft_wrap=True)
     line = summary_line(result)
     console.print(line, highlight=False, soft_wrap=True)
     return line

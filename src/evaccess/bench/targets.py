@@ -28,7 +28,8 @@ from typing import Any
 
 from websockets.typing import Subprotocol
 
-TARGETS = ("baseline", "echo", "evaccess")
+TARGETS = ("baseline", "echo", "evaccess", "evaccess-deflate")
+"""``evaccess-deflate``: the evaccess server, its chargers offering permessage-deflate."""
 READY = "READY"
 CANNED_AUTHORIZE_RESULT = '{"idTokenInfo":{"status":"Accepted"}}'
 
@@ -56,6 +57,8 @@ class ServerProcess:
     """Base URL; the load generator appends ``/SERIAL``."""
     identities: Sequence[ChargerIdentity] | None = None
     """``None``: any serial works without a password (baseline, echo)."""
+    compression: str | None = None
+    """``"deflate"``: the load generator's chargers offer permessage-deflate."""
 
     @property
     def pid(self) -> int:

@@ -16,7 +16,6 @@ from evaccess.charger import keypad
 from evaccess.charger.config import (
     EXAMPLE_SERVER,
     ChargerConfig,
-    OcppVersion,
     PinMode,
     ocpp_server_url,
 )
@@ -24,6 +23,7 @@ from evaccess.charger.fleet import FleetOptions, load_credentials, run_fleet
 from evaccess.charger.run import run_charger
 from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.errors import InvalidInput
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 charger_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -146,16 +146,37 @@ async def run(
             help="Exit after the keypad input ends and queued messages are answered.",
         ),
     ] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="wss://: PEM CA the server's certificate must chain to [default: the system's]."
+        ),
+    ] = None,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="wss://: PEM client certificate whose CN is the serial (OCPP security "
+            "profile 3; then no password is needed)."
+        ),
+    ] = None,
+    client_key: Annotated[
+        Path | None, typer.Option(help="The client certificate's PEM private key.")
+    ] = None,
 ) -> None:
     """Run one charger: an OCPP (Open Charge Point Protocol) client, a keypad with --keypad,
     and Bluetooth with --ble-transport."""
     if password_file is not None:
         password = _password_from(password_file, serial)
-    if not password:
+    if (client_cert is None) != (client_key is None):
+        raise InvalidInput("--client-cert and --client-key go together")
+    if not password and client_cert is None:
         raise InvalidInput(
             "a password is required (--password, EVACCESS_CHARGER_PASSWORD or --password-file)"
+            " unless a --client-cert is given"
         )
     server = ocpp_server_url(server)
+    if client_cert is not None and not server.startswith("wss://"):
+        raise InvalidInput("--client-cert needs a wss:// --server")
     source = _keypad(keypad_input)
     debug = bool(os.environ.get("EVACCESS_DEBUG"))
     logging.basicConfig(
@@ -169,13 +190,16 @@ async def run(
         model=model,
         firmware=firmware,
         server=server,
-        password=password,
+        password=password or "",
         protocol=protocol,
         state_dir=state_dir or default_state_dir(serial),
         ble_transport=ble_transport,
         pin_mode=pin_mode,
         session_s=session_seconds,
         exit_when_done=exit_when_done,
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
     )
     await run_charger(config, clock=SystemClock(), rng=SystemRandom(), keypad=source, say=_say)
 

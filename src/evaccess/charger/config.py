@@ -9,13 +9,7 @@ from urllib.parse import urlsplit
 
 from evaccess import console
 from evaccess.domain.errors import InvalidInput
-
-
-class OcppVersion(StrEnum):
-    """The WebSocket subprotocol names of OCPP-J (OCPP 2.0.1 Part 4; the OCPP-J 1.6 spec)."""
-
-    V201 = "ocpp2.0.1"
-    V16 = "ocpp1.6"
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 
 class PinMode(StrEnum):
@@ -76,6 +70,11 @@ class ChargerConfig:
     backoff: Backoff = Backoff()
     response_timeout_s: float = 30.0
     default_heartbeat_s: int = 300
+    ca_file: Path | None = None
+    """PEM CA(s) the server's certificate must chain to (wss://); default: the system's."""
+    client_cert: Path | None = None
+    """PEM client certificate, CN = the serial (OCPP security profile 3: no password)."""
+    client_key: Path | None = None
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from evaccess.charger.config import ChargerConfig
-from evaccess.charger.ocpp_messages import ConnectorStatus, Messages, Request, StopReason
+from evaccess.charger.ocpp_messages import ConnectorState, Messages, Request, StopReason
 from evaccess.charger.ports import BluetoothControl
 from evaccess.charger.state import (
     LocalAuthorization,
@@ -222,12 +222,12 @@ class Firmware:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
-    def connector_status(self) -> ConnectorStatus:
+    def connector_status(self) -> ConnectorState:
         if not self.available:
-            return ConnectorStatus.UNAVAILABLE
+            return ConnectorState.UNAVAILABLE
         if self.transaction_id is not None:
-            return ConnectorStatus.OCCUPIED
-        return ConnectorStatus.AVAILABLE
+            return ConnectorState.OCCUPIED
+        return ConnectorState.AVAILABLE
 
     async def notify_status(self) -> None:
         """StatusNotification for the connector, when online (sent again after each boot)."""

@@ -27,10 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from evaccess.charger.config import OcppVersion
 from evaccess.charger.run import basic_auth, quiet_websocket_logger
 from evaccess.domain.clock import Clock
 from evaccess.domain.errors import InvalidInput
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
 BOOT_TIMEOUT_S = 60.0

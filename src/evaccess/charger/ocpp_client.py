@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -18,7 +19,7 @@ from ocpp import v16, v201
 from ocpp.exceptions import OCPPError, ValidationError
 from websockets.exceptions import ConnectionClosed
 
-from evaccess.charger.config import OcppVersion
+from evaccess.charger.config import ChargerConfig
 from evaccess.charger.firmware import (
     Firmware,
     LinkDown,
@@ -26,15 +27,38 @@ from evaccess.charger.firmware import (
     ReadStatus,
 )
 from evaccess.charger.ocpp_messages import Request
+from evaccess.domain.errors import ConfigurationError
 from evaccess.protocol.ocpp_components import (
     BLUETOOTH_COMPONENT,
     KEYCODE_TOKEN_TYPE,
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
 )
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 Handler = Callable[..., Awaitable[Any]]
 log = logging.getLogger(__name__)
+
+
+def client_tls_context(config: ChargerConfig) -> ssl.SSLContext | None:
+    """TLS for a ``wss://`` server (OCPP 2.0.1 Part 2 A00, profiles 2 and 3): the server's
+    certificate verified against ``ca_file`` (or the system's CAs), TLS 1.2 or newer, and
+    with ``client_cert`` the charger's own certificate (profile 3)."""
+    if not config.url.startswith("wss://"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=config.ca_file)
+    except (OSError, ssl.SSLError):
+        raise ConfigurationError(f"--ca-file {config.ca_file}: not a readable PEM file") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.client_cert is not None:
+        try:
+            context.load_cert_chain(config.client_cert, config.client_key)
+        except (OSError, ssl.SSLError):
+            raise ConfigurationError(
+                f"--client-cert {config.client_cert}: cannot load it with its key"
+            ) from None
+    return context
 
 
 class RedactFrames(logging.Filter):

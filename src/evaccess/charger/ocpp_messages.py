@@ -14,8 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from evaccess.charger.config import ChargerConfig, OcppVersion
+from evaccess.charger.config import ChargerConfig
 from evaccess.protocol.ocpp_components import KEYCODE_TOKEN_TYPE, VENDOR_ID, DataTransferMessage
+from evaccess.protocol.ocpp_frames import OcppVersion
 
 EVSE_ID = 1
 CONNECTOR_ID = 1
@@ -35,7 +36,7 @@ _V201_TRIGGER = {
 }
 
 
-class ConnectorStatus(StrEnum):
+class ConnectorState(StrEnum):
     """The connector states this emulator reports (2.0.1 ConnectorStatusEnumType)."""
 
     AVAILABLE = "Available"
@@ -45,9 +46,9 @@ class ConnectorStatus(StrEnum):
 
 # 1.6J ChargePointStatus for the same states (OCPP 1.6 §7.7).
 _V16_STATUS = {
-    ConnectorStatus.AVAILABLE: "Available",
-    ConnectorStatus.OCCUPIED: "Charging",
-    ConnectorStatus.UNAVAILABLE: "Unavailable",
+    ConnectorState.AVAILABLE: "Available",
+    ConnectorState.OCCUPIED: "Charging",
+    ConnectorState.UNAVAILABLE: "Unavailable",
 }
 
 
@@ -73,7 +74,7 @@ class Messages(Protocol):
 
     def heartbeat(self) -> Request: ...
 
-    def status(self, status: ConnectorStatus, now: datetime) -> Request: ...
+    def status(self, status: ConnectorState, now: datetime) -> Request: ...
 
     def authorize(self, code: str) -> Request: ...
 
@@ -117,7 +118,7 @@ class V201Messages:
     def heartbeat(self) -> Request:
         return Request(action="Heartbeat", payload={})
 
-    def status(self, status: ConnectorStatus, now: datetime) -> Request:
+    def status(self, status: ConnectorState, now: datetime) -> Request:
         return Request(
             action="StatusNotification",
             payload={
@@ -206,7 +207,7 @@ class V16Messages:
     def heartbeat(self) -> Request:
         return Request(action="Heartbeat", payload={})
 
-    def status(self, status: ConnectorStatus, now: datetime) -> Request:
+    def status(self, status: ConnectorState, now: datetime) -> Request:
         return Request(
             action="StatusNotification",
             payload={

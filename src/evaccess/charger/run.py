@@ -22,7 +22,7 @@ from websockets.typing import Subprotocol
 
 from evaccess.charger.config import ChargerConfig
 from evaccess.charger.firmware import Firmware, LinkDown
-from evaccess.charger.ocpp_client import OcppConnection
+from evaccess.charger.ocpp_client import OcppConnection, client_tls_context
 from evaccess.charger.ocpp_messages import MESSAGES
 from evaccess.charger.ports import ServerLink
 from evaccess.charger.state import StateStore
@@ -51,7 +51,7 @@ def quiet_websocket_logger() -> logging.Logger:
     return logger
 
 
-class Charger:
+class RunningCharger:
     """A running charger: the firmware plus its connection loop."""
 
     def __init__(self, config: ChargerConfig, *, clock: Clock, rng: RandomSource, say: Say) -> None:
@@ -96,7 +96,13 @@ class Charger:
         async with connect(
             config.url,
             subprotocols=[Subprotocol(config.protocol.value)],
-            additional_headers={"Authorization": basic_auth(config.serial, config.password)},
+            # Profile 3 (a client certificate) needs no password; otherwise Basic Auth.
+            additional_headers=(
+                {"Authorization": basic_auth(config.serial, config.password)}
+                if config.password
+                else None
+            ),
+            ssl=client_tls_context(config),
             compression=None,
             proxy=None,
             open_timeout=10,
@@ -181,7 +187,7 @@ class Charger:
         self.say(f"charger: session ended (transaction {transaction_id})")
 
 
-async def start_bluetooth(charger: Charger) -> Any:
+async def start_bluetooth(charger: RunningCharger) -> Any:
     """Build and start the Bluetooth peripheral (``charger/ble``, another engineer's part)."""
     try:
         module = importlib.import_module(BLE_MODULE)
@@ -214,11 +220,11 @@ async def run_charger(
     rng: RandomSource,
     keypad: AsyncIterator[str] | None = None,
     say: Say = print,
-    started: Callable[[Charger], None] | None = None,
-) -> Charger:
+    started: Callable[[RunningCharger], None] | None = None,
+) -> RunningCharger:
     """Run one charger until cancelled (or, with ``exit_when_done``, until its keypad script
     is done, its session ended and every queued message was answered)."""
-    charger = Charger(config, clock=clock, rng=rng, say=say)
+    charger = RunningCharger(config, clock=clock, rng=rng, say=say)
     firmware = charger.firmware
     interrupted = firmware.recover_interrupted_session()
     if interrupted is not None:

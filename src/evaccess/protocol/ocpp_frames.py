@@ -40,7 +40,7 @@ SCHEMA_PACKAGES: Final[dict[OcppVersion, str]] = {
 }
 
 
-class MessageType(IntEnum):
+class MessageTypeId(IntEnum):
     """MessageTypeId (OCPP 2.0.1 Part 4 §4.1.3; OCPP-J 1.6 §4.1.3)."""
 
     CALL = 2
@@ -136,7 +136,7 @@ def parse_frame(text: str | bytes) -> Frame:
     if not isinstance(message_id, str) or not message_id or len(message_id) > 36:
         # 2.0.1 Part 4 §4.1.4: messageId is a string of at most 36 characters.
         raise FrameError(RpcError.RPC_FRAMEWORK_ERROR, "messageId must be a string (max 36)")
-    if message_type == MessageType.CALL and type(message_type) is int:
+    if message_type == MessageTypeId.CALL and type(message_type) is int:
         if len(message) != 4 or not isinstance(message[2], str):
             raise FrameError(
                 RpcError.RPC_FRAMEWORK_ERROR,
@@ -148,13 +148,13 @@ def parse_frame(text: str | bytes) -> Frame:
                 RpcError.FORMAT_VIOLATION, "CALL payload must be an object", message_id=message_id
             )
         return Call(message_id=message_id, action=message[2], payload=message[3])
-    if message_type == MessageType.CALL_RESULT and type(message_type) is int:
+    if message_type == MessageTypeId.CALL_RESULT and type(message_type) is int:
         if len(message) != 3 or not isinstance(message[2], dict):
             error = FrameError(RpcError.FORMAT_VIOLATION, "bad CALLRESULT", message_id=message_id)
             error.answerable = False
             raise error
         return CallResult(message_id=message_id, payload=message[2])
-    if message_type == MessageType.CALL_ERROR and type(message_type) is int:
+    if message_type == MessageTypeId.CALL_ERROR and type(message_type) is int:
         if len(message) != 5 or not isinstance(message[2], str):
             error = FrameError(RpcError.FORMAT_VIOLATION, "bad CALLERROR", message_id=message_id)
             error.answerable = False
@@ -178,11 +178,11 @@ _dumps: Final[Callable[[Any], str]] = json.JSONEncoder(
 
 
 def encode_call(message_id: str, action: str, payload: Mapping[str, Any]) -> str:
-    return _dumps([MessageType.CALL.value, message_id, action, payload])
+    return _dumps([MessageTypeId.CALL.value, message_id, action, payload])
 
 
 def encode_call_result(message_id: str, payload: Mapping[str, Any]) -> str:
-    return _dumps([MessageType.CALL_RESULT.value, message_id, payload])
+    return _dumps([MessageTypeId.CALL_RESULT.value, message_id, payload])
 
 
 def encode_call_error(
@@ -190,7 +190,13 @@ def encode_call_error(
 ) -> str:
     """A CALLERROR whose details are always ``{}``: nothing of the offending payload returns."""
     return _dumps(
-        [MessageType.CALL_ERROR.value, message_id, wire_error_code(error, version), description, {}]
+        [
+            MessageTypeId.CALL_ERROR.value,
+            message_id,
+            wire_error_code(error, version),
+            description,
+            {},
+        ]
     )
 
 
@@ -204,7 +210,7 @@ _RULE_ERRORS: Final[dict[str, RpcError]] = {
 }
 
 
-class Direction(StrEnum):
+class PayloadKind(StrEnum):
     REQUEST = "request"
     RESPONSE = "response"
 
@@ -216,18 +222,18 @@ class SchemaRegistry:
     """The OCA JSON schemas from the ``ocpp`` package, compiled on first use and cached."""
 
     def __init__(self) -> None:
-        self._compiled: dict[tuple[OcppVersion, str, Direction], Validator | None] = {}
+        self._compiled: dict[tuple[OcppVersion, str, PayloadKind], Validator | None] = {}
 
     @staticmethod
-    def schema_name(version: OcppVersion, action: str, direction: Direction) -> str:
+    def schema_name(version: OcppVersion, action: str, direction: PayloadKind) -> str:
         if version is OcppVersion.V201:
-            suffix = "Request" if direction is Direction.REQUEST else "Response"
+            suffix = "Request" if direction is PayloadKind.REQUEST else "Response"
         else:
-            suffix = "" if direction is Direction.REQUEST else "Response"
+            suffix = "" if direction is PayloadKind.REQUEST else "Response"
         return f"{action}{suffix}.json"
 
     def load(
-        self, version: OcppVersion, action: str, direction: Direction
+        self, version: OcppVersion, action: str, direction: PayloadKind
     ) -> dict[str, Any] | None:
         """The raw schema, or None when OCPP ``version`` has no such action."""
         if not action.isalnum():
@@ -240,7 +246,7 @@ class SchemaRegistry:
         return schema
 
     def validator(
-        self, version: OcppVersion, action: str, direction: Direction
+        self, version: OcppVersion, action: str, direction: PayloadKind
     ) -> Validator | None:
         key = (version, action, direction)
         try:
@@ -253,13 +259,13 @@ class SchemaRegistry:
         return compiled
 
     def knows(self, version: OcppVersion, action: str) -> bool:
-        return self.validator(version, action, Direction.REQUEST) is not None
+        return self.validator(version, action, PayloadKind.REQUEST) is not None
 
     def validate(
         self,
         version: OcppVersion,
         action: str,
-        direction: Direction,
+        direction: PayloadKind,
         payload: dict[str, Any],
         *,
         message_id: str = UNKNOWN_MESSAGE_ID,
@@ -336,11 +342,11 @@ __all__ = [
     "Call",
     "CallError",
     "CallResult",
-    "Direction",
     "Frame",
     "FrameError",
-    "MessageType",
+    "MessageTypeId",
     "OcppVersion",
+    "PayloadKind",
     "RpcError",
     "SchemaRegistry",
     "describe_frame",

@@ -20,7 +20,8 @@ from evaccess.server.bootstrap import (
     prepare_database_file,
 )
 from evaccess.server.context import Context
-from evaccess.server.ocpp.server import serve_ocpp, server_tls_context
+from evaccess.server.ocpp.server import Compression, serve_ocpp
+from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
@@ -102,8 +103,12 @@ async def serve(
     http_socket = _listen(settings.host, settings.port, "EVACCESS_PORT or --port")
     ocpp_host = settings.ocpp_host or settings.host
     tls = (
-        server_tls_context(settings.tls_cert, settings.tls_key)
-        if settings.tls_cert is not None and settings.tls_key is not None
+        server_tls_context(
+            [CertificateChain(cert_file=c, key_file=k) for c, k in settings.tls_chains],
+            client_ca=settings.tls_client_ca,
+            require_client_cert=settings.tls_require_client_cert,
+        )
+        if settings.tls_chains
         else None
     )
     try:
@@ -117,6 +122,15 @@ async def serve(
                 port=settings.ocpp_port,
                 ssl=tls,
                 clock=ctx.clock,
+                compression=(
+                    Compression(
+                        window_bits=settings.ocpp_compression_window_bits,
+                        level=settings.ocpp_compression_level,
+                        mem_level=settings.ocpp_compression_mem_level,
+                    )
+                    if settings.ocpp_compression
+                    else None
+                ),
             )
         except OSError as exc:
             await ctx.db.dispose()

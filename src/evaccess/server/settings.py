@@ -34,8 +34,37 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     ocpp_host: str | None = Field(default=None, description="Default: same as HOST.")
     ocpp_port: int = Field(default=9000, ge=0, le=65535)
-    tls_cert: Path | None = Field(default=None, description="PEM certificate: OCPP profile 2.")
-    tls_key: Path | None = None
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain of the OCPP endpoint (RSA or ECDSA): OCPP security "
+        "profile 2 (wss://). OCPP 2.0.1 A00.FR.318's four cipher suites need one RSA and one "
+        "ECDSA certificate: give the other one as TLS_CERT_2.",
+    )
+    tls_key: Path | None = Field(default=None, description="Its PEM private key (unencrypted).")
+    tls_cert_2: Path | None = Field(
+        default=None, description="A second chain, of the other key type (RSA or ECDSA)."
+    )
+    tls_key_2: Path | None = None
+    tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA(s) that sign chargers' client certificates: OCPP security profile 3 "
+        "(a charger with a valid certificate whose CN is its serial needs no password).",
+    )
+    tls_require_client_cert: bool = Field(
+        default=False,
+        description="Refuse chargers without a client certificate (profile 3 only).",
+    )
+    ocpp_compression: bool = Field(
+        default=True,
+        description="Accept WebSocket compression (permessage-deflate) when a charger offers "
+        "it (OCPP-J requires a CSMS to support it); no context is kept between messages, so "
+        "an idle charger costs no more memory.",
+    )
+    ocpp_compression_window_bits: int = Field(
+        default=12, ge=9, le=15, description="Deflate window (2^N bytes) while compressing."
+    )
+    ocpp_compression_level: int = Field(default=6, ge=0, le=9, description="zlib level.")
+    ocpp_compression_mem_level: int = Field(default=5, ge=1, le=9, description="zlib memLevel.")
     token_ttl_hours: float = Field(default=24 * 14, gt=0)
     auth_cache_ttl_s: float = Field(
         default=3600.0,
@@ -63,6 +92,14 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("EVACCESS_TLS_CERT and EVACCESS_TLS_KEY go together")
+        if (self.tls_cert_2 is None) != (self.tls_key_2 is None):
+            raise ValueError("EVACCESS_TLS_CERT_2 and EVACCESS_TLS_KEY_2 go together")
+        if self.tls_cert is None and (self.tls_cert_2 or self.tls_client_ca):
+            raise ValueError(
+                "EVACCESS_TLS_CERT_2 and EVACCESS_TLS_CLIENT_CA need EVACCESS_TLS_CERT"
+            )
+        if self.tls_require_client_cert and self.tls_client_ca is None:
+            raise ValueError("EVACCESS_TLS_REQUIRE_CLIENT_CERT needs EVACCESS_TLS_CLIENT_CA")
         if not self.resolved_database_url.startswith(SUPPORTED_DATABASES):
             raise ValueError(
                 "EVACCESS_DATABASE_URL must start with " + " or ".join(SUPPORTED_DATABASES)
@@ -74,6 +111,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'evaccess.db').resolve()}"
+
+    @property
+    def tls_chains(self) -> list[tuple[Path, Path]]:
+        """The OCPP endpoint's (certificate, key) pairs; empty: plain ws://."""
+        pairs = [(self.tls_cert, self.tls_key), (self.tls_cert_2, self.tls_key_2)]
+        return [(cert, key) for cert, key in pairs if cert is not None and key is not None]
 
     @property
     def resolved_keys_dir(self) -> Path:

@@ -16,13 +16,6 @@ from enum import StrEnum
 from typing import Protocol
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ChargerIdentity:
-    charger_id: str
-    """The id in the URL (``/ocpp/{charger_id}``); evaccess uses the charger's serial."""
-    organisation_id: str
-
-
 class AuthOutcome(StrEnum):
     ACCEPTED = "accepted"
     UNKNOWN_CHARGER = "unknown_charger"
@@ -141,6 +134,10 @@ ChargerCommand = (
 class OcppBackend(Protocol):
     async def authenticate(self, charger_id: str, password: str) -> AuthOutcome:
         """Check a charger's Basic Auth password (counts refusals)."""
+
+    async def authenticate_certificate(self, charger_id: str) -> AuthOutcome:
+        """Security profile 3: TLS verified a client certificate whose CN is ``charger_id``
+        against the configured CA; ``ACCEPTED`` for a known charger (counts refusals)."""
 
     async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
         """The charger connected (with this subprotocol) or went away."""

@@ -257,6 +257,12 @@ class InMemoryOcppBackend:
         self.auth_refusals[outcome] += 1
         return outcome
 
+    async def authenticate_certificate(self, charger_id: str) -> AuthOutcome:
+        if charger_id in self.chargers:
+            return AuthOutcome.ACCEPTED
+        self.auth_refusals[AuthOutcome.UNKNOWN_CHARGER] += 1
+        return AuthOutcome.UNKNOWN_CHARGER
+
     async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
         charger = self.chargers[charger_id]
         charger.online = online

@@ -11,6 +11,9 @@ Handshake (OCPP 2.0.1 Part 4 §3; OCPP-J 1.6 §3-4):
 * Basic Auth, username = charger id (security profile 1; profile 2 is the same over TLS
   when ``ssl`` is given; 2.0.1 Part 2 A00, security profiles). A missing header, an
   unknown charger or a wrong password is refused with HTTP 401 before the upgrade, counted.
+* Profile 3 (``ssl`` from ``tls.server_tls_context`` with a client CA): a charger whose
+  certificate TLS verified is identified by its subject CN, which must be the URL's
+  charger id (HTTP 403 otherwise, before the upgrade); no Basic Auth then.
 * Subprotocols ``ocpp2.0.1`` and ``ocpp1.6``. When none of the offered ones matches, the
   handshake completes without ``Sec-WebSocket-Protocol`` and the server then closes
   (OCPP-J 1.6 §4.1.2 / 2.0.1 Part 4 §3.1.2), instead of websockets' default HTTP 400.
@@ -26,11 +29,11 @@ from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -40,6 +43,7 @@ from evaccess.protocol.ocpp_components import SUBPROTOCOLS
 from evaccess.protocol.ocpp_frames import OcppVersion, SchemaRegistry
 from evaccess.server.ocpp.backend import AuthOutcome, ChargerNotifier, OcppBackend
 from evaccess.server.ocpp.session import OcppSession, SessionCounters
+from evaccess.server.ocpp.tls import peer_common_names
 
 log = logging.getLogger("evaccess.server.ocpp")
 
@@ -50,6 +54,44 @@ MAX_FRAME_BYTES: Final = 4 * BYTES_PER_MESSAGE
 """websockets closes the connection (1009, RFC 6455 §7.4.1) above this: never read."""
 CALL_TIMEOUT_S: Final = 30.0
 WRITE_LIMIT: Final = 16 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Compression:
+    """permessage-deflate (RFC 7692), required of a CSMS by OCPP-J (2.0.1 Part 4 §3.3) and
+    accepted whenever a charger offers it.
+
+    Memory: a zlib stream kept between messages costs ~10 KB (deflate, small settings) to
+    ~40 KB (inflate with the 32 KB window a client is free to use) per connection. Both
+    directions are negotiated without context takeover (``server_no_context_takeover``,
+    ``client_no_context_takeover``; a server may ask the latter of any client, RFC 7692
+    §7.1.1.2), so websockets drops each stream at the end of its message and an idle
+    charger keeps none: its cost is that of an uncompressed one (docs/performance.md).
+    The price is a new stream per message (a dictionary per message only, fine for OCPP's
+    small frames). ``window_bits`` bounds what the server compresses with (and the
+    charger's window when it offers ``client_max_window_bits``); ``level`` and
+    ``mem_level`` are zlib's."""
+
+    window_bits: int = 12
+    level: int = 6
+    mem_level: int = 5
+
+    def __post_init__(self) -> None:
+        if not 9 <= self.window_bits <= 15:
+            raise ValueError("compression window_bits must be 9 to 15")
+        if not 0 <= self.level <= 9:
+            raise ValueError("compression level must be 0 to 9")
+        if not 1 <= self.mem_level <= 9:
+            raise ValueError("compression mem_level must be 1 to 9")
+
+    def extension(self) -> ServerPerMessageDeflateFactory:
+        return ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True,
+            client_no_context_takeover=True,
+            server_max_window_bits=self.window_bits,
+            client_max_window_bits=self.window_bits,
+            compress_settings={"level": self.level, "memLevel": self.mem_level},
+        )
 
 
 class _NoFrameDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -67,6 +109,9 @@ class HandshakeCounters:
     refused_unknown_charger: int = 0
     refused_bad_password: int = 0
     refused_bad_path: int = 0
+    refused_certificate_mismatch: int = 0
+    """A verified client certificate whose CN is not the URL's charger id (profile 3)."""
+    accepted_by_certificate: int = 0
     no_subprotocol: int = 0
 
 
@@ -161,6 +206,19 @@ class OcppServer:
         if charger_id is None:
             self.handshakes.refused_bad_path += 1
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        common_names = peer_common_names(connection.transport.get_extra_info("peercert"))
+        if common_names:
+            # Security profile 3: TLS verified the certificate against the client CA; its
+            # CN must be this charger's identity, and then no Basic Auth is asked for.
+            if common_names != [charger_id]:
+                self.handshakes.refused_certificate_mismatch += 1
+                return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+            outcome = await self.backend.authenticate_certificate(charger_id)
+            if outcome is not AuthOutcome.ACCEPTED:
+                self.handshakes.refused_unknown_charger += 1
+                return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+            self.handshakes.accepted_by_certificate += 1
+            return None
         credentials = basic_credentials(request)
         if credentials is None:
             self.handshakes.refused_missing_credentials += 1
@@ -233,7 +291,14 @@ class OcppServer:
                     charger_id, online=False, protocol=session.version
                 )
 
-    async def _start(self, *, host: str, port: int, ssl: ssl_module.SSLContext | None) -> None:
+    async def _start(
+        self,
+        *,
+        host: str,
+        port: int,
+        ssl: ssl_module.SSLContext | None,
+        compression: Compression | None,
+    ) -> None:
         self._server = await serve(
             self._handle,
             host,
@@ -241,22 +306,14 @@ class OcppServer:
             ssl=ssl,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
-            compression=None,  # permessage-deflate costs ~40 KB per connection
+            compression=None,  # websockets' default keeps both zlib streams: see Compression
+            extensions=[compression.extension()] if compression is not None else None,
             max_size=MAX_FRAME_BYTES,
             max_queue=4,
             write_limit=WRITE_LIMIT,
             ping_interval=None,  # chargers ping (WebSocketPingInterval); no task per socket
             logger=_NoFrameDebug(logging.getLogger("evaccess.server.ocpp.transport"), {}),
         )
-
-
-def server_tls_context(cert_file: str | Path, key_file: str | Path) -> ssl_module.SSLContext:
-    """TLS for security profile 2 (2.0.1 Part 2 A00: Basic Auth inside TLS 1.2 or newer;
-    the charger verifies the CSMS certificate)."""
-    context = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl_module.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 async def serve_ocpp(
@@ -268,14 +325,16 @@ async def serve_ocpp(
     clock: Clock | None = None,
     call_timeout_s: float = CALL_TIMEOUT_S,
     bytes_per_message: int = BYTES_PER_MESSAGE,
+    compression: Compression | None = Compression(),
 ) -> OcppServer:
-    """Start the OCPP-J endpoint on the running loop (port 0: any free port)."""
+    """Start the OCPP-J endpoint on the running loop (port 0: any free port);
+    ``compression=None`` declines permessage-deflate."""
     server = OcppServer(
         backend,
         clock=clock or SystemClock(),
         call_timeout_s=call_timeout_s,
         bytes_per_message=bytes_per_message,
     )
-    await server._start(host=host, port=port, ssl=ssl)
+    await server._start(host=host, port=port, ssl=ssl, compression=compression)
     log.info("OCPP endpoint listening on port %d (%s)", server.port, "wss" if ssl else "ws")
     return server

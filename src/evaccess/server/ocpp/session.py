@@ -31,9 +31,9 @@ from evaccess.domain.clock import Clock
 from evaccess.protocol.ocpp_frames import (
     Call,
     CallResult,
-    Direction,
     FrameError,
     OcppVersion,
+    PayloadKind,
     RpcError,
     SchemaRegistry,
     describe_frame,
@@ -51,6 +51,7 @@ from evaccess.server.ocpp.commands import (
     may_send,
     reported_list_version,
 )
+from evaccess.server.ocpp.errors import call_error_for, is_internal
 from evaccess.server.ocpp.handlers import HANDLERS, HandlerContext
 
 log = logging.getLogger("evaccess.server.ocpp")
@@ -269,7 +270,7 @@ class OcppSession:
             self._schemas.validate(
                 self.version,
                 call.action,
-                Direction.REQUEST,
+                PayloadKind.REQUEST,
                 call.payload,
                 message_id=call.message_id,
             )
@@ -282,14 +283,18 @@ class OcppSession:
         try:
             reply = await handler(self._ctx, call.payload)
         except Exception as exc:
-            # The exception may quote a token: log its type and where, never its text.
-            log.error(
-                "charger %s: %s handler failed: %s",
+            # One table (server/ocpp/errors.py); the exception may quote a token: log its
+            # type and where, answer its stable code, never its text.
+            error, description = call_error_for(exc)
+            log.log(
+                logging.ERROR if is_internal(error) else logging.INFO,
+                "charger %s: %s refused: %s (%s)",
                 self.charger_id,
                 call.action,
                 type(exc).__name__,
+                description,
             )
-            await self._send_error(call.message_id, RpcError.INTERNAL_ERROR, "internal error")
+            await self._send_error(call.message_id, error, description)
             return
         await self._send(encode_call_result(call.message_id, reply.payload))
         if reply.registration is not None:
@@ -440,7 +445,7 @@ class OcppSession:
 
     def _valid_response(self, step: Step, payload: dict[str, Any]) -> bool:
         try:
-            self._schemas.validate(self.version, step.action, Direction.RESPONSE, payload)
+            self._schemas.validate(self.version, step.action, PayloadKind.RESPONSE, payload)
         except FrameError as exc:
             log.warning(
                 "charger %s: invalid %s response (%s)",

@@ -95,6 +95,15 @@ class DbOcppBackend:
             return port.AuthOutcome.BAD_PASSWORD
         return port.AuthOutcome.ACCEPTED
 
+    async def authenticate_certificate(self, charger_id: str) -> port.AuthOutcome:
+        """Profile 3: the CA vouched for the CN; the charger must still be registered."""
+        async with self._ctx.db.read() as session:
+            known = await session.scalar(select(Charger.id).where(Charger.serial == charger_id))
+        if known is None:
+            self.refused_auth += 1
+            return port.AuthOutcome.UNKNOWN_CHARGER
+        return port.AuthOutcome.ACCEPTED
+
     async def connection_changed(self, charger_id: str, *, online: bool, protocol: str) -> None:
         async with self._ctx.db.transaction() as session:
             charger = await self._charger(session, charger_id)
