@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaccess.domain.clock import SystemRandom
-from evaccess.domain.errors import IntegrityFailure, LockedOut, PairingDisabled
+from evaccess.domain.errors import IntegrityFailure, LockedOut, NotAuthenticated, PairingDisabled
 from evaccess.protocol import ble_access as proto
 
 PIN = b"472913"
@@ -259,7 +259,7 @@ def test_credential_challenge_response_cannot_be_replayed() -> None:
     # A recorded proof is useless on a new link: the charger's nonce differs.
     replay = proto.ChargerLink(charger, SystemRandom())
     replay.handle(auth.begin())
-    with pytest.raises(proto.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         proto.expect_reply(replay.handle(proof), proto.MessageType.AUTH_OK)
     assert not replay.authenticated
     # ... and the challenge is single use.
@@ -287,7 +287,7 @@ def test_unknown_credential_and_revocation() -> None:
     charger = FakeCharger()
     link = proto.ChargerLink(charger, SystemRandom())
     auth = proto.PhoneAuth(phone_id=PHONE, serial=SERIAL, secret=b"x" * 32, nonce=b"\x01" * 16)
-    with pytest.raises(proto.NotAuthenticated, match="pair again"):
+    with pytest.raises(NotAuthenticated, match="pair again"):
         auth.on_challenge(link.handle(auth.begin()))
 
 

@@ -24,6 +24,7 @@ from bumble.smp import ErrorCode as SmpErrorCode
 from bumble.transport import open_transport
 from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
+from evaccess.ble_logging import silence_secret_debug_logs
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import (
     EvAccessError,
@@ -105,7 +106,7 @@ class PhoneCentral:
         self.device: Device | None = None
 
     async def __aenter__(self) -> Self:
-        proto.silence_secret_debug_logs()
+        silence_secret_debug_logs()
         try:
             self._transport = await open_transport(self._spec)
         except (TransportSpecError, TransportInitError) as exc:

@@ -27,6 +27,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
+from evaccess.ble_logging import silence_secret_debug_logs
 from evaccess.charger.ble.smp_policy import policy_session
 from evaccess.charger.ble.store import CredentialStore, LockoutStore, load_identity
 from evaccess.charger.ports import BluetoothControl, BluetoothPinSettings, ServerLink
@@ -171,7 +172,7 @@ class BlePeripheral:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        proto.silence_secret_debug_logs()
+        silence_secret_debug_logs()
         try:
             self._transport = await open_transport(self.transport_spec)
         except (TransportSpecError, TransportInitError) as exc:
