@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from pathlib import Path
@@ -80,11 +79,11 @@ async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(ri
 async def test_wrong_pin_fails_clearly_and_is_exactly_one_failed_guess(rig: Rig) -> None:
     with pytest.raises(proto.WrongPin, match="wrong PIN"):
         await pair(rig, WRONG_PIN)
-    assert rig.charger._lockout.consecutive_failures == 1
+    assert rig.charger.guard.lockout.consecutive_failures == 1
     assert rig.phone_store().find(SERIAL) is None
     assert len(rig.charger.credentials) == 0
     await pair(rig)  # the right PIN right after works, and resets the count
-    assert rig.charger._lockout.consecutive_failures == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
 
 
 async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_locks(
@@ -104,10 +103,10 @@ async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_lock
     assert rig.server.events == [
         (SecurityEventType.BLUETOOTH_PIN_LOCKOUT, "level=1 duration_s=300 consecutive_failures=5")
     ]
-    assert rig.charger._lockout.consecutive_failures == 5
+    assert rig.charger.guard.lockout.consecutive_failures == 5
     with pytest.raises(LockedOut):  # INFO says so: the next try sends nothing
         await pair(rig, PIN, phone="attacker")
-    assert rig.charger._lockout.consecutive_failures == 5
+    assert rig.charger.guard.lockout.consecutive_failures == 5
 
 
 async def test_a_pin_that_is_not_six_digits_is_refused_before_any_connection(rig: Rig) -> None:
@@ -120,7 +119,7 @@ async def test_a_pin_that_is_not_six_digits_is_refused_before_any_connection(rig
         with pytest.raises(PinRejected, match="exactly 6 digits"):
             await pair(rig, bad, phone="typo")
     assert connections == []
-    assert rig.charger._lockout.consecutive_failures == 1  # no guess was spent
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # no guess was spent
 
 
 async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Rig) -> None:
@@ -211,7 +210,7 @@ async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_worki
     for _ in range(2):
         with pytest.raises(proto.WrongPin):
             await pair(rig, WRONG_PIN, phone="attacker")
-    assert rig.charger._lockout.disabled
+    assert rig.charger.guard.lockout.disabled
     with pytest.raises(PairingDisabled):
         await pair(rig, WRONG_PIN, phone="attacker")
     assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED
@@ -367,19 +366,16 @@ async def test_stale_cached_address_and_handles_fall_back_to_scan_and_discovery(
 
 
 async def test_an_idle_unauthenticated_link_neither_hides_the_charger_nor_stays(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    rig: Rig,
 ) -> None:
     await pair(rig, phone="owner")
-    monkeypatch.setattr(peripheral, "UNAUTHENTICATED_LINK_TIMEOUT_S", 1.0)
     async with PhoneCentral(rig.link.transports[2], rng=rig.rng) as squatter:
-        idle = await squatter.connect(SERIAL)  # connects and does nothing
+        await squatter.connect(SERIAL)  # connects and does nothing
         # The owner still finds and configures the charger while the squatter is connected.
         assert (await configure(rig, phone="owner", current_limit_a=15))["current_limit_a"] == 15
-        for _ in range(40):
-            if idle.connection not in rig.charger.links and not rig.charger.links:
-                break
-            await asyncio.sleep(0.05)
-        assert not rig.charger.links  # the idle link was closed
+        assert rig.charger.links  # the squatter's link, still within its time
+        rig.clock.advance(peripheral.UNAUTHENTICATED_LINK_TIMEOUT_S)
+        await eventually(lambda: not rig.charger.links, what="the idle link closed")
 
 
 async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:

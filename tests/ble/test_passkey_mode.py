@@ -68,7 +68,7 @@ async def test_correct_passkey_pairs_and_credential_reconnects(rig: Rig) -> None
         rng=rig.rng,
     )
     assert settings["current_limit_a"] == 14
-    assert rig.charger._lockout.consecutive_failures == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
 
 
 async def test_wrong_passkey_is_one_failure_and_lockout_answers_repeated_attempts(
@@ -78,7 +78,7 @@ async def test_wrong_passkey_is_one_failure_and_lockout_answers_repeated_attempt
     for expected in range(1, 6):
         with pytest.raises(proto.WrongPin):
             await pair(rig, WRONG_PIN, phone="attacker")
-        assert rig.charger._lockout.consecutive_failures == expected
+        assert rig.charger.guard.lockout.consecutive_failures == expected
     with pytest.raises(LockedOut):
         await pair(rig, PIN, phone="attacker")
     assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_LOCKOUT
@@ -126,7 +126,7 @@ async def test_just_works_and_legacy_pairing_are_refused(
     # Without a passkey-paired link the PIN-less enrolment is refused too.
     with pytest.raises(NotAuthenticated, match="passkey"):
         await session.enrol(phone_id=bytes(16), pin=None)
-    assert rig.charger._lockout.consecutive_failures == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
     assert len(rig.charger.credentials) == 0
 
 
@@ -157,7 +157,7 @@ async def test_reflected_public_key_is_refused(rig: Rig) -> None:
     with pytest.raises(ProtocolError) as refused:
         await session.connection.pair()
     assert refused.value.error_code == smp.ErrorCode.DHKEY_CHECK_FAILED
-    assert rig.charger._lockout.consecutive_failures == 1  # an attack counts as a guess
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # an attack counts as a guess
 
 
 async def test_every_pairing_gets_a_fresh_key_pair(rig: Rig) -> None:

@@ -38,7 +38,7 @@ class FakeCharger:
         return proto.new_pake_responder(self.serial, password)
 
     def pin_exchange_allowed(
-        self, *, use_pin: bool, link_authenticated: bool
+        self, link: proto.ChargerLink, *, use_pin: bool
     ) -> proto.ErrorCode | None:
         if use_pin and self.in_flight:
             return proto.ErrorCode.BUSY
@@ -52,10 +52,10 @@ class FakeCharger:
     def attempts_left(self) -> int:
         return max(0, 5 - self.failures)
 
-    def begin_attempt(self) -> None:
+    def begin_attempt(self, link: proto.ChargerLink) -> None:
         self.in_flight = True
 
-    def end_attempt(self, *, success: bool) -> None:
+    def end_attempt(self, link: proto.ChargerLink, *, success: bool) -> None:
         self.in_flight = False
         if success:
             self.successes += 1

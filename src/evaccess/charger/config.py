@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from evaccess import console
 from evaccess.domain.errors import InvalidInput
+from evaccess.protocol.ble_access import PinMode as PinMode  # the one definition
 
 
 class OcppVersion(StrEnum):
@@ -16,13 +17,6 @@ class OcppVersion(StrEnum):
 
     V201 = "ocpp2.0.1"
     V16 = "ocpp1.6"
-
-
-class PinMode(StrEnum):
-    """How the Bluetooth PIN is checked (DESIGN.md decision 2)."""
-
-    PAKE = "pake"
-    PASSKEY = "passkey"
 
 
 EXAMPLE_SERVER = "ws://127.0.0.1:9000/ocpp"

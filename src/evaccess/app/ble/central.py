@@ -230,7 +230,7 @@ class ChargerSession:
             raise NotFound(f"charger {self.serial} does not offer the evaccess service")
         characteristics = await services[0].discover_characteristics()
         by_uuid = {UUID(str(c.uuid).replace("-", "").lower()): c for c in characteristics}
-        wanted = (proto.INFO_UUID, proto.ACCESS_UUID, *proto.CONFIG_UUIDS)
+        wanted = [spec.uuid for spec in proto.CHARACTERISTICS]
         missing = [uuid for uuid in wanted if uuid not in by_uuid]
         if missing:
             raise NotFound(f"charger {self.serial} lacks part of the evaccess service")

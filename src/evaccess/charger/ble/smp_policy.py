@@ -29,7 +29,8 @@ PASSKEY_INITIATOR_CAPABILITIES = frozenset(
 
 
 class SmpPolicy(Protocol):
-    passkey_mode: bool
+    @property
+    def passkey_mode(self) -> bool: ...
 
     def passkey_refusal(self) -> smp.ErrorCode | None:
         """``REPEATED_ATTEMPTS`` while PIN entry is locked or disabled, else ``None``."""

@@ -64,19 +64,19 @@ class ChargerContext(Protocol):
     def pake_responder(self, password: bytes) -> tuple[SPAKE2_B, bytes]:
         """A started SPAKE2_B for ``password`` and its message (possibly computed ahead)."""
 
-    def pin_exchange_allowed(self, *, use_pin: bool, link_authenticated: bool) -> ErrorCode | None:
-        """``None`` if an exchange may start now; else why not (lockout, busy, passkey mode
-        without a passkey-paired link)."""
+    def pin_exchange_allowed(self, link: ChargerLink, *, use_pin: bool) -> ErrorCode | None:
+        """``None`` if ``link`` may start an exchange now; else why not (lockout, busy,
+        passkey mode without a passkey-paired link)."""
 
     def lockout_state(self) -> tuple[PairingState, float]: ...
 
     def attempts_left(self) -> int:
         """Failed PIN exchanges left before the lockout (0 while locked or disabled)."""
 
-    def begin_attempt(self) -> None:
-        """A PIN exchange is in flight (one at a time per charger)."""
+    def begin_attempt(self, link: ChargerLink) -> None:
+        """A PIN exchange is in flight on ``link`` (one at a time per charger)."""
 
-    def end_attempt(self, *, success: bool) -> None:
+    def end_attempt(self, link: ChargerLink, *, success: bool) -> None:
         """Count the in-flight PIN attempt: a failure, or a success that resets the counters."""
 
     def credential(self, phone_id: bytes) -> StoredCredential | None: ...
@@ -152,7 +152,7 @@ class ChargerLink:
 
     def _abort(self) -> None:
         if self.state is LinkState.PAKE_SENT and self._pending and self._pending.counted:
-            self._ctx.end_attempt(success=False)
+            self._ctx.end_attempt(self, success=False)
         self._pending = None
         if self.state is not LinkState.AUTHENTICATED:
             self.state = LinkState.IDLE
@@ -169,9 +169,7 @@ class ChargerLink:
             return error_frame(ErrorCode.PIN_NOT_REQUIRED)
         if pin is not None and not use_pin:
             return error_frame(ErrorCode.PIN_REQUIRED)
-        refusal = self._ctx.pin_exchange_allowed(
-            use_pin=use_pin, link_authenticated=self.link_authenticated
-        )
+        refusal = self._ctx.pin_exchange_allowed(self, use_pin=use_pin)
         if refusal is not None:
             _, retry = self._ctx.lockout_state()
             return error_frame(refusal, retry_after=retry if refusal is ErrorCode.LOCKED else None)
@@ -185,7 +183,7 @@ class ChargerLink:
         transcript = build_transcript(frame.version, id_a, id_b, message_a, message_b, use_pin)
         keys = derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + transcript)
         if use_pin:
-            self._ctx.begin_attempt()
+            self._ctx.begin_attempt(self)
         self._pending = _Pending(
             phone_id=phone_id,
             counted=use_pin,
@@ -213,7 +211,7 @@ class ChargerLink:
             )
         self._pending = None
         if pending.counted:
-            self._ctx.end_attempt(success=True)
+            self._ctx.end_attempt(self, success=True)
         secret = self._ctx.issue_credential(pending.phone_id, with_pin=pending.with_pin)
         self.cipher = SessionCipher(pending.keys, outbound=Direction.CHARGER_TO_PHONE)
         self.phone_id = pending.phone_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from evaccess.domain import lockout
 from evaccess.domain.errors import (
@@ -87,9 +87,16 @@ class PairingState(IntEnum):
     DISABLED = 2
 
 
-class PinMode(IntEnum):
-    PAKE = 0
-    PASSKEY = 1
+class PinMode(StrEnum):
+    """How the charger checks its Bluetooth PIN (section 9): by the PIN exchange of section
+    5.2, or as the LE Secure Connections passkey. INFO carries it as one byte."""
+
+    PAKE = "pake"
+    PASSKEY = "passkey"
+
+
+_PIN_MODE_BYTES = {PinMode.PAKE: 0, PinMode.PASSKEY: 1}
+_PIN_MODES_BY_BYTE = {value: mode for mode, value in _PIN_MODE_BYTES.items()}
 
 
 class AttErrorCode(IntEnum):
@@ -297,7 +304,7 @@ class ChargerInfo:
                 Tag.VERSIONS: bytes(self.versions),
                 Tag.SERIAL: self.serial.encode(),
                 Tag.PIN_REQUIRED: bytes((int(self.pin_required),)),
-                Tag.PIN_MODE: bytes((self.pin_mode,)),
+                Tag.PIN_MODE: bytes((_PIN_MODE_BYTES[self.pin_mode],)),
                 Tag.PAIRING_STATE: bytes((self.pairing_state,)),
                 Tag.RETRY_AFTER: u32(self.retry_after),
             },
@@ -312,11 +319,11 @@ class ChargerInfo:
                 serial=frame.get(Tag.SERIAL).decode(),
                 versions=tuple(frame.get(Tag.VERSIONS)),
                 pin_required=frame.get(Tag.PIN_REQUIRED) == b"\x01",
-                pin_mode=PinMode(frame.get(Tag.PIN_MODE)[0]),
+                pin_mode=_PIN_MODES_BY_BYTE[frame.get(Tag.PIN_MODE)[0]],
                 pairing_state=PairingState(frame.get(Tag.PAIRING_STATE)[0]),
                 retry_after=struct.unpack(">I", frame.get(Tag.RETRY_AFTER))[0],
             )
-        except (ValueError, IndexError, struct.error, UnicodeDecodeError):
+        except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
             raise ProtocolViolation("malformed INFO frame") from None
 
 
