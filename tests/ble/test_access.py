@@ -70,7 +70,7 @@ async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(ri
     )
     assert settings == {"wifi_ssid": "home", "current_limit_a": 20}
     assert rig.charger.wifi_password == "s3cret-wifi"
-    assert "s3cret" not in repr(rig.charger.settings)
+    assert "s3cret" not in repr(rig.charger.config.values)
     assert {"WifiSsid": "home"} in rig.server.configuration
     assert {"CurrentLimit": "20"} in rig.server.configuration
     assert all("password" not in json.dumps(c).lower() for c in rig.server.configuration)
@@ -81,7 +81,7 @@ async def test_wrong_pin_fails_clearly_and_is_exactly_one_failed_guess(rig: Rig)
         await pair(rig, WRONG_PIN)
     assert rig.charger.guard.lockout.consecutive_failures == 1
     assert rig.phone_store().find(SERIAL) is None
-    assert len(rig.charger.credentials) == 0
+    assert len(rig.charger.guard.credentials) == 0
     await pair(rig)  # the right PIN right after works, and resets the count
     assert rig.charger.guard.lockout.consecutive_failures == 0
 
@@ -139,7 +139,7 @@ async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Ri
         with pytest.raises(NotAuthenticated):
             await session.raw_read(proto.WIFI_UUID)
         await session.close()
-    assert rig.charger.settings["current_limit_a"] == 16
+    assert rig.charger.config.values["current_limit_a"] == 16
 
 
 async def test_values_sealed_under_another_session_are_refused(rig: Rig) -> None:
@@ -160,7 +160,7 @@ async def test_values_sealed_under_another_session_are_refused(rig: Rig) -> None
         with pytest.raises(InvalidInput, match="ATT error 0x80"):
             await session.write_setting(proto.CURRENT_LIMIT_UUID, {"amps": 33})
         await session.close()
-    assert rig.charger.settings["current_limit_a"] == 10
+    assert rig.charger.config.values["current_limit_a"] == 10
 
 
 async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_working(
@@ -252,7 +252,7 @@ async def test_forget_from_the_phone(rig: Rig) -> None:
     await pairing.forget(
         transport=rig.phone_transport, serial=SERIAL, store=rig.phone_store(), rng=rig.rng
     )
-    assert len(rig.charger.credentials) == 0
+    assert len(rig.charger.guard.credentials) == 0
     assert rig.phone_store().find(SERIAL) is None
 
 
@@ -320,7 +320,9 @@ async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> N
     rig.server.report_pin_changed = offline  # type: ignore[method-assign]
     with pytest.raises(EvAccessError, match="ATT error 0x0E"):
         await configure(rig, new_pin="583920")
-    assert rig.charger.pin_settings.pin == PIN  # the server would reveal a stale PIN otherwise
+    assert (
+        rig.charger.guard.pin_settings.pin == PIN
+    )  # the server would reveal a stale PIN otherwise
     await pair(rig, PIN, phone="other")
 
 

@@ -127,7 +127,7 @@ async def test_just_works_and_legacy_pairing_are_refused(
     with pytest.raises(NotAuthenticated, match="passkey"):
         await session.enrol(phone_id=bytes(16), pin=None)
     assert rig.charger.guard.lockout.consecutive_failures == 0
-    assert len(rig.charger.credentials) == 0
+    assert len(rig.charger.guard.credentials) == 0
 
 
 async def test_reflected_public_key_is_refused(rig: Rig) -> None:

@@ -117,25 +117,8 @@ class BlePeripheral:
         self.device: Device | None = None
 
     @property
-    def pin_mode(self) -> proto.PinMode:
-        return self.guard.pin_mode
-
-    @property
-    def passkey_mode(self) -> bool:
+    def passkey_mode(self) -> bool:  # SmpPolicy
         return self.guard.passkey_mode
-
-    @property
-    def pin_settings(self) -> BluetoothPinSettings:
-        return self.guard.pin_settings
-
-    @property
-    def credentials(self) -> IssuedCredentials:
-        return self.guard.credentials
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """Non-secret settings phones wrote (what the OCPP half may report)."""
-        return self.config.values
 
     @property
     def wifi_password(self) -> str | None:
@@ -171,8 +154,8 @@ class BlePeripheral:
         log.info(
             "advertising as %s (PIN %s, checked by %s)",
             proto.advertised_name(self.serial),
-            "required" if self.pin_settings.required else "not required",
-            self.pin_mode.value,
+            "required" if self.guard.pin_settings.required else "not required",
+            self.guard.pin_mode.value,
         )
 
     async def stop(self) -> None:
@@ -259,8 +242,8 @@ class BlePeripheral:
         info = proto.ChargerInfo(
             serial=self.serial,
             versions=proto.SUPPORTED_VERSIONS,
-            pin_required=self.pin_settings.required,
-            pin_mode=self.pin_mode,
+            pin_required=self.guard.pin_settings.required,
+            pin_mode=self.guard.pin_mode,
             pairing_state=state,
             retry_after=int(retry + 0.999),
         )
@@ -368,7 +351,7 @@ class BlePeripheral:
         self._spawn(self._keep_advertising())
 
     def _pairing_config(self, connection: Connection) -> PairingConfig:
-        if self.passkey_mode:
+        if self.guard.passkey_mode:
             return PairingConfig(
                 sc=True, mitm=True, bonding=False, delegate=_PasskeyDelegate(self.guard)
             )
@@ -377,7 +360,7 @@ class BlePeripheral:
 
     # SmpPolicy (charger.ble.smp_policy)
     def passkey_refusal(self) -> smp.ErrorCode | None:
-        if not self.pin_settings.required or self.pin_settings.pin is None:
+        if not self.guard.pin_settings.required or self.guard.pin_settings.pin is None:
             return smp.ErrorCode.PAIRING_NOT_SUPPORTED
         if self.guard.passkey_locked():
             return smp.ErrorCode.REPEATED_ATTEMPTS
@@ -403,9 +386,9 @@ class BlePeripheral:
     # --- BluetoothControl ------------------------------------------------------------------
 
     async def apply_pin_settings(self, settings: BluetoothPinSettings) -> None:
-        _check_settings(settings, self.pin_mode)
-        newly_required = settings.required and not self.pin_settings.required
-        if settings != self.pin_settings:
+        _check_settings(settings, self.guard.pin_mode)
+        newly_required = settings.required and not self.guard.pin_settings.required
+        if settings != self.guard.pin_settings:
             log.info(
                 "PIN settings from the server: PIN %s, %s, %s",
                 "required" if settings.required else "not required",
@@ -414,7 +397,7 @@ class BlePeripheral:
             )
         self.guard.pin_settings = settings
         if newly_required:
-            gone = self.credentials.delete_where(with_pin=False)
+            gone = self.guard.credentials.delete_where(with_pin=False)
             if gone:
                 log.info("a PIN is now required: %d PIN-less credentials dropped", len(gone))
             if self.device is not None:
@@ -422,7 +405,7 @@ class BlePeripheral:
                     await self._disconnect(connection)
 
     async def revoke_all_credentials(self) -> None:
-        gone = self.credentials.clear()
+        gone = self.guard.credentials.clear()
         for link in self.links.values():
             link.revoke()
         log.info("revoked all %d phone credentials", len(gone))
@@ -435,7 +418,7 @@ class BlePeripheral:
             raw = bytes.fromhex(phone_id)
         except ValueError:
             raise InvalidInput("a phone id is hexadecimal") from None
-        found = self.credentials.delete(raw)
+        found = self.guard.credentials.delete(raw)
         for link in self.links.values():
             if link.phone_id == raw:
                 link.revoke()

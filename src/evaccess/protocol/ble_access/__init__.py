@@ -15,154 +15,52 @@ charger = SPAKE2_B), HKDF-SHA256 (RFC 5869), HMAC-SHA256 (RFC 2104), AES-128-GCM
 
 from __future__ import annotations
 
-from evaccess.protocol.ble_access.charger import (
-    ChargerContext,
-    ChargerLink,
-    LinkState,
-    StoredCredential,
-    new_pake_responder,
-    pairing_state,
-)
-from evaccess.protocol.ble_access.crypto import (
-    CREDENTIAL_AAD,
-    FORGET_AAD,
-    MAC_BYTES,
-    NO_PIN,
-    NONCE_BYTES,
-    PAKE_PHONE_IDENTITY,
-    PHONE_ID_BYTES,
-    SECRET_BYTES,
-    Direction,
-    SessionCipher,
-    SessionKeys,
-    build_transcript,
-    charger_identity,
-    derive_keys,
-    keyed_mac,
-    phone_identity,
-)
-from evaccess.protocol.ble_access.frames import (
-    HEADER,
-    MAX_BODY,
-    PROTOCOL_VERSION,
-    SUPPORTED_VERSIONS,
-    AttErrorCode,
-    ChargerInfo,
-    ErrorCode,
-    Frame,
-    MessageType,
-    PairingState,
-    PinMode,
-    ProtocolViolation,
-    Tag,
-    WrongPin,
-    decode,
-    encode,
-    error_frame,
-    error_from_frame,
-    expect_reply,
-    negotiate_version,
-    u32,
-    wrong_pin_frame,
-)
-from evaccess.protocol.ble_access.gatt import (
-    ACCESS_UUID,
-    ADVERTISED_NAME_PREFIX,
-    CHARACTERISTICS,
-    CONFIG_UUIDS,
-    CURRENT_LIMIT_UUID,
-    FIRMWARE_UPDATE_UUID,
-    INFO_UUID,
-    PIN_UUID,
-    SERVICE_UUID,
-    WIFI_UUID,
-    CharacteristicSpec,
-    Property,
-    advertised_name,
-)
-from evaccess.protocol.ble_access.phone import (
-    PhoneAuth,
-    PhonePake,
-    forget_request,
-)
-from evaccess.protocol.ble_access.settings import (
-    CURRENT_LIMIT_RANGE_A,
-    FIRMWARE_URL_MAX,
-    check_current_limit,
-    check_firmware_url,
-    check_wifi,
-    config_aad,
-    open_json,
-    seal_json,
-)
-
-__all__ = [
-    "ACCESS_UUID",
-    "ADVERTISED_NAME_PREFIX",
-    "CHARACTERISTICS",
-    "CONFIG_UUIDS",
-    "CREDENTIAL_AAD",
-    "CURRENT_LIMIT_RANGE_A",
-    "CURRENT_LIMIT_UUID",
-    "FIRMWARE_UPDATE_UUID",
-    "FIRMWARE_URL_MAX",
-    "FORGET_AAD",
-    "HEADER",
-    "INFO_UUID",
-    "MAC_BYTES",
-    "MAX_BODY",
-    "NONCE_BYTES",
-    "NO_PIN",
-    "PAKE_PHONE_IDENTITY",
-    "PHONE_ID_BYTES",
-    "PIN_UUID",
-    "PROTOCOL_VERSION",
-    "SECRET_BYTES",
-    "SERVICE_UUID",
-    "SUPPORTED_VERSIONS",
-    "WIFI_UUID",
-    "AttErrorCode",
-    "CharacteristicSpec",
-    "ChargerContext",
-    "ChargerInfo",
-    "ChargerLink",
-    "Direction",
-    "ErrorCode",
-    "Frame",
-    "LinkState",
-    "MessageType",
-    "PairingState",
-    "PhoneAuth",
-    "PhonePake",
-    "PinMode",
-    "Property",
-    "ProtocolViolation",
-    "SessionCipher",
-    "SessionKeys",
-    "StoredCredential",
-    "Tag",
-    "WrongPin",
-    "advertised_name",
-    "build_transcript",
-    "charger_identity",
-    "check_current_limit",
-    "check_firmware_url",
-    "check_wifi",
-    "config_aad",
-    "decode",
-    "derive_keys",
-    "encode",
-    "error_frame",
-    "error_from_frame",
-    "expect_reply",
-    "forget_request",
-    "keyed_mac",
-    "negotiate_version",
-    "new_pake_responder",
-    "open_json",
-    "pairing_state",
-    "phone_identity",
-    "seal_json",
-    "u32",
-    "wrong_pin_frame",
-]
+from evaccess.protocol.ble_access.charger import ChargerContext as ChargerContext
+from evaccess.protocol.ble_access.charger import ChargerLink as ChargerLink
+from evaccess.protocol.ble_access.charger import StoredCredential as StoredCredential
+from evaccess.protocol.ble_access.charger import new_pake_responder as new_pake_responder
+from evaccess.protocol.ble_access.charger import pairing_state as pairing_state
+from evaccess.protocol.ble_access.crypto import NONCE_BYTES as NONCE_BYTES
+from evaccess.protocol.ble_access.crypto import PHONE_ID_BYTES as PHONE_ID_BYTES
+from evaccess.protocol.ble_access.crypto import SECRET_BYTES as SECRET_BYTES
+from evaccess.protocol.ble_access.crypto import Direction as Direction
+from evaccess.protocol.ble_access.crypto import SessionCipher as SessionCipher
+from evaccess.protocol.ble_access.crypto import derive_keys as derive_keys
+from evaccess.protocol.ble_access.frames import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
+from evaccess.protocol.ble_access.frames import AttErrorCode as AttErrorCode
+from evaccess.protocol.ble_access.frames import ChargerInfo as ChargerInfo
+from evaccess.protocol.ble_access.frames import ErrorCode as ErrorCode
+from evaccess.protocol.ble_access.frames import Frame as Frame
+from evaccess.protocol.ble_access.frames import MessageType as MessageType
+from evaccess.protocol.ble_access.frames import PairingState as PairingState
+from evaccess.protocol.ble_access.frames import PinMode as PinMode
+from evaccess.protocol.ble_access.frames import ProtocolViolation as ProtocolViolation
+from evaccess.protocol.ble_access.frames import Tag as Tag
+from evaccess.protocol.ble_access.frames import WrongPin as WrongPin
+from evaccess.protocol.ble_access.frames import decode as decode
+from evaccess.protocol.ble_access.frames import encode as encode
+from evaccess.protocol.ble_access.frames import error_frame as error_frame
+from evaccess.protocol.ble_access.frames import error_from_frame as error_from_frame
+from evaccess.protocol.ble_access.frames import expect_reply as expect_reply
+from evaccess.protocol.ble_access.frames import negotiate_version as negotiate_version
+from evaccess.protocol.ble_access.frames import wrong_pin_frame as wrong_pin_frame
+from evaccess.protocol.ble_access.gatt import ACCESS_UUID as ACCESS_UUID
+from evaccess.protocol.ble_access.gatt import CHARACTERISTICS as CHARACTERISTICS
+from evaccess.protocol.ble_access.gatt import CONFIG_UUIDS as CONFIG_UUIDS
+from evaccess.protocol.ble_access.gatt import CURRENT_LIMIT_UUID as CURRENT_LIMIT_UUID
+from evaccess.protocol.ble_access.gatt import FIRMWARE_UPDATE_UUID as FIRMWARE_UPDATE_UUID
+from evaccess.protocol.ble_access.gatt import INFO_UUID as INFO_UUID
+from evaccess.protocol.ble_access.gatt import PIN_UUID as PIN_UUID
+from evaccess.protocol.ble_access.gatt import SERVICE_UUID as SERVICE_UUID
+from evaccess.protocol.ble_access.gatt import WIFI_UUID as WIFI_UUID
+from evaccess.protocol.ble_access.gatt import CharacteristicSpec as CharacteristicSpec
+from evaccess.protocol.ble_access.gatt import Property as Property
+from evaccess.protocol.ble_access.gatt import advertised_name as advertised_name
+from evaccess.protocol.ble_access.phone import PhoneAuth as PhoneAuth
+from evaccess.protocol.ble_access.phone import PhonePake as PhonePake
+from evaccess.protocol.ble_access.phone import forget_request as forget_request
+from evaccess.protocol.ble_access.settings import check_current_limit as check_current_limit
+from evaccess.protocol.ble_access.settings import check_firmware_url as check_firmware_url
+from evaccess.protocol.ble_access.settings import check_wifi as check_wifi
+from evaccess.protocol.ble_access.settings import open_json as open_json
+from evaccess.protocol.ble_access.settings import seal_json as seal_json
