@@ -28,13 +28,10 @@ from evaccess.ble_logging import silence_secret_debug_logs
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import (
     EvAccessError,
-    IntegrityFailure,
     InvalidInput,
     LockedOut,
     NotAuthenticated,
     NotFound,
-    PermissionDenied,
-    PinRejected,
 )
 from evaccess.protocol import ble_access as proto
 
@@ -359,21 +356,5 @@ class ChargerSession:
         return self.cipher
 
 
-_ATT_ERRORS: dict[int, tuple[type[EvAccessError], str]] = {
-    proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION: (
-        NotAuthenticated,
-        "the charger requires an authenticated session",
-    ),
-    proto.AttErrorCode.INVALID_VALUE: (InvalidInput, "the charger rejected the value"),
-    proto.AttErrorCode.PIN_REJECTED: (PinRejected, "the charger rejected the new PIN"),
-    proto.AttErrorCode.NOT_PERMITTED: (
-        PermissionDenied,
-        "the charger's policy does not allow this change",
-    ),
-    proto.AttErrorCode.INTEGRITY: (IntegrityFailure, "the charger could not verify the value"),
-}
-
-
 def _att_error(exc: ATT_Error) -> EvAccessError:
-    cls, text = _ATT_ERRORS.get(exc.error_code, (EvAccessError, "Bluetooth request failed"))
-    return cls(f"{text} (ATT error 0x{exc.error_code:02X})")
+    return proto.att_exception(exc.error_code)

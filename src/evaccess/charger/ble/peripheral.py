@@ -27,7 +27,6 @@ from bumble.transport import open_transport
 from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
 from evaccess.ble_logging import silence_secret_debug_logs
-from evaccess.charger.ble.att_errors import att_error
 from evaccess.charger.ble.guard import ATTEMPT_TIMEOUT_S, PinGuard
 from evaccess.charger.ble.settings import SETTINGS, ChargerSettings, Setting
 from evaccess.charger.ble.smp_policy import policy_session
@@ -35,7 +34,7 @@ from evaccess.charger.ble.store import IssuedCredentials, LockoutStore, load_ide
 from evaccess.charger.ble.timers import ClockTimers
 from evaccess.charger.ports import BluetoothControl, BluetoothPinSettings, ServerLink
 from evaccess.domain.clock import Clock, RandomSource
-from evaccess.domain.errors import ConfigurationError, EvAccessError, InvalidInput, NotAuthenticated
+from evaccess.domain.errors import ConfigurationError, EvAccessError, InvalidInput
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
 
@@ -254,7 +253,7 @@ class BlePeripheral:
         the reply right after (section 3.5); ATT PDUs are handled in order."""
         link = self.links.get(connection)
         if link is None:
-            raise att_error(NotAuthenticated("no link"))
+            raise ATT_Error(proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION)
         was_authenticated = link.authenticated
         self._replies[connection] = link.handle(bytes(value))
         if link.authenticated and not was_authenticated:
@@ -272,7 +271,7 @@ class BlePeripheral:
     def _session(self, connection: Connection) -> tuple[proto.ChargerLink, proto.SessionCipher]:
         link = self.links.get(connection)
         if link is None or not link.authenticated or link.cipher is None:
-            raise att_error(NotAuthenticated("no session"))
+            raise ATT_Error(proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION)
         return link, link.cipher
 
     def _sealed_reader(
@@ -300,7 +299,7 @@ class BlePeripheral:
                 if not isinstance(exc, EvAccessError):
                     # e.g. the OCPP half failed to queue the report: the type only, never values
                     log.warning("could not apply %s (%s)", setting.label, type(exc).__name__)
-                raise att_error(exc) from None
+                raise ATT_Error(proto.att_code(exc)) from None
             log.info("phone %s changed %s", (link.phone_id or b"").hex()[:8], setting.label)
 
         return write

@@ -27,7 +27,6 @@ from evaccess.protocol.ble_access.crypto import Direction as Direction
 from evaccess.protocol.ble_access.crypto import SessionCipher as SessionCipher
 from evaccess.protocol.ble_access.crypto import derive_keys as derive_keys
 from evaccess.protocol.ble_access.frames import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
-from evaccess.protocol.ble_access.frames import AttErrorCode as AttErrorCode
 from evaccess.protocol.ble_access.frames import ChargerInfo as ChargerInfo
 from evaccess.protocol.ble_access.frames import ErrorCode as ErrorCode
 from evaccess.protocol.ble_access.frames import Frame as Frame
@@ -59,6 +58,10 @@ from evaccess.protocol.ble_access.gatt import advertised_name as advertised_name
 from evaccess.protocol.ble_access.phone import PhoneAuth as PhoneAuth
 from evaccess.protocol.ble_access.phone import PhonePake as PhonePake
 from evaccess.protocol.ble_access.phone import forget_request as forget_request
+from evaccess.protocol.ble_access.settings import ATT_ERRORS as ATT_ERRORS
+from evaccess.protocol.ble_access.settings import AttErrorCode as AttErrorCode
+from evaccess.protocol.ble_access.settings import att_code as att_code
+from evaccess.protocol.ble_access.settings import att_exception as att_exception
 from evaccess.protocol.ble_access.settings import check_current_limit as check_current_limit
 from evaccess.protocol.ble_access.settings import check_firmware_url as check_firmware_url
 from evaccess.protocol.ble_access.settings import check_wifi as check_wifi

@@ -99,16 +99,6 @@ _PIN_MODE_BYTES = {PinMode.PAKE: 0, PinMode.PASSKEY: 1}
 _PIN_MODES_BY_BYTE = {value: mode for mode, value in _PIN_MODE_BYTES.items()}
 
 
-class AttErrorCode(IntEnum):
-    """Section 7: ATT error codes answered by the configuration characteristics."""
-
-    INSUFFICIENT_AUTHENTICATION = 0x05  # Core Vol 3 Part F 3.4.1.1
-    INVALID_VALUE = 0x80  # application error range 0x80-0x9F
-    PIN_REJECTED = 0x81
-    NOT_PERMITTED = 0x82
-    INTEGRITY = 0x83
-
-
 class ProtocolViolation(InvalidInput):
     code = "ble_protocol"
 

@@ -5,12 +5,62 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from enum import IntEnum
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from evaccess.domain.errors import InvalidInput
+from evaccess.domain.errors import (
+    EvAccessError,
+    IntegrityFailure,
+    InvalidInput,
+    NotAuthenticated,
+    PermissionDenied,
+    PinRejected,
+)
 from evaccess.protocol.ble_access.crypto import SessionCipher
+
+
+class AttErrorCode(IntEnum):
+    """Section 7: ATT error codes answered by the configuration characteristics."""
+
+    INSUFFICIENT_AUTHENTICATION = 0x05  # Core Vol 3 Part F 3.4.1.1
+    UNLIKELY_ERROR = 0x0E  # the charger could not apply a valid value (e.g. OCPP link down)
+    INVALID_VALUE = 0x80  # application error range 0x80-0x9F
+    PIN_REJECTED = 0x81
+    NOT_PERMITTED = 0x82
+    INTEGRITY = 0x83
+
+
+ATT_ERRORS: tuple[tuple[AttErrorCode, type[EvAccessError], str], ...] = (
+    (AttErrorCode.INSUFFICIENT_AUTHENTICATION, NotAuthenticated, "no authenticated session"),
+    (AttErrorCode.INTEGRITY, IntegrityFailure, "the value failed authentication"),
+    (AttErrorCode.PIN_REJECTED, PinRejected, "the charger rejected the new PIN"),
+    (AttErrorCode.INVALID_VALUE, InvalidInput, "the charger rejected the value"),
+    (AttErrorCode.NOT_PERMITTED, PermissionDenied, "the charger's policy forbids this change"),
+)
+"""Both directions of section 7's table, as ``server/api/problems.py`` maps errors to HTTP:
+the charger answers the code of the first row whose error it caught (subclasses before their
+bases; any other ``EvAccessError`` is NOT_PERMITTED, anything else UNLIKELY_ERROR); the phone
+raises the row's error for the code it got."""
+
+
+def att_code(exc: Exception) -> AttErrorCode:
+    """The charger's side: the ATT error answering ``exc``."""
+    for code, kind, _ in ATT_ERRORS:
+        if isinstance(exc, kind):
+            return code
+    if isinstance(exc, EvAccessError):
+        return AttErrorCode.NOT_PERMITTED
+    return AttErrorCode.UNLIKELY_ERROR
+
+
+def att_exception(code: int) -> EvAccessError:
+    """The phone's side: what an ATT error from a configuration characteristic means."""
+    for row_code, kind, text in ATT_ERRORS:
+        if code == row_code:
+            return kind(f"{text} (ATT error 0x{code:02X})")
+    return EvAccessError(f"Bluetooth request failed (ATT error 0x{code:02X})")
 
 
 def config_aad(characteristic: UUID) -> bytes:
