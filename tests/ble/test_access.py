@@ -311,6 +311,25 @@ async def test_other_validation(rig: Rig) -> None:
         await configure(rig, wifi_ssid="home", wifi_password="short")
 
 
+async def test_a_pin_of_the_wrong_json_type_is_an_invalid_value_as_section_7_says(
+    rig: Rig,
+) -> None:
+    await pair(rig)
+    cred = rig.phone_store().load(SERIAL)
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        await session.authenticate(phone_id=cred.phone_id, secret=cred.secret)
+        for value in ({"pin": 583920}, {"pin": None}, {"pin": ["583920"]}, {}):
+            with pytest.raises(InvalidInput, match="ATT error 0x80") as refused:
+                await session.write_setting(proto.PIN_UUID, value)
+            assert not isinstance(refused.value, PinRejected), value
+        with pytest.raises(PinRejected, match="ATT error 0x81"):  # a string, but trivial
+            await session.write_setting(proto.PIN_UUID, {"pin": "123456"})
+        await session.close()
+    assert rig.charger.guard.pin_settings.pin == PIN
+    assert rig.server.pins == []
+
+
 async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> None:
     await pair(rig)
 

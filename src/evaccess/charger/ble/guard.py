@@ -74,6 +74,9 @@ class PinGuard:
             return None
         return self.pin_settings.pin.encode()
 
+    def pin_by_passkey(self) -> bool:
+        return self.passkey_mode and self.pin_settings.required
+
     def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
         """SPAKE2_B for ``password``: the one computed ahead when it matches (its scalar
         multiplications are most of a pairing's CPU time), else a fresh one."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from evaccess.charger.ble.guard import PinGuard
 from evaccess.charger.ports import BluetoothPinSettings, ServerLink
-from evaccess.domain.errors import PermissionDenied, PinRejected
+from evaccess.domain.errors import InvalidInput, PermissionDenied
 from evaccess.domain.pins import validate_bluetooth_pin
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
@@ -66,8 +66,8 @@ async def _write_pin(s: ChargerSettings, request: Mapping[str, Any]) -> None:
     if not current.changeable:
         raise PermissionDenied("this charger's PIN policy forbids changing the PIN")
     pin = request.get("pin")
-    if not isinstance(pin, str):
-        raise PinRejected("a Bluetooth PIN is a string of digits")
+    if not isinstance(pin, str):  # a wrong type is an invalid value (section 7), not a bad PIN
+        raise InvalidInput("a Bluetooth PIN is a string of digits")
     validate_bluetooth_pin(pin)
     # The server learns the new PIN first: if that fails the charger keeps the old one,
     # so the PIN the server reveals is never out of date.

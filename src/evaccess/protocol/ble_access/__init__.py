@@ -20,12 +20,12 @@ from evaccess.protocol.ble_access.charger import ChargerLink as ChargerLink
 from evaccess.protocol.ble_access.charger import StoredCredential as StoredCredential
 from evaccess.protocol.ble_access.charger import new_pake_responder as new_pake_responder
 from evaccess.protocol.ble_access.charger import pairing_state as pairing_state
-from evaccess.protocol.ble_access.crypto import NONCE_BYTES as NONCE_BYTES
-from evaccess.protocol.ble_access.crypto import PHONE_ID_BYTES as PHONE_ID_BYTES
 from evaccess.protocol.ble_access.crypto import SECRET_BYTES as SECRET_BYTES
 from evaccess.protocol.ble_access.crypto import Direction as Direction
 from evaccess.protocol.ble_access.crypto import SessionCipher as SessionCipher
 from evaccess.protocol.ble_access.crypto import derive_keys as derive_keys
+from evaccess.protocol.ble_access.frames import NONCE_BYTES as NONCE_BYTES
+from evaccess.protocol.ble_access.frames import PHONE_ID_BYTES as PHONE_ID_BYTES
 from evaccess.protocol.ble_access.frames import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
 from evaccess.protocol.ble_access.frames import ChargerInfo as ChargerInfo
 from evaccess.protocol.ble_access.frames import ErrorCode as ErrorCode

@@ -19,9 +19,7 @@ from evaccess.protocol.ble_access.crypto import (
     CREDENTIAL_AAD,
     FORGET_AAD,
     NO_PIN,
-    NONCE_BYTES,
     PAKE_PHONE_IDENTITY,
-    PHONE_ID_BYTES,
     Direction,
     SessionCipher,
     SessionKeys,
@@ -32,6 +30,7 @@ from evaccess.protocol.ble_access.crypto import (
     phone_identity,
 )
 from evaccess.protocol.ble_access.frames import (
+    NONCE_BYTES,
     SUPPORTED_VERSIONS,
     ErrorCode,
     Frame,
@@ -60,6 +59,9 @@ class ChargerContext(Protocol):
 
     def pin_password(self) -> bytes | None:
         """The PIN to check (ASCII digits), ``None`` when no PIN is required."""
+
+    def pin_by_passkey(self) -> bool:
+        """A PIN is required but checked as the LE passkey (section 9), not by the PAKE."""
 
     def pake_responder(self, password: bytes) -> tuple[SPAKE2_B, bytes]:
         """A started SPAKE2_B for ``password`` and its message (possibly computed ahead)."""
@@ -161,12 +163,13 @@ class ChargerLink:
     def _on_pake_start(self, frame: Frame) -> Frame:
         self._abort()
         phone_id = frame.get(Tag.PHONE_ID)
-        if len(phone_id) != PHONE_ID_BYTES:
-            raise ProtocolViolation("bad phone id")
         use_pin = frame.get(Tag.USE_PIN) == b"\x01"
         pin = self._ctx.pin_password()
-        if pin is None and use_pin:
-            return error_frame(ErrorCode.PIN_NOT_REQUIRED)
+        if pin is None and use_pin:  # section 6: passkey mode checks its PIN by SMP instead
+            by_passkey = self._ctx.pin_by_passkey()
+            return error_frame(
+                ErrorCode.PIN_BY_PASSKEY if by_passkey else ErrorCode.PIN_NOT_REQUIRED
+            )
         if pin is not None and not use_pin:
             return error_frame(ErrorCode.PIN_REQUIRED)
         refusal = self._ctx.pin_exchange_allowed(self, use_pin=use_pin)
@@ -223,8 +226,6 @@ class ChargerLink:
     def _on_auth_begin(self, frame: Frame) -> Frame:
         self._abort()
         phone_id, nonce_p = frame.get(Tag.PHONE_ID), frame.get(Tag.NONCE)
-        if len(nonce_p) != NONCE_BYTES:
-            raise ProtocolViolation("bad nonce")
         stored = self._ctx.credential(phone_id)
         if stored is None:
             return error_frame(ErrorCode.UNKNOWN_CREDENTIAL)

@@ -16,10 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from evaccess.domain.errors import IntegrityFailure
 
-PHONE_ID_BYTES = 16
-NONCE_BYTES = 16
 SECRET_BYTES = 32
-MAC_BYTES = 32
 NO_PIN = b""
 """The SPAKE2 password of a PIN-less enrolment (section 5.1)."""
 

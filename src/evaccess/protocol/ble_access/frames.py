@@ -63,6 +63,40 @@ class Tag(IntEnum):
     ERROR_CODE = 0x20
 
 
+PHONE_ID_BYTES = 16
+NONCE_BYTES = 16
+MAC_BYTES = 32
+SEALED_MIN_BYTES = 8 + 16  # counter and tag around an empty plaintext (section 5.5)
+
+FIELD_RULES: Mapping[Tag, tuple[int, int, frozenset[int] | None]] = {
+    Tag.VERSIONS: (1, 255, None),
+    Tag.SERIAL: (1, 255, None),
+    Tag.PIN_REQUIRED: (1, 1, frozenset({0, 1})),
+    Tag.PIN_MODE: (1, 1, frozenset({0, 1})),
+    Tag.PAIRING_STATE: (1, 1, frozenset({0, 1, 2})),
+    Tag.RETRY_AFTER: (4, 4, None),
+    Tag.ATTEMPTS_LEFT: (1, 1, None),
+    Tag.PHONE_ID: (PHONE_ID_BYTES, PHONE_ID_BYTES, None),
+    Tag.USE_PIN: (1, 1, frozenset({0, 1})),
+    Tag.PAKE_MESSAGE: (33, 33, None),
+    Tag.CONFIRM: (MAC_BYTES, MAC_BYTES, None),
+    Tag.SEALED: (SEALED_MIN_BYTES, 255, None),
+    Tag.NONCE: (NONCE_BYTES, NONCE_BYTES, None),
+    Tag.MAC: (MAC_BYTES, MAC_BYTES, None),
+    Tag.ERROR_CODE: (1, 1, None),
+}
+"""Section 3.3: each known field's length (least, most) and, for flags and enumerations, its
+values. ``decode`` refuses a frame with any field outside them (MALFORMED)."""
+
+
+def check_field(tag: Tag, value: bytes) -> None:
+    low, high, allowed = FIELD_RULES[tag]
+    if not low <= len(value) <= high:
+        raise ProtocolViolation(f"field {tag.name} has a wrong length")
+    if allowed is not None and value[0] not in allowed:
+        raise ProtocolViolation(f"field {tag.name} has an unknown value")
+
+
 class ErrorCode(IntEnum):
     """Section 6. Carried in an ERROR frame (Tag.ERROR_CODE, one byte)."""
 
@@ -76,6 +110,7 @@ class ErrorCode(IntEnum):
     PIN_REQUIRED = 0x13
     CONFIRMATION_FAILED = 0x14
     LINK_NOT_AUTHENTICATED = 0x15
+    PIN_BY_PASSKEY = 0x16
     UNKNOWN_CREDENTIAL = 0x20
     AUTHENTICATION_FAILED = 0x21
     NOT_AUTHENTICATED = 0x22
@@ -153,6 +188,7 @@ def decode(data: bytes) -> Frame:
             continue  # section 3.3: unknown tags are skipped (forward compatibility)
         if tag in fields:
             raise ProtocolViolation("repeated field")
+        check_field(tag, value)
         fields[tag] = value
     return Frame(type=message_type, fields=fields, version=version)
 
@@ -197,6 +233,10 @@ _ERROR_TEXT: dict[ErrorCode, str] = {
     ErrorCode.PIN_REQUIRED: "this charger requires its Bluetooth PIN",
     ErrorCode.CONFIRMATION_FAILED: "wrong PIN",
     ErrorCode.LINK_NOT_AUTHENTICATED: "pair the Bluetooth link with the PIN as passkey first",
+    ErrorCode.PIN_BY_PASSKEY: (
+        "this charger checks its PIN as the Bluetooth passkey: pair the link with it, then"
+        " enrol without the PIN"
+    ),
     ErrorCode.UNKNOWN_CREDENTIAL: "the charger does not know this phone (any more): pair again",
     ErrorCode.AUTHENTICATION_FAILED: "the phone credential was rejected",
     ErrorCode.NOT_AUTHENTICATED: "authenticate first",
@@ -270,7 +310,12 @@ def error_from_frame(frame: Frame) -> EvAccessError:
         ErrorCode.LINK_NOT_AUTHENTICATED,
     ):
         return NotAuthenticated(text, code=wire)
-    if code in (ErrorCode.BUSY, ErrorCode.PIN_NOT_REQUIRED, ErrorCode.PIN_REQUIRED):
+    if code in (
+        ErrorCode.BUSY,
+        ErrorCode.PIN_NOT_REQUIRED,
+        ErrorCode.PIN_REQUIRED,
+        ErrorCode.PIN_BY_PASSKEY,
+    ):
         return Conflict(text, code=wire)
     return ProtocolViolation(text, code=wire)
 
