@@ -11,6 +11,7 @@ their values are sealed under that session's keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -27,6 +28,7 @@ from bumble.transport import open_transport
 from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
 from evaccess.ble_logging import silence_secret_debug_logs
+from evaccess.charger.ble.advertising import AdvertisingSupervisor
 from evaccess.charger.ble.guard import ATTEMPT_TIMEOUT_S, PinGuard
 from evaccess.charger.ble.settings import SETTINGS, ChargerSettings, Setting
 from evaccess.charger.ble.smp_policy import policy_session
@@ -114,6 +116,9 @@ class BlePeripheral:
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: Transport | None = None
         self.device: Device | None = None
+        self.advertising = AdvertisingSupervisor(
+            self._advertise, lambda: self.device is not None and self.device.is_advertising
+        )
 
     @property
     def passkey_mode(self) -> bool:  # SmpPolicy
@@ -148,7 +153,8 @@ class BlePeripheral:
         device.on(device.EVENT_CONNECTION, self._on_connection)
         self.device = device
         await device.power_on()
-        await self._advertise()
+        async with self.advertising.lock:
+            await self._advertise()
         self.guard.precompute_pake()
         log.info(
             "advertising as %s (PIN %s, checked by %s)",
@@ -158,6 +164,7 @@ class BlePeripheral:
         )
 
     async def stop(self) -> None:
+        self.advertising.stop()
         self.timers.cancel_all()
         for task in list(self._tasks):
             task.cancel()
@@ -171,7 +178,17 @@ class BlePeripheral:
         self._transport = None
 
     async def _advertise(self) -> None:
-        assert self.device is not None
+        if self.device is None:
+            return  # stopped meanwhile
+        try:
+            await self._start_advertising(self.device)
+        except Exception:
+            # a start that failed half-way may leave Bumble believing it advertises
+            with contextlib.suppress(Exception):
+                await self.device.stop_advertising()
+            raise
+
+    async def _start_advertising(self, device: Device) -> None:
         data = AdvertisingData(
             [
                 (AdvertisingData.FLAGS, bytes((0x06,))),
@@ -189,23 +206,13 @@ class BlePeripheral:
                 )
             ]
         )
-        await self.device.start_advertising(
-            auto_restart=False,  # _keep_advertising restarts it, also while phones are connected
+        await device.start_advertising(
+            auto_restart=False,  # the supervisor restarts it, also while phones are connected
             advertising_data=bytes(data),
             scan_response_data=bytes(scan_response),
             advertising_interval_min=20,
             advertising_interval_max=20,
         )
-
-    async def _keep_advertising(self) -> None:
-        """Advertise again after each connection and disconnection, so one phone holding a
-        link (an attacker idling) never hides the charger from the others."""
-        if self.device is None or self.device.is_advertising:
-            return
-        try:
-            await self._advertise()
-        except Exception as exc:  # e.g. the controller's connection limit: retried later
-            log.warning("cannot advertise now (%s)", type(exc).__name__)
 
     # --- GATT (the layout is protocol.ble_access.CHARACTERISTICS) ----------------------------
 
@@ -310,7 +317,7 @@ class BlePeripheral:
         link = proto.ChargerLink(self.guard, self.rng)
         self.links[connection] = link
         self._connections[link] = connection
-        self._spawn(self._keep_advertising())
+        self.advertising.kick()
         self.timers.call_later(
             UNAUTHENTICATED_LINK_TIMEOUT_S, lambda: self._end_idle_link(connection)
         )
@@ -347,7 +354,7 @@ class BlePeripheral:
             self._connections.pop(link, None)
             self.guard.link_gone(link)
         self._spawn(self.guard.report_events())
-        self._spawn(self._keep_advertising())
+        self.advertising.kick()
 
     def _pairing_config(self, connection: Connection) -> PairingConfig:
         if self.guard.passkey_mode:
