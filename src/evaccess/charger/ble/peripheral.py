@@ -46,12 +46,6 @@ REPLY_GRACE_S = 0.05
 UNAUTHENTICATED_LINK_TIMEOUT_S = 30.0
 """A link without an authenticated session is closed after this long (no idle squatting)."""
 
-_PROPERTIES = {
-    proto.Property.READ: Characteristic.Properties.READ,
-    proto.Property.WRITE: Characteristic.Properties.WRITE,
-    proto.Property.WRITE_WITHOUT_RESPONSE: Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
-}
-
 
 class _PasskeyDelegate(PairingDelegate):
     """LE SC Passkey Entry: the charger 'displays' its PIN, the phone types it."""
@@ -229,14 +223,10 @@ class BlePeripheral:
                 writer: Any = self._sealed_writer(spec, setting)
             else:
                 reader, writer = plain[spec.name]
-            properties = Characteristic.Properties(0)
-            for flag, bumble_flag in _PROPERTIES.items():
-                if flag in spec.properties:
-                    properties |= bumble_flag
             characteristics.append(
                 Characteristic(
                     str(spec.uuid).upper(),
-                    properties,
+                    Characteristic.Properties(int(spec.properties)),  # the same GATT bits
                     Characteristic.READABLE | Characteristic.WRITEABLE,
                     CharacteristicValue(read=reader, write=writer),
                 )

@@ -4,16 +4,16 @@ charger's peripheral turns it into Bumble attributes, the phone discovers exactl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Flag, auto
+from enum import IntFlag
 from uuid import UUID
 
 
-class Property(Flag):
-    """GATT characteristic properties used by the service (Core Vol 3 Part G 3.3.1.1)."""
+class Property(IntFlag):
+    """GATT characteristic properties, with their bits from Core Vol 3 Part G 3.3.1.1."""
 
-    READ = auto()
-    WRITE = auto()
-    WRITE_WITHOUT_RESPONSE = auto()
+    READ = 0x02
+    WRITE_WITHOUT_RESPONSE = 0x04
+    WRITE = 0x08
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
