@@ -13,7 +13,7 @@ from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
-from evaccess.charger.ble import peripheral
+from evaccess.charger.ble import guard, peripheral
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.domain.errors import (
     ConfigurationError,
@@ -405,3 +405,15 @@ async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match="cannot open Bluetooth transport"):
         async with PhoneCentral("bogus:1", rng=rig.rng):
             pass
+
+
+async def test_an_unconfirmed_pin_exchange_ends_on_the_charger_clock(rig: Rig) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        pake = proto.PhonePake(phone_id=bytes(16), serial=SERIAL, pin=PIN)
+        proto.expect_reply(await session._exchange(pake.start()), proto.MessageType.PAKE_REPLY)
+        assert rig.charger.guard.attempt is not None  # the one exchange slot is held
+        rig.clock.advance(guard.ATTEMPT_TIMEOUT_S)
+        await eventually(lambda: not rig.charger.links, what="the hogging link closed")
+    assert rig.charger.guard.attempt is None
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # counted as a guess
