@@ -290,8 +290,6 @@ class BlePeripheral:
             link, cipher = self._session(connection)
             try:
                 await setting.write(self.config, proto.open_json(cipher, spec.uuid, bytes(value)))
-            except ATT_Error:
-                raise
             except Exception as exc:
                 if not isinstance(exc, EvAccessError):
                     # e.g. the OCPP half failed to queue the report: the type only, never values
