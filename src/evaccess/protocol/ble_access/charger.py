@@ -23,10 +23,11 @@ from evaccess.protocol.ble_access.crypto import (
     Direction,
     SessionCipher,
     SessionKeys,
+    auth_keys,
     build_transcript,
     charger_identity,
-    derive_keys,
     keyed_mac,
+    pake_keys,
     phone_identity,
 )
 from evaccess.protocol.ble_access.frames import (
@@ -184,7 +185,7 @@ class ChargerLink:
         except (SPAKEError, ValueError) as exc:
             raise ProtocolViolation("bad SPAKE2 message") from exc
         transcript = build_transcript(frame.version, id_a, id_b, message_a, message_b, use_pin)
-        keys = derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + transcript)
+        keys = pake_keys(shared, transcript)
         if use_pin:
             self._ctx.begin_attempt(self)
         self._pending = _Pending(
@@ -232,7 +233,7 @@ class ChargerLink:
         nonce_c = self._rng.token_bytes(NONCE_BYTES)
         id_a, id_b = phone_identity(phone_id), charger_identity(self._ctx.serial)
         transcript = build_transcript(frame.version, id_a, id_b, nonce_p, nonce_c, True)
-        keys = derive_keys(stored.secret, salt=nonce_p + nonce_c, label=b"evaccess-ble-v1 auth")
+        keys = auth_keys(stored.secret, nonce_p, nonce_c)
         self._pending = _Pending(
             phone_id=phone_id,
             counted=False,

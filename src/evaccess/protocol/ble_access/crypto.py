@@ -53,6 +53,16 @@ def derive_keys(secret: bytes, *, salt: bytes, label: bytes) -> SessionKeys:
     )
 
 
+def pake_keys(shared: bytes, transcript: bytes) -> SessionKeys:
+    """Section 5.3: the keys of a PIN exchange (or PIN-less enrolment), both sides."""
+    return derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + transcript)
+
+
+def auth_keys(secret: bytes, nonce_p: bytes, nonce_c: bytes) -> SessionKeys:
+    """Section 5.4: the keys of a credential challenge-response, both sides."""
+    return derive_keys(secret, salt=nonce_p + nonce_c, label=b"evaccess-ble-v1 auth")
+
+
 def keyed_mac(key: bytes, *parts: bytes) -> bytes:
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for part in parts:

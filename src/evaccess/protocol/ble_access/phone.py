@@ -17,10 +17,11 @@ from evaccess.protocol.ble_access.crypto import (
     Direction,
     SessionCipher,
     SessionKeys,
+    auth_keys,
     build_transcript,
     charger_identity,
-    derive_keys,
     keyed_mac,
+    pake_keys,
     phone_identity,
 )
 from evaccess.protocol.ble_access.frames import (
@@ -76,7 +77,7 @@ class PhonePake:
         self._transcript = build_transcript(
             PROTOCOL_VERSION, self._id_a, self._id_b, self._message_a, message_b, self.use_pin
         )
-        keys = derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + self._transcript)
+        keys = pake_keys(shared, self._transcript)
         expected = keyed_mac(keys.charger_confirm, b"charger confirm", self._transcript)
         self.charger_confirmed = hmac.compare_digest(expected, frame.get(Tag.CONFIRM))
         self._keys = keys
@@ -119,9 +120,7 @@ class PhoneAuth:
         transcript = build_transcript(
             PROTOCOL_VERSION, self._id_a, self._id_b, self._nonce_p, nonce_c, True
         )
-        keys = derive_keys(
-            self._secret, salt=self._nonce_p + nonce_c, label=b"evaccess-ble-v1 auth"
-        )
+        keys = auth_keys(self._secret, self._nonce_p, nonce_c)
         expected = keyed_mac(keys.charger_confirm, b"charger auth", transcript)
         if not hmac.compare_digest(expected, frame.get(Tag.MAC)):
             raise IntegrityFailure("the charger could not prove it knows this phone")
