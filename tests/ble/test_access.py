@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from pathlib import Path
@@ -14,7 +13,7 @@ from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
-from evaccess.charger.ble import peripheral
+from evaccess.charger.ble import guard, peripheral
 from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.domain.errors import (
     ConfigurationError,
@@ -71,7 +70,7 @@ async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(ri
     )
     assert settings == {"wifi_ssid": "home", "current_limit_a": 20}
     assert rig.charger.wifi_password == "s3cret-wifi"
-    assert "s3cret" not in repr(rig.charger.settings)
+    assert "s3cret" not in repr(rig.charger.config.values)
     assert {"WifiSsid": "home"} in rig.server.configuration
     assert {"CurrentLimit": "20"} in rig.server.configuration
     assert all("password" not in json.dumps(c).lower() for c in rig.server.configuration)
@@ -80,11 +79,11 @@ async def test_correct_pin_pairs_stores_credential_and_reconnects_without_pin(ri
 async def test_wrong_pin_fails_clearly_and_is_exactly_one_failed_guess(rig: Rig) -> None:
     with pytest.raises(proto.WrongPin, match="wrong PIN"):
         await pair(rig, WRONG_PIN)
-    assert rig.charger._lockout.consecutive_failures == 1
+    assert rig.charger.guard.lockout.consecutive_failures == 1
     assert rig.phone_store().find(SERIAL) is None
-    assert len(rig.charger.credentials) == 0
+    assert len(rig.charger.guard.credentials) == 0
     await pair(rig)  # the right PIN right after works, and resets the count
-    assert rig.charger._lockout.consecutive_failures == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
 
 
 async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_locks(
@@ -104,10 +103,10 @@ async def test_each_wrong_pin_says_how_many_attempts_are_left_and_the_fifth_lock
     assert rig.server.events == [
         (SecurityEventType.BLUETOOTH_PIN_LOCKOUT, "level=1 duration_s=300 consecutive_failures=5")
     ]
-    assert rig.charger._lockout.consecutive_failures == 5
+    assert rig.charger.guard.lockout.consecutive_failures == 5
     with pytest.raises(LockedOut):  # INFO says so: the next try sends nothing
         await pair(rig, PIN, phone="attacker")
-    assert rig.charger._lockout.consecutive_failures == 5
+    assert rig.charger.guard.lockout.consecutive_failures == 5
 
 
 async def test_a_pin_that_is_not_six_digits_is_refused_before_any_connection(rig: Rig) -> None:
@@ -120,7 +119,7 @@ async def test_a_pin_that_is_not_six_digits_is_refused_before_any_connection(rig
         with pytest.raises(PinRejected, match="exactly 6 digits"):
             await pair(rig, bad, phone="typo")
     assert connections == []
-    assert rig.charger._lockout.consecutive_failures == 1  # no guess was spent
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # no guess was spent
 
 
 async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Rig) -> None:
@@ -140,7 +139,7 @@ async def test_protected_characteristics_refuse_unauthenticated_sessions(rig: Ri
         with pytest.raises(NotAuthenticated):
             await session.raw_read(proto.WIFI_UUID)
         await session.close()
-    assert rig.charger.settings["current_limit_a"] == 16
+    assert rig.charger.config.values["current_limit_a"] == 16
 
 
 async def test_values_sealed_under_another_session_are_refused(rig: Rig) -> None:
@@ -161,7 +160,7 @@ async def test_values_sealed_under_another_session_are_refused(rig: Rig) -> None
         with pytest.raises(InvalidInput, match="ATT error 0x80"):
             await session.write_setting(proto.CURRENT_LIMIT_UUID, {"amps": 33})
         await session.close()
-    assert rig.charger.settings["current_limit_a"] == 10
+    assert rig.charger.config.values["current_limit_a"] == 10
 
 
 async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_working(
@@ -211,7 +210,7 @@ async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_worki
     for _ in range(2):
         with pytest.raises(proto.WrongPin):
             await pair(rig, WRONG_PIN, phone="attacker")
-    assert rig.charger._lockout.disabled
+    assert rig.charger.guard.lockout.disabled
     with pytest.raises(PairingDisabled):
         await pair(rig, WRONG_PIN, phone="attacker")
     assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_PAIRING_DISABLED
@@ -253,7 +252,7 @@ async def test_forget_from_the_phone(rig: Rig) -> None:
     await pairing.forget(
         transport=rig.phone_transport, serial=SERIAL, store=rig.phone_store(), rng=rig.rng
     )
-    assert len(rig.charger.credentials) == 0
+    assert len(rig.charger.guard.credentials) == 0
     assert rig.phone_store().find(SERIAL) is None
 
 
@@ -312,6 +311,25 @@ async def test_other_validation(rig: Rig) -> None:
         await configure(rig, wifi_ssid="home", wifi_password="short")
 
 
+async def test_a_pin_of_the_wrong_json_type_is_an_invalid_value_as_section_7_says(
+    rig: Rig,
+) -> None:
+    await pair(rig)
+    cred = rig.phone_store().load(SERIAL)
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        await session.authenticate(phone_id=cred.phone_id, secret=cred.secret)
+        for value in ({"pin": 583920}, {"pin": None}, {"pin": ["583920"]}, {}):
+            with pytest.raises(InvalidInput, match="ATT error 0x80") as refused:
+                await session.write_setting(proto.PIN_UUID, value)
+            assert not isinstance(refused.value, PinRejected), value
+        with pytest.raises(PinRejected, match="ATT error 0x81"):  # a string, but trivial
+            await session.write_setting(proto.PIN_UUID, {"pin": "123456"})
+        await session.close()
+    assert rig.charger.guard.pin_settings.pin == PIN
+    assert rig.server.pins == []
+
+
 async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> None:
     await pair(rig)
 
@@ -321,7 +339,9 @@ async def test_a_pin_change_the_server_cannot_take_is_not_applied(rig: Rig) -> N
     rig.server.report_pin_changed = offline  # type: ignore[method-assign]
     with pytest.raises(EvAccessError, match="ATT error 0x0E"):
         await configure(rig, new_pin="583920")
-    assert rig.charger.pin_settings.pin == PIN  # the server would reveal a stale PIN otherwise
+    assert (
+        rig.charger.guard.pin_settings.pin == PIN
+    )  # the server would reveal a stale PIN otherwise
     await pair(rig, PIN, phone="other")
 
 
@@ -367,19 +387,16 @@ async def test_stale_cached_address_and_handles_fall_back_to_scan_and_discovery(
 
 
 async def test_an_idle_unauthenticated_link_neither_hides_the_charger_nor_stays(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    rig: Rig,
 ) -> None:
     await pair(rig, phone="owner")
-    monkeypatch.setattr(peripheral, "UNAUTHENTICATED_LINK_TIMEOUT_S", 1.0)
     async with PhoneCentral(rig.link.transports[2], rng=rig.rng) as squatter:
-        idle = await squatter.connect(SERIAL)  # connects and does nothing
+        await squatter.connect(SERIAL)  # connects and does nothing
         # The owner still finds and configures the charger while the squatter is connected.
         assert (await configure(rig, phone="owner", current_limit_a=15))["current_limit_a"] == 15
-        for _ in range(40):
-            if idle.connection not in rig.charger.links and not rig.charger.links:
-                break
-            await asyncio.sleep(0.05)
-        assert not rig.charger.links  # the idle link was closed
+        assert rig.charger.links  # the squatter's link, still within its time
+        rig.clock.advance(peripheral.UNAUTHENTICATED_LINK_TIMEOUT_S)
+        await eventually(lambda: not rig.charger.links, what="the idle link closed")
 
 
 async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
@@ -388,3 +405,15 @@ async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match="cannot open Bluetooth transport"):
         async with PhoneCentral("bogus:1", rng=rig.rng):
             pass
+
+
+async def test_an_unconfirmed_pin_exchange_ends_on_the_charger_clock(rig: Rig) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        pake = proto.PhonePake(phone_id=bytes(16), serial=SERIAL, pin=PIN)
+        proto.expect_reply(await session._exchange(pake.start()), proto.MessageType.PAKE_REPLY)
+        assert rig.charger.guard.attempt is not None  # the one exchange slot is held
+        rig.clock.advance(guard.ATTEMPT_TIMEOUT_S)
+        await eventually(lambda: not rig.charger.links, what="the hogging link closed")
+    assert rig.charger.guard.attempt is None
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # counted as a guess

@@ -137,8 +137,8 @@ async def test_a_prompted_pin_that_is_not_six_digits_costs_no_guess(rig: Rig) ->
             rng=rig.rng,
             prompt=lambda: "47291",
         )
-    assert rig.charger._lockout.consecutive_failures == 0
-    assert rig.charger._attempt is None
+    assert rig.charger.guard.lockout.consecutive_failures == 0
+    assert rig.charger.guard.attempt is None
 
 
 # --- `evaccess app pair` as the user runs it -------------------------------------------------
@@ -197,7 +197,7 @@ async def test_pair_refuses_a_pin_that_is_not_six_digits_without_a_guess(
     cli.server = FakeServerPins()
     line = one_line_error(await cli(*args, stdin=stdin), 2)
     assert "a Bluetooth PIN is exactly 6 digits" in line
-    assert cli.rig.charger._lockout.consecutive_failures == 0
+    assert cli.rig.charger.guard.lockout.consecutive_failures == 0
     assert cli.server.reveals == [] and PIN not in line
 
 

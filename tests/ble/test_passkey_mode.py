@@ -14,7 +14,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import ChargerSession, PhoneCentral
 from evaccess.charger.ports import BluetoothPinSettings
-from evaccess.domain.errors import ConfigurationError, LockedOut, NotAuthenticated
+from evaccess.domain.errors import ConfigurationError, Conflict, LockedOut, NotAuthenticated
 from evaccess.protocol import ble_access as proto
 from evaccess.protocol.ocpp_components import SecurityEventType
 from tests.ble.conftest import PIN, SERIAL, WRONG_PIN, Rig, make_charger, start_rig, stop_rig
@@ -68,7 +68,7 @@ async def test_correct_passkey_pairs_and_credential_reconnects(rig: Rig) -> None
         rng=rig.rng,
     )
     assert settings["current_limit_a"] == 14
-    assert rig.charger._lockout.consecutive_failures == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
 
 
 async def test_wrong_passkey_is_one_failure_and_lockout_answers_repeated_attempts(
@@ -78,7 +78,7 @@ async def test_wrong_passkey_is_one_failure_and_lockout_answers_repeated_attempt
     for expected in range(1, 6):
         with pytest.raises(proto.WrongPin):
             await pair(rig, WRONG_PIN, phone="attacker")
-        assert rig.charger._lockout.consecutive_failures == expected
+        assert rig.charger.guard.lockout.consecutive_failures == expected
     with pytest.raises(LockedOut):
         await pair(rig, PIN, phone="attacker")
     assert rig.server.events[-1][0] == SecurityEventType.BLUETOOTH_PIN_LOCKOUT
@@ -126,8 +126,8 @@ async def test_just_works_and_legacy_pairing_are_refused(
     # Without a passkey-paired link the PIN-less enrolment is refused too.
     with pytest.raises(NotAuthenticated, match="passkey"):
         await session.enrol(phone_id=bytes(16), pin=None)
-    assert rig.charger._lockout.consecutive_failures == 0
-    assert len(rig.charger.credentials) == 0
+    assert rig.charger.guard.lockout.consecutive_failures == 0
+    assert len(rig.charger.guard.credentials) == 0
 
 
 async def test_reflected_public_key_is_refused(rig: Rig) -> None:
@@ -157,7 +157,7 @@ async def test_reflected_public_key_is_refused(rig: Rig) -> None:
     with pytest.raises(ProtocolError) as refused:
         await session.connection.pair()
     assert refused.value.error_code == smp.ErrorCode.DHKEY_CHECK_FAILED
-    assert rig.charger._lockout.consecutive_failures == 1  # an attack counts as a guess
+    assert rig.charger.guard.lockout.consecutive_failures == 1  # an attack counts as a guess
 
 
 async def test_every_pairing_gets_a_fresh_key_pair(rig: Rig) -> None:
@@ -215,3 +215,20 @@ async def test_the_phone_refuses_a_charger_reflecting_its_key(rig: Rig) -> None:
     with pytest.raises(ProtocolError) as refused:
         await session.connection.pair()
     assert refused.value.error_code == smp.ErrorCode.DHKEY_CHECK_FAILED
+
+
+async def test_a_pin_exchange_is_answered_pin_by_passkey_as_info_says_a_pin_is_required(
+    rig: Rig,
+) -> None:
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        info = await session.info()
+        assert info.pin_required and info.pin_mode is proto.PinMode.PASSKEY
+        for passkey_paired in (False, True):
+            if passkey_paired:
+                await session.pair_link_with_passkey(PIN)
+            with pytest.raises(Conflict, match="passkey") as refused:
+                await session.enrol(phone_id=bytes(16), pin=PIN)
+            assert refused.value.code == "ble_pin_by_passkey"
+        await session.close()
+    assert rig.charger.guard.lockout.consecutive_failures == 0  # not a guess

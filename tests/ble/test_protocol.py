@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaccess.domain.clock import SystemRandom
-from evaccess.domain.errors import IntegrityFailure, LockedOut, PairingDisabled
+from evaccess.domain.errors import IntegrityFailure, LockedOut, NotAuthenticated, PairingDisabled
 from evaccess.protocol import ble_access as proto
 
 PIN = b"472913"
@@ -34,11 +34,14 @@ class FakeCharger:
     def pin_password(self) -> bytes | None:
         return self.pin
 
+    def pin_by_passkey(self) -> bool:
+        return False
+
     def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
         return proto.new_pake_responder(self.serial, password)
 
     def pin_exchange_allowed(
-        self, *, use_pin: bool, link_authenticated: bool
+        self, link: proto.ChargerLink, *, use_pin: bool
     ) -> proto.ErrorCode | None:
         if use_pin and self.in_flight:
             return proto.ErrorCode.BUSY
@@ -52,10 +55,10 @@ class FakeCharger:
     def attempts_left(self) -> int:
         return max(0, 5 - self.failures)
 
-    def begin_attempt(self) -> None:
+    def begin_attempt(self, link: proto.ChargerLink) -> None:
         self.in_flight = True
 
-    def end_attempt(self, *, success: bool) -> None:
+    def end_attempt(self, link: proto.ChargerLink, *, success: bool) -> None:
         self.in_flight = False
         if success:
             self.successes += 1
@@ -259,7 +262,7 @@ def test_credential_challenge_response_cannot_be_replayed() -> None:
     # A recorded proof is useless on a new link: the charger's nonce differs.
     replay = proto.ChargerLink(charger, SystemRandom())
     replay.handle(auth.begin())
-    with pytest.raises(proto.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         proto.expect_reply(replay.handle(proof), proto.MessageType.AUTH_OK)
     assert not replay.authenticated
     # ... and the challenge is single use.
@@ -287,7 +290,7 @@ def test_unknown_credential_and_revocation() -> None:
     charger = FakeCharger()
     link = proto.ChargerLink(charger, SystemRandom())
     auth = proto.PhoneAuth(phone_id=PHONE, serial=SERIAL, secret=b"x" * 32, nonce=b"\x01" * 16)
-    with pytest.raises(proto.NotAuthenticated, match="pair again"):
+    with pytest.raises(NotAuthenticated, match="pair again"):
         auth.on_challenge(link.handle(auth.begin()))
 
 
@@ -322,3 +325,60 @@ def test_pin_less_enrolment_and_forget() -> None:
         link.handle(proto.forget_request(cipher, PHONE)), proto.MessageType.FORGOTTEN
     )
     assert not charger.creds and not link.authenticated
+
+
+def _error_code(reply: bytes) -> proto.ErrorCode:
+    return proto.ErrorCode(proto.decode(reply).get(proto.Tag.ERROR_CODE)[0])
+
+
+def _request(kind: proto.MessageType, **fields: bytes) -> bytes:
+    return proto.encode(proto.Frame(type=kind, fields={proto.Tag[k]: v for k, v in fields.items()}))
+
+
+GOOD_START = {
+    "PHONE_ID": PHONE,
+    "USE_PIN": b"\x01",
+    "PAKE_MESSAGE": proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start()[-33:],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        (proto.MessageType.AUTH_BEGIN, {"PHONE_ID": PHONE[:15], "NONCE": bytes(16)}),
+        (proto.MessageType.AUTH_BEGIN, {"PHONE_ID": PHONE + b"\x00", "NONCE": bytes(16)}),
+        (proto.MessageType.AUTH_BEGIN, {"PHONE_ID": PHONE, "NONCE": bytes(15)}),
+        (proto.MessageType.PAKE_START, {**GOOD_START, "PHONE_ID": PHONE[:15]}),
+        (proto.MessageType.PAKE_START, {**GOOD_START, "USE_PIN": b"\x02"}),
+        (proto.MessageType.PAKE_START, {**GOOD_START, "USE_PIN": b""}),
+        (proto.MessageType.PAKE_START, {**GOOD_START, "USE_PIN": b"\x01\x00"}),
+        (
+            proto.MessageType.PAKE_START,
+            {**GOOD_START, "PAKE_MESSAGE": GOOD_START["PAKE_MESSAGE"][:32]},
+        ),
+        (proto.MessageType.AUTH_PROOF, {"MAC": bytes(31)}),
+        (proto.MessageType.FORGET, {"SEALED": bytes(23)}),
+    ],
+)
+def test_every_field_is_checked_for_length_and_range(
+    kind: proto.MessageType, fields: dict[str, bytes]
+) -> None:
+    charger = FakeCharger(
+        creds={
+            PHONE[:15]: proto.StoredCredential(phone_id=PHONE[:15], secret=bytes(32), with_pin=True)
+        }
+    )
+    link = proto.ChargerLink(charger, SystemRandom())
+    assert _error_code(link.handle(_request(kind, **fields))) is proto.ErrorCode.MALFORMED
+    assert not charger.in_flight  # nothing started, nothing counted
+    assert charger.failures == 0
+
+
+def test_a_confirmation_of_the_wrong_length_is_malformed_and_ends_the_exchange() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913")
+    link.handle(phone.start())
+    reply = link.handle(_request(proto.MessageType.PAKE_CONFIRM, CONFIRM=bytes(31)))
+    assert _error_code(reply) is proto.ErrorCode.MALFORMED
+    assert charger.failures == 1 and not charger.in_flight  # section 6: the exchange ends

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from evaccess import console
 from evaccess.domain.errors import InvalidInput
+from evaccess.protocol.ble_access import PinMode as PinMode  # the one definition
 from evaccess.protocol.ocpp_frames import OcppVersion
-
-
-class PinMode(StrEnum):
-    """How the Bluetooth PIN is checked: a PAKE by default; ``passkey`` (the PIN as the LE
-    Secure Connections passkey) is a hardened, weaker compatibility mode."""
-
-    PAKE = "pake"
-    PASSKEY = "passkey"
-
 
 EXAMPLE_SERVER = "ws://127.0.0.1:9000/ocpp"
 """The OCPP endpoint of a server started with the defaults (``evaccess server run``)."""

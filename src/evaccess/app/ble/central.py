@@ -24,16 +24,14 @@ from bumble.smp import ErrorCode as SmpErrorCode
 from bumble.transport import open_transport
 from bumble.transport.common import Transport, TransportInitError, TransportSpecError
 
+from evaccess.ble_logging import silence_secret_debug_logs
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import (
     EvAccessError,
-    IntegrityFailure,
     InvalidInput,
     LockedOut,
     NotAuthenticated,
     NotFound,
-    PermissionDenied,
-    PinRejected,
 )
 from evaccess.protocol import ble_access as proto
 
@@ -105,7 +103,7 @@ class PhoneCentral:
         self.device: Device | None = None
 
     async def __aenter__(self) -> Self:
-        proto.silence_secret_debug_logs()
+        silence_secret_debug_logs()
         try:
             self._transport = await open_transport(self._spec)
         except (TransportSpecError, TransportInitError) as exc:
@@ -229,7 +227,7 @@ class ChargerSession:
             raise NotFound(f"charger {self.serial} does not offer the evaccess service")
         characteristics = await services[0].discover_characteristics()
         by_uuid = {UUID(str(c.uuid).replace("-", "").lower()): c for c in characteristics}
-        wanted = (proto.INFO_UUID, proto.ACCESS_UUID, *proto.CONFIG_UUIDS)
+        wanted = [spec.uuid for spec in proto.CHARACTERISTICS]
         missing = [uuid for uuid in wanted if uuid not in by_uuid]
         if missing:
             raise NotFound(f"charger {self.serial} lacks part of the evaccess service")
@@ -358,21 +356,5 @@ class ChargerSession:
         return self.cipher
 
 
-_ATT_ERRORS: dict[int, tuple[type[EvAccessError], str]] = {
-    proto.AttErrorCode.INSUFFICIENT_AUTHENTICATION: (
-        NotAuthenticated,
-        "the charger requires an authenticated session",
-    ),
-    proto.AttErrorCode.INVALID_VALUE: (InvalidInput, "the charger rejected the value"),
-    proto.AttErrorCode.PIN_REJECTED: (PinRejected, "the charger rejected the new PIN"),
-    proto.AttErrorCode.NOT_PERMITTED: (
-        PermissionDenied,
-        "the charger's policy does not allow this change",
-    ),
-    proto.AttErrorCode.INTEGRITY: (IntegrityFailure, "the charger could not verify the value"),
-}
-
-
 def _att_error(exc: ATT_Error) -> EvAccessError:
-    cls, text = _ATT_ERRORS.get(exc.error_code, (EvAccessError, "Bluetooth request failed"))
-    return cls(f"{text} (ATT error 0x{exc.error_code:02X})")
+    return proto.att_exception(exc.error_code)

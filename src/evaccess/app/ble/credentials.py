@@ -18,7 +18,7 @@ _SERIAL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class PhoneCredential:
+class PairedCharger:
     serial: str
     phone_id: bytes
     secret: bytes
@@ -28,7 +28,7 @@ class PhoneCredential:
     """GATT handles by characteristic UUID (GATT caching; rediscovered when stale)."""
 
     def __repr__(self) -> str:  # never print the secret
-        return f"PhoneCredential(serial={self.serial!r}, phone_id={self.phone_id.hex()!r})"
+        return f"PairedCharger(serial={self.serial!r}, phone_id={self.phone_id.hex()!r})"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -65,7 +65,7 @@ class CredentialStore:
             raise InvalidInput("a charger serial is letters, digits, '.', '_' or '-'")
         return self._dir / f"{serial}.json"
 
-    def save(self, credential: PhoneCredential) -> Path:
+    def save(self, credential: PairedCharger) -> Path:
         path = self._path(credential.serial)
         _write_private(
             path,
@@ -81,11 +81,11 @@ class CredentialStore:
         )
         return path
 
-    def load(self, serial: str) -> PhoneCredential:
+    def load(self, serial: str) -> PairedCharger:
         path = self._path(serial)
         try:
             data = json.loads(path.read_text())
-            return PhoneCredential(
+            return PairedCharger(
                 serial=data["serial"],
                 phone_id=bytes.fromhex(data["phone_id"]),
                 secret=bytes.fromhex(data["secret"]),
@@ -99,7 +99,7 @@ class CredentialStore:
         except (ValueError, KeyError, TypeError):
             raise IntegrityFailure(f"the credential for charger {serial} is unreadable") from None
 
-    def find(self, serial: str) -> PhoneCredential | None:
+    def find(self, serial: str) -> PairedCharger | None:
         try:
             return self.load(serial)
         except NotFound:

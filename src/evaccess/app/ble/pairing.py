@@ -12,7 +12,7 @@ from uuid import UUID
 from bumble.att import ATT_Error
 
 from evaccess.app.ble.central import ChargerSession, KnownCharger, PhoneCentral
-from evaccess.app.ble.credentials import CredentialStore, PhoneCredential
+from evaccess.app.ble.credentials import CredentialStore, PairedCharger
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import Conflict, NotAuthenticated
 from evaccess.domain.pins import check_bluetooth_pin_format
@@ -88,7 +88,7 @@ async def pair(
             )
         known = session.known
         store.save(
-            PhoneCredential(
+            PairedCharger(
                 serial=serial,
                 phone_id=phone_id,
                 secret=secret,
@@ -100,7 +100,7 @@ async def pair(
             serial=serial,
             phone_id=phone_id.hex(),
             pin_required=info.pin_required,
-            pin_mode=info.pin_mode.name.lower(),
+            pin_mode=info.pin_mode.value,
         )
 
 
@@ -188,7 +188,7 @@ async def configure(
 
 async def forget(*, transport: str, serial: str, store: CredentialStore, rng: RandomSource) -> None:
     """Ask the charger to drop this phone's credential, then drop it here too."""
-    credential: PhoneCredential = store.load(serial)
+    credential: PairedCharger = store.load(serial)
     async with authenticated(transport=transport, serial=serial, store=store, rng=rng) as s:
         await s.forget(phone_id=credential.phone_id)
     store.delete(serial)

@@ -44,8 +44,8 @@ def _read(path: Path) -> Any:
         raise IntegrityFailure(f"{path.name} is unreadable") from None
 
 
-class CredentialStore:
-    """Phone credentials by phone id (hex)."""
+class IssuedCredentials:
+    """The credentials this charger issued, by phone id (hex)."""
 
     def __init__(self, state_dir: Path) -> None:
         self._path = state_dir / "ble-credentials.json"
