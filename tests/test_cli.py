@@ -43,7 +43,7 @@ MUST_EXPLAIN = {"--json": "json", "--pin-stdin": "stdin", "--keypad": "keypad"}
 
 def _commands() -> list[tuple[str, Command]]:
     """Every command and group of ``evaccess``, by its command line."""
-    cli._attach(["evaccess"])
+    cli.attach_all()
     found: list[tuple[str, Command]] = []
 
     def walk(command: Command, path: str) -> None:

@@ -62,16 +62,29 @@ SUBCOMMANDS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def _attach(argv: list[str]) -> None:
-    """Attach the program named on the command line (all of them for bare ``evaccess`` or
-    ``--help``): each program's imports cost a second or more, and a command needs one."""
+    """Attach the program named on the command line: each program's imports cost a second
+    or more, and a command needs one. Bare ``evaccess`` or ``--help`` lists them all by
+    name and help text, without importing any."""
     if argv[1:2] == ["--version"]:
         return  # answered by the root callback, no program needed
     names = {name for _, _, name, _ in SUBCOMMANDS}
     wanted = argv[1] if len(argv) > 1 and argv[1] in names else None
     for module_name, attribute, name, help_text in SUBCOMMANDS:
-        if wanted is None or name == wanted:
-            module = importlib.import_module(module_name)
-            app.add_typer(getattr(module, attribute), name=name, help=help_text)
+        if name == wanted:
+            _attach_program(module_name, attribute, name, help_text)
+        elif wanted is None:  # the root's help lists the programs; none is imported
+            app.add_typer(typer.Typer(), name=name, help=help_text)
+
+
+def attach_all() -> None:
+    """Every program's commands (for tools that walk the whole command tree)."""
+    for subcommand in SUBCOMMANDS:
+        _attach_program(*subcommand)
+
+
+def _attach_program(module_name: str, attribute: str, name: str, help_text: str) -> None:
+    module = importlib.import_module(module_name)
+    app.add_typer(getattr(module, attribute), name=name, help=help_text)
 
 
 def main() -> None:

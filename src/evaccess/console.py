@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from evaccess.domain import errors
 
@@ -66,7 +67,6 @@ def run_app(app: typer.Typer) -> NoReturn:
     """Run the command line. Usage errors (a missing argument, an unknown option) end as one
     line too, instead of click's usage block in a box."""
     # typer vendors click: its exception classes live in typer._click.
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
         result = app(standalone_mode=False)

@@ -30,6 +30,7 @@ from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
+from evaccess.server.services.accounts import create_user, normalise_email
 from evaccess.server.settings import Settings
 from evaccess.server.throttle import ThrottleRegistry
 from evaccess.server.vault import KeypadHasher, PinVault
@@ -156,7 +157,6 @@ async def ensure_bootstrap_admin(ctx: Context, email: str) -> BootstrapAdmin | N
     async with ctx.db.read() as session:
         if await session.scalar(select(func.count()).select_from(User)):
             return None
-    from evaccess.server.services.accounts import create_user, normalise_email
 
     password = secrets.token_urlsafe(18)
     user = await create_user(ctx, normalise_email(email), password, is_system_admin=True)

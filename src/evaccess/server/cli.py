@@ -7,6 +7,8 @@ must not pay for a server it never starts."""
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -16,9 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
+from rich.progress import Progress
 
 from evaccess import console
-from evaccess.domain.access import MemberAccess, OrgAction, Role
+from evaccess.domain.access import ORG_PERMISSIONS, MemberAccess, OrgAction, Role
+from evaccess.domain.clock import SystemRandom
+from evaccess.domain.errors import AuditChainBroken, InvalidInput, PermissionDenied
+from evaccess.server.audit_anchor import AuditAnchor, read_head
+from evaccess.server.bootstrap import build_context, database_label, require_schema
+from evaccess.server.db.models import Organisation as OrganisationRow
+from evaccess.server.runner import configure_logging, serve
+from evaccess.server.services import accounts, directory, organisations, registration, rotation
+from evaccess.server.services.relations import Actor, org_role
+from evaccess.server.settings import load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +48,6 @@ audit_app = typer.Typer(no_args_is_help=True)
 
 
 def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
-    from evaccess.server.bootstrap import database_label
 
     url = settings.public_url or f"http://{settings.host}:{settings.port}"
     scheme = "wss" if settings.tls_cert else "ws"
@@ -85,8 +96,6 @@ async def run(
 ) -> None:
     """Create or migrate the database and serve the REST API and the OCPP endpoint (OCPP:
     Open Charge Point Protocol, how chargers talk to their server)."""
-    from evaccess.server.runner import configure_logging, serve
-    from evaccess.server.settings import load_settings
 
     given = {"host": host, "port": port, "ocpp_port": ocpp_port}
     settings = load_settings(**{k: v for k, v in given.items() if v is not None})
@@ -99,8 +108,6 @@ async def _admin() -> AsyncIterator[Context]:
     """A context for an administrative command, on the database ``server run`` created
     (never a new one: run from the wrong directory, an admin command would otherwise fill
     an empty database). Names the database it used when the command succeeds."""
-    from evaccess.server.bootstrap import build_context, database_label, require_schema
-    from evaccess.server.settings import load_settings
 
     settings = load_settings()
     await require_schema(settings)
@@ -113,8 +120,6 @@ async def _admin() -> AsyncIterator[Context]:
 
 
 async def _system_actor(ctx: Context, email: str) -> Actor:
-    from evaccess.server.services import accounts
-    from evaccess.server.services.relations import Actor
 
     user = await accounts.user_by_email(ctx, email)
     return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
@@ -128,10 +133,6 @@ async def _acting(
 
     The API answers an outsider "no such organisation" (it does not tell what exists); the
     operator at the server's console is told who lacks which role instead."""
-    from evaccess.domain.access import ORG_PERMISSIONS
-    from evaccess.domain.errors import PermissionDenied
-    from evaccess.server.db.models import Organisation as OrganisationRow
-    from evaccess.server.services.relations import org_role
 
     org_id = await _organisation_id(ctx, organisation)
     actor = await _system_actor(ctx, email)
@@ -147,7 +148,6 @@ async def _acting(
 
 
 async def _organisation_id(ctx: Context, ref: str) -> str:
-    from evaccess.server.services import directory
 
     return (await directory.organisation(ctx, ref)).id
 
@@ -176,7 +176,6 @@ async def create_user(
     ] = False,
 ) -> None:
     """Create a user (the password is prompted for, or read from stdin when piped)."""
-    from evaccess.server.services import accounts
 
     password = console.secret("Password", confirm=True, from_stdin=password_stdin)
     async with _admin() as ctx:
@@ -188,7 +187,6 @@ async def create_user(
 @console.command
 async def reset_password(email: Email) -> None:
     """Give an account a new one-time password (printed once) and end its sessions."""
-    from evaccess.server.services import accounts
 
     async with _admin() as ctx:
         password = await accounts.reset_password(ctx, email)
@@ -206,8 +204,6 @@ async def create_organisation(
     ] = None,
 ) -> None:
     """Create an organisation (or a subgroup) with its super-admin."""
-    from evaccess.server.services import organisations
-    from evaccess.server.services.relations import Actor
 
     async with _admin() as ctx:
         actor = await _system_actor(ctx, super_admin)
@@ -234,7 +230,6 @@ async def add_member(
     ] = Role.USER,
 ) -> None:
     """Add an existing user to an organisation."""
-    from evaccess.server.services import organisations
 
     async with _admin() as ctx:
         org_id, actor = await _acting(ctx, by, organisation, OrgAction.MANAGE_MEMBERS)
@@ -251,7 +246,6 @@ async def set_member_access(
 ) -> None:
     """Let all members use all the organisation's chargers (all), or only the chargers
     assigned to them (assigned). Applies to its subgroups too; audited."""
-    from evaccess.server.services import organisations
 
     async with _admin() as ctx:
         org_id, actor = await _acting(ctx, by, organisation, OrgAction.SET_MEMBER_ACCESS)
@@ -288,13 +282,11 @@ async def create_charger(
 ) -> None:
     """Register a charger; prints once the password it logs in to the server with over OCPP
     (Open Charge Point Protocol), or writes it to --out."""
-    from evaccess.domain.errors import InvalidInput
 
     try:
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
-    from evaccess.server.services import registration
 
     handle = _new_secret_file(out) if out is not None else None
     try:
@@ -345,7 +337,6 @@ async def list_(
     what: Annotated[Listing, typer.Argument(help="What to list.")], json_output: Json = False
 ) -> None:
     """List the organisations, users or chargers in the database."""
-    from evaccess.server.services import directory
 
     async with _admin() as ctx:
         match what:
@@ -371,8 +362,6 @@ async def list_(
 async def rotate_keys() -> None:
     """Add a new vault key version and re-encrypt every Bluetooth PIN under it (safe while
     the server runs: it picks up the new key from the key directory)."""
-    from evaccess.domain.clock import SystemRandom
-    from evaccess.server.services import rotation
 
     async with _admin() as ctx:
         version = ctx.keys.add_vault_key(SystemRandom())
@@ -386,7 +375,6 @@ async def verify() -> None:
     """Walk the audit chain, compare it with the latest checkpoint, print its head digest.
 
     Names the first bad record or the disagreement with the checkpoint (exit 8)."""
-    from evaccess.server.audit_anchor import read_head
 
     async with _admin() as ctx, ctx.db.read() as session:
         anchor = _audit_anchor(ctx)
@@ -430,8 +418,6 @@ async def checkpoint() -> None:
 
 
 def _audit_anchor(ctx: Context) -> AuditAnchor:
-    from evaccess.server.audit_anchor import AuditAnchor
-    from evaccess.server.settings import load_settings
 
     path = load_settings().resolved_audit_checkpoint_file
     return AuditAnchor(path, ctx.keys, ctx.clock)
@@ -439,7 +425,6 @@ def _audit_anchor(ctx: Context) -> AuditAnchor:
 
 async def _verified(ctx: Context, session: AsyncSession) -> int:
     """The number of records in the audit chain, once it verifies."""
-    from evaccess.domain.errors import AuditChainBroken
 
     report = await ctx.audit.verify(session)
     if not report.ok:
@@ -479,16 +464,12 @@ async def create_chargers(
     """Register many chargers of one kind in one transaction; write the passwords they log
     in with over OCPP (Open Charge Point Protocol) to a file that `evaccess charger fleet
     --password-file` reads."""
-    from evaccess.domain.errors import InvalidInput
 
     serials = _bulk_serials(count, prefix, start, serials_from)
     try:
         produced = date.fromisoformat(production_date) if production_date else None
     except ValueError:
         raise InvalidInput("--production-date takes YYYY-MM-DD") from None
-    from rich.progress import Progress
-
-    from evaccess.server.services import registration
 
     handle = _new_secret_file(out)
     registrations: list[Registration] | None = None
@@ -530,7 +511,6 @@ async def create_chargers(
 def _bulk_serials(
     count: int | None, prefix: str | None, start: int, serials_from: Path | None
 ) -> list[str]:
-    from evaccess.domain.errors import InvalidInput
 
     if (count is None) == (serials_from is None):
         raise InvalidInput("give either --count with --prefix, or --serials-from")
@@ -549,9 +529,6 @@ def _bulk_serials(
 
 def _read_serials(path: Path) -> list[str]:
     """One serial per line, or a CSV whose header has a ``serial`` column."""
-    import csv
-
-    from evaccess.domain.errors import InvalidInput
 
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -570,9 +547,6 @@ def _read_serials(path: Path) -> list[str]:
 def _new_secret_file(path: Path) -> TextIO:
     """Create ``path`` for writing, 0600 from the start; refuse to replace a file (it may
     hold the only copy of other chargers' passwords)."""
-    import os
-
-    from evaccess.domain.errors import InvalidInput
 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -587,8 +561,6 @@ def _new_secret_file(path: Path) -> TextIO:
 def _write_password_file(handle: TextIO, registrations: Sequence[Registration]) -> None:
     """The format ``charger fleet`` reads (``charger/fleet.py``): a header, then one
     ``serial,password`` row per charger; flushed to disk before the registrations commit."""
-    import csv
-    import os
 
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(("serial", "password"))

@@ -65,7 +65,9 @@ def policy_session(policy: SmpPolicy) -> type[smp.Session]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if self.pairing_config.oob is None:
-                self.ecc_key = type(self.ecc_key).generate()  # a fresh key pair per pairing: never reuse one
+                self.ecc_key = type(
+                    self.ecc_key
+                ).generate()  # a fresh key pair per pairing: never reuse one
 
         def on_smp_pairing_request_command(self, command: smp.SMP_Pairing_Request_Command) -> None:
             if policy.passkey_mode and (code := policy.passkey_refusal()) is not None:

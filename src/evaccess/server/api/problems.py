@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from evaccess.domain import errors
+from evaccess.server.api.schemas import Problem
 
 log = logging.getLogger("evaccess.api")
 
@@ -73,7 +74,6 @@ def documented(*statuses: int, notes: dict[int, str] | None = None) -> dict[int 
 
 def openapi_components() -> dict[str, Any]:
     """The ``Problem`` schema (and what it refers to) for ``components.schemas``."""
-    from evaccess.server.api.schemas import Problem
 
     schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components: dict[str, Any] = schema.pop("$defs", {})
