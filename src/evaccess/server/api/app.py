@@ -14,6 +14,7 @@ from sqlalchemy import text
 import evaccess
 from evaccess.server.api import problems
 from evaccess.server.api.deps import new_request_id
+from evaccess.server.api.ownership import router as ownership_router
 from evaccess.server.api.routes import router
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
@@ -66,4 +67,5 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         return {"status": "ok", "version": evaccess.__version__}
 
     app.include_router(router)
+    app.include_router(ownership_router)
     return app
