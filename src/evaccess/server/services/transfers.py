@@ -146,8 +146,10 @@ async def start_transfer(
 async def _row_for(
     session: AsyncSession, actor: Actor, transfer_id: str
 ) -> tuple[OwnershipTransfer, TransferParty]:
-    """The transfer if the actor is its owner or its recipient (else: it does not exist)."""
-    row = await session.get(OwnershipTransfer, transfer_id)
+    """The transfer if the actor is its owner or its recipient (else: it does not exist),
+    locked for the rest of the transaction (two acceptances at once: one waits, then finds
+    it accepted)."""
+    row = await session.get(OwnershipTransfer, transfer_id, with_for_update=True)
     if row is not None and row.from_user_id == actor.user_id:
         return row, TransferParty.OWNER
     if row is not None and row.to_email == normalise_email(actor.email):
