@@ -40,8 +40,10 @@ from evaccess.server.services import (
     invitations,
     keypad_pins,
     organisations,
+    ownership,
     registration,
     tokens,
+    transfers,
 )
 from evaccess.server.settings import Settings
 from tests.conftest import Canaries
@@ -411,6 +413,76 @@ def _new_charger(env: Env, who: str) -> dict[str, Any]:
     }
 
 
+# --- ownership -------------------------------------------------------------------------------
+
+
+async def _charger_of(env: Env, memo: str, owner: str, *, shared: bool = False) -> str:
+    """A charger of Acme owned by ``owner`` kept under ``memo`` (a new one once it has no
+    owner any more), shared with ``invited`` and ``service`` when ``shared``."""
+    if memo in env.memo:
+        async with env.ctx.db.read() as session:
+            if await ownership.current(session, env.memo[memo]) is not None:
+                return env.memo[memo]
+    assert env.world.org is not None
+    reg = await registration.register(
+        env.ctx, env.world.actor("super_admin"), organisation_id=env.world.org.id,
+        serial=env.unique("OWN"), vendor="Wallbox", model="Pulsar Plus", firmware="6.11.2",
+        owner_email=env.world.users[owner].email,
+    )  # fmt: skip
+    env.memo[memo] = reg.charger.id
+    if shared:
+        key = f"charger-{memo}-{next(env.serial)}"
+        env.world.chargers[key] = reg.charger
+        await share(env.world, key, "invited", GrantKind.USER)
+        await share(env.world, key, "service", GrantKind.SERVICE)
+    return reg.charger.id
+
+
+async def _released_charger(env: Env, who: str) -> Prepared:
+    return Prepared(params={"charger_id": await _charger_of(env, "release", "owner", shared=True)})
+
+
+async def _transfer_to_caller(env: Env, who: str) -> Prepared:
+    """A charger of ``spare`` offered to the caller (to ``target`` for an anonymous caller)."""
+    charger_id = await _charger_of(env, env.unique("accept"), "spare")
+    to = "target" if who == ANONYMOUS else who
+    started = await transfers.start_transfer(
+        env.ctx, env.world.actor("spare"), charger_id, env.world.users[to].email
+    )
+    return Prepared(params={"transfer_id": started.id})
+
+
+async def _owners_open_transfer(env: Env, who: str) -> Prepared:
+    """An open transfer by ``owner`` to ``spare`` (a new one once a call cancelled it)."""
+    charger_id = await _charger_of(env, "cancel", "owner")
+    mine = [
+        t for t in await transfers.list_transfers(env.ctx, env.world.actor("owner"))
+        if t.charger_id == charger_id and t.state == "open"
+    ]  # fmt: skip
+    if not mine:
+        mine = [
+            await transfers.start_transfer(
+                env.ctx, env.world.actor("owner"), charger_id, "spare@example.com"
+            )
+        ]
+    return Prepared(params={"transfer_id": mine[0].id})
+
+
+async def _service_grant_end(env: Env, who: str) -> Prepared:
+    grant_id = await _grant_id(env, "service", GrantKind.SERVICE)
+    assert grant_id is not None
+    until = env.ctx.clock.now() + timedelta(days=20)
+    return Prepared(params={"grant_id": grant_id}, json={"expires_at": until.isoformat()})
+
+
+async def _no_open_transfer(env: Env, who: str) -> Prepared:
+    """The wallbox without an open transfer (the owner's successful call opens one)."""
+    for t in await transfers.list_transfers(env.ctx, env.world.actor("owner")):
+        if t.charger_id == env.world.chargers["wallbox"].id and t.state == "open":
+            await transfers.cancel_transfer(env.ctx, env.world.actor("owner"), t.id)
+    return Prepared(json={"email": "spare@example.com"})
+
+
 ORG = "/api/organisations/{org_id}"
 CHARGER = "/api/chargers/{charger_id}"
 OPTIONAL = "Wallbox 6.8: PIN optional"
@@ -688,6 +760,48 @@ ROWS: tuple[Row, ...] = (
         prepare=_invitation_for_someone_else,
         code="not_found",
         note="addressed to someone else",
+    ),
+    # --- ownership ---------------------------------------------------------------------------------
+    Row(
+        area="chargers",
+        method="POST",
+        path=f"{CHARGER}/transfers",
+        expect=charger(201, "owner"),
+        prepare=_no_open_transfer,
+    ),
+    Row(area="chargers", method="GET", path="/api/transfers", expect=everyone(200)),
+    Row(
+        area="chargers",
+        method="POST",
+        path="/api/transfers/{transfer_id}/accept",
+        expect=everyone(200),
+        prepare=_transfer_to_caller,
+        note="offered to the caller",
+    ),
+    Row(
+        area="chargers",
+        method="POST",
+        path="/api/transfers/{transfer_id}/cancel",
+        expect={ANONYMOUS: 401} | {who: 200 if who == "owner" else 404 for who in AUTHENTICATED},
+        prepare=_owners_open_transfer,
+        code="not_found",
+        note="started by the owner",
+    ),
+    Row(
+        area="chargers",
+        method="POST",
+        path=f"{CHARGER}/release",
+        expect=charger(200, "owner"),
+        prepare=_released_charger,
+        note="a charger of its own: the call ends everyone's access",
+    ),
+    Row(
+        area="chargers",
+        method="PATCH",
+        path=f"{CHARGER}/grants/{{grant_id}}",
+        expect=charger(200, "owner", "super_admin"),
+        prepare=_service_grant_end,
+        note="the end of service access",
     ),
     # --- Bluetooth PIN ------------------------------------------------------------------------------
     Row(

@@ -228,6 +228,38 @@ class ApiClient:
             )
         )
 
+    async def extend_grant(
+        self, charger_id: str, grant_id: str, expires_at: datetime
+    ) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "PATCH",
+                f"/api/chargers/{charger_id}/grants/{_segment(grant_id)}",
+                json={"expires_at": expires_at.isoformat()},
+            )
+        )
+
+    # --- ownership ------------------------------------------------------------------------
+
+    async def start_transfer(self, charger_id: str, email: str) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "POST", f"/api/chargers/{charger_id}/transfers", json={"email": email}
+            )
+        )
+
+    async def transfers(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/api/transfers"))
+
+    async def accept_transfer(self, transfer_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/transfers/{_segment(transfer_id)}/accept"))
+
+    async def cancel_transfer(self, transfer_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/transfers/{_segment(transfer_id)}/cancel"))
+
+    async def release(self, charger_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/chargers/{charger_id}/release"))
+
     # --- a charger's history and its Bluetooth ------------------------------------------------
 
     async def reveal_history(self, charger_id: str) -> list[dict[str, Any]]:

@@ -24,6 +24,11 @@ app_app = typer.Typer(no_args_is_help=True)
 keypad_app = typer.Typer(no_args_is_help=True, help="Your keypad PIN (Commander chargers).")
 app_app.add_typer(keypad_app, name="keypad-pin")
 app_app.add_typer(cards_app, name="cards")
+transfer_app = typer.Typer(
+    no_args_is_help=True,
+    help="Hand a charger you own to another account (it accepts; you can cancel until then).",
+)
+app_app.add_typer(transfer_app, name="transfer")
 app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
 DEFAULT_SERVER = EXAMPLE_SERVER
@@ -489,6 +494,132 @@ def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
         console.print_json(data)
     else:
         console.out.print(message, markup=False)
+
+
+@app_app.command("grant-extend")
+@console.command
+async def grant_extend(
+    serial: Serial,
+    grant_id: Annotated[str, typer.Argument(help="As `grants` lists it (service access).")],
+    days: Annotated[
+        int,
+        typer.Option("--days", min=1, max=365, help="The access ends this many days from now."),
+    ] = 14,
+    json_output: JsonOption = False,
+) -> None:
+    """Move the end of someone's service access (end it now with `revoke`)."""
+    async with _client(load_session()) as api:
+        grant = await api.extend_grant(
+            (await api.charger_by_serial(serial))["id"], grant_id, _now() + timedelta(days=days)
+        )
+    if json_output:
+        console.print_json(grant)
+        return
+    console.print_table(f"Access to {serial}", GRANT_COLUMNS, _grant_rows([grant]))
+
+
+# --- ownership --------------------------------------------------------------------------------
+
+TRANSFER_COLUMNS = ("transfer", "charger", "from", "to", "state", "expires")
+TransferId = Annotated[str, typer.Argument(help="As `transfer list` shows it.")]
+
+
+def _transfer_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (t["id"], t["serial"], t["from_email"], t["to_email"], t["state"], _when(t["expires_at"]))
+        for t in items
+    ]
+
+
+def _handover_lines(result: dict[str, Any]) -> list[str]:
+    revoked = result.get("revoked") or {}
+    lines = [
+        "revoked: " + ", ".join(f"{count} {name}" for name, count in sorted(revoked.items())),
+        "every phone's Bluetooth credential revocation queued: the charger gets it over OCPP",
+    ]
+    if result["bluetooth_pin"] == "rotated":
+        lines.append("a new Bluetooth PIN is on its way to the charger (active once it confirms)")
+    if result.get("warning"):
+        lines.append(f"warning: {result['warning']}")
+    return lines
+
+
+@transfer_app.command("start")
+@console.command
+async def transfer_start(
+    serial: Serial,
+    email: Annotated[str, typer.Argument(help="The new owner's account email.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Offer your charger to another account; you keep full access until it accepts."""
+    async with _client(load_session()) as api:
+        transfer = await api.start_transfer((await api.charger_by_serial(serial))["id"], email)
+    if json_output:
+        console.print_json(transfer)
+        return
+    console.print_table(f"Transfer of {serial}", TRANSFER_COLUMNS, _transfer_rows([transfer]))
+    console.out.print(
+        f"the recipient logs in and runs: evaccess app transfer accept {transfer['id']}",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@transfer_app.command("list")
+@console.command
+async def transfer_list(json_output: JsonOption = False) -> None:
+    """Transfers you started or were offered."""
+    async with _client(load_session()) as api:
+        items = await api.transfers()
+    if json_output:
+        console.print_json(items)
+        return
+    console.print_table("Ownership transfers", TRANSFER_COLUMNS, _transfer_rows(items))
+
+
+@transfer_app.command("accept")
+@console.command
+async def transfer_accept(transfer_id: TransferId, json_output: JsonOption = False) -> None:
+    """Become the owner of a charger offered to you; the previous ownership's access ends."""
+    async with _client(load_session()) as api:
+        result = await api.accept_transfer(transfer_id)
+    if json_output:
+        console.print_json(result)
+        return
+    console.out.print(f"you own {result['transfer']['serial']} now", soft_wrap=True, markup=False)
+    for line in _handover_lines(result):
+        console.out.print(line, soft_wrap=True, markup=False)
+
+
+@transfer_app.command("cancel")
+@console.command
+async def transfer_cancel(transfer_id: TransferId, json_output: JsonOption = False) -> None:
+    """Withdraw a transfer you started, before it is accepted."""
+    async with _client(load_session()) as api:
+        transfer = await api.cancel_transfer(transfer_id)
+    _done(json_output, transfer, f"transfer of {transfer['serial']} cancelled")
+
+
+@app_app.command("release")
+@console.command
+async def release(
+    serial: Serial,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: every access to the charger ends, yours too.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Give up a charger you own without a buyer (moving out): it has no owner afterwards."""
+    if not yes:
+        raise InvalidInput(f"releasing ends every access to {serial}, yours too: add --yes")
+    async with _client(load_session()) as api:
+        result = await api.release((await api.charger_by_serial(serial))["id"])
+    if json_output:
+        console.print_json(result)
+        return
+    console.out.print(f"{serial} released: it has no owner now", soft_wrap=True, markup=False)
+    for line in _handover_lines(result):
+        console.out.print(line, soft_wrap=True, markup=False)
 
 
 # --- a charger's history, and its phones ---------------------------------------------------

@@ -8,9 +8,10 @@ of its ancestors). Every action names the bases that allow it; anything else is 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from evaccess.domain.errors import PermissionDenied
+from evaccess.domain.errors import InvalidInput, PermissionDenied
 
 
 class Role(StrEnum):
@@ -27,6 +28,26 @@ class GrantKind(StrEnum):
     OWNER = "owner"
     USER = "user"
     SERVICE = "service"
+
+
+SERVICE_ACCESS_TTL = timedelta(days=14)
+"""How long an installer's or service technician's access lasts unless the owner extends
+it (or ends it sooner)."""
+
+
+def grant_expiry(kind: GrantKind, requested: datetime | None, now: datetime) -> datetime | None:
+    """When a grant of ``kind`` made at ``now`` ends: service access always expires (by
+    default after ``SERVICE_ACCESS_TTL``); owner and user grants do not. The one place that
+    decides it: every check of a grant reads its ``expires_at``."""
+    if kind is not GrantKind.SERVICE:
+        if requested is not None:
+            raise InvalidInput("only service access expires")
+        return None
+    if requested is None:
+        return now + SERVICE_ACCESS_TTL
+    if requested <= now:
+        raise InvalidInput("the service access would already have expired")
+    return requested
 
 
 class Basis(StrEnum):
@@ -96,6 +117,7 @@ class ChargerAction(StrEnum):
     MANAGE_PHONES = "manage_phones"
     USE_KEYPAD = "use_keypad"
     VIEW_ALL_TRANSACTIONS = "view_all_transactions"
+    TRANSFER_OWNERSHIP = "transfer_ownership"
 
 
 _GRANTS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
@@ -123,6 +145,8 @@ CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
     # Everyone who sees a charger sees their own charging sessions there; everybody's, only
     # its owner and the organisation's admins.
     ChargerAction.VIEW_ALL_TRANSACTIONS: frozenset({Basis.OWNER}) | _ADMINS,
+    # Offering the charger to someone else, or releasing it (moving out): its owner only.
+    ChargerAction.TRANSFER_OWNERSHIP: frozenset({Basis.OWNER}),
 }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 import evaccess
 from evaccess.server.api import cards, problems
 from evaccess.server.api.deps import new_request_id
+from evaccess.server.api.ownership import router as ownership_router
 from evaccess.server.api.routes import router
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
 
     app.include_router(router)
     app.include_router(cards.router)
+    app.include_router(ownership_router)
 
     generate = app.openapi
 

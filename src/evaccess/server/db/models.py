@@ -178,6 +178,26 @@ class Invitation(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class OwnershipTransfer(Base):
+    """An owner's offer of a charger to an email address (``domain.ownership_transfer``):
+    ``open`` until accepted, cancelled or expired. ``ownership_id`` is the ownership on
+    offer: a transfer outlives nothing of it."""
+
+    __tablename__ = "ownership_transfers"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    ownership_id: Mapped[str] = mapped_column(ForeignKey("ownerships.id"), index=True)
+    from_user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    to_email: Mapped[str] = mapped_column(String(320), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+
+
 class PhoneCredential(Base):
     """A phone's Bluetooth credential as the server knows it (id only, never the secret):
     lets the owner revoke one phone and a transfer revoke all."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +29,14 @@ from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
 from evaccess.domain.policy import ChargerFacts, PinPolicy, PinRequirement, pin_policy
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
-from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
+from evaccess.server.db.models import (
+    AuditRecord,
+    BluetoothPin,
+    Charger,
+    OutboxCommand,
+    Ownership,
+    User,
+)
 from evaccess.server.services import outbox
 from evaccess.server.services.relations import Actor, charger_for
 from evaccess.server.vault import Sealed
@@ -263,6 +271,35 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
     return await state(ctx, actor, charger_id)
 
 
+class NewOwnerPin(StrEnum):
+    """What a change of ownership did to the charger's Bluetooth PIN."""
+
+    ROTATED = "rotated"
+    """A new PIN is pending: pushed over OCPP, active once the charger confirms it."""
+    UNCHANGEABLE = "unchangeable"
+    """The policy forbids changing it (Zaptec): previous users may know it."""
+    NONE = "none"
+    """The charger has no PIN."""
+
+
+async def rotate_for_new_owner(
+    session: AsyncSession, ctx: Context, charger: Charger
+) -> NewOwnerPin:
+    """In the caller's transaction: start the usual change (generated PIN pending, pushed,
+    active on the charger's confirmation) where the policy allows one."""
+    policy = policy_of(charger)
+    row = await session.get(BluetoothPin, charger.id)
+    slots = _slots(row)
+    if row is None or slots.status is PinStatus.NONE:
+        return NewOwnerPin.NONE
+    if not policy.changeable:
+        return NewOwnerPin.UNCHANGEABLE
+    now = ctx.clock.now()
+    _save(row, slots.change(policy, lambda: _new_pin(ctx, charger), now), now)
+    await outbox.queue(session, ctx, charger.id, outbox.CommandKind.SET_BLUETOOTH_PIN)
+    return NewOwnerPin.ROTATED
+
+
 async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
     """Decrypt the PIN the charger enforces (or the pending one if it has none yet), write
     the audit record, commit, and only then return it."""
@@ -306,14 +343,22 @@ async def reveal_history(ctx: Context, actor: Actor, charger_id: str) -> list[Re
                 session, actor, charger_id, ChargerAction.VIEW_REVEAL_HISTORY, ctx.clock
             )
         ).charger
-        rows = (
-            await session.execute(
-                select(AuditRecord, User.email)
-                .outerjoin(User, User.id == AuditRecord.actor_id)
-                .where(AuditRecord.charger_id == charger.id, AuditRecord.action == REVEALED)
-                .order_by(AuditRecord.seq.desc())
+        query = (
+            select(AuditRecord, User.email)
+            .outerjoin(User, User.id == AuditRecord.actor_id)
+            .where(AuditRecord.charger_id == charger.id, AuditRecord.action == REVEALED)
+            .order_by(AuditRecord.seq.desc())
+        )
+        # Only the reveals of the current ownership: the owner before sees none of the new
+        # owner's, and the new owner none of the previous one's.
+        since = await session.scalar(
+            select(Ownership.started_at).where(
+                Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
             )
-        ).all()
+        )
+        if since is not None:
+            query = query.where(AuditRecord.at >= since)
+        rows = (await session.execute(query)).all()
     return [
         RevealEvent(at=r.at, actor_email=email, basis=r.basis, request_id=r.request_id)
         for r, email in rows

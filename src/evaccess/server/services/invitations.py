@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from evaccess.domain.access import ChargerAction, GrantKind
+from evaccess.domain.access import ChargerAction, GrantKind, grant_expiry
 from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, Grant, Invitation
@@ -36,11 +36,12 @@ async def invite(
     service_expires_at: datetime | None = None,
 ) -> IssuedInvitation:
     if kind is GrantKind.OWNER:
-        raise InvalidInput("ownership is transferred, not invited")
-    if service_expires_at is not None and kind is not GrantKind.SERVICE:
-        raise InvalidInput("only service access expires")
-    if service_expires_at is not None and service_expires_at <= ctx.clock.now():
-        raise InvalidInput("the service access would already have expired")
+        raise InvalidInput(
+            "ownership is transferred, not invited: evaccess app transfer start SERIAL EMAIL",
+            code="ownership_not_invited",
+        )
+    if service_expires_at is not None:
+        grant_expiry(kind, service_expires_at, ctx.clock.now())  # refuses what cannot expire
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
@@ -73,7 +74,8 @@ async def invite(
 
 
 async def accept_invitation(ctx: Context, actor: Actor, token: str) -> Grant:
-    """The invitee (logged in with the invited email) accepts; the grant follows."""
+    """The invitee (logged in with the invited email) accepts; the grant follows. Service
+    access without a chosen end lasts ``SERVICE_ACCESS_TTL`` from acceptance."""
     async with ctx.db.transaction() as session:
         invitation = await session.scalar(
             select(Invitation).where(Invitation.token_hash == token_digest(token))

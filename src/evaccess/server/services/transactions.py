@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 
-from evaccess.domain.access import ChargerAction, allowed_bases
+from evaccess.domain.access import Basis, ChargerAction, allowed_bases
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, Transaction, User
+from evaccess.server.services import ownership
 from evaccess.server.services.relations import Actor, charger_for
 
 DEFAULT_LIMIT = 200
@@ -76,8 +77,19 @@ async def for_charger(
         access = await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
         charger = access.charger
         query = _query().where(Transaction.charger_id == charger.id)
-        if not allowed_bases(ChargerAction.VIEW_ALL_TRANSACTIONS, access.bases):
+        everyone = allowed_bases(ChargerAction.VIEW_ALL_TRANSACTIONS, access.bases)
+        if not everyone:
             query = query.where(Transaction.user_id == actor.user_id)
+        elif everyone == {Basis.OWNER}:
+            # An owner sees the sessions of their own ownership, not those of the one before.
+            owned = await ownership.current(session, charger.id)
+            if owned is not None:
+                query = query.where(
+                    or_(
+                        Transaction.started_at >= owned.started_at,
+                        Transaction.user_id == actor.user_id,
+                    )
+                )
         rows = (await session.execute(query.limit(limit))).all()
     return [_view(tx, serial, email) for tx, serial, email in rows]
 
