@@ -45,6 +45,18 @@ class Settings(BaseSettings):
         "Off: accounts come from `evaccess admin create-user` and invitations.",
     )
 
+    commissioning_code_ttl_days: float = Field(
+        default=730,
+        gt=0,
+        description="How long a commissioning code (the QR sticker) works after it is issued.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="Send notifications by email: smtp://[user[:password]@]host[:port]"
+        "[?starttls=true]. Unset: notifications are written to the server log.",
+    )
+    smtp_from: str = Field(default="evaccess@localhost", description="Sender of notifications.")
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
