@@ -28,8 +28,15 @@ from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
 from evaccess.domain.policy import ChargerFacts, PinPolicy, PinRequirement, pin_policy
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
-from evaccess.server.db.models import AuditRecord, BluetoothPin, Charger, OutboxCommand, User
-from evaccess.server.services import outbox
+from evaccess.server.db.models import (
+    AuditRecord,
+    BluetoothPin,
+    Charger,
+    OutboxCommand,
+    Ownership,
+    User,
+)
+from evaccess.server.services import notifications, outbox
 from evaccess.server.services.relations import Actor, charger_for
 from evaccess.server.vault import Sealed
 
@@ -263,6 +270,29 @@ async def change(ctx: Context, actor: Actor, charger_id: str, new_pin: str | Non
     return await state(ctx, actor, charger_id)
 
 
+async def _tell_owner_of_reveal(
+    session: AsyncSession, ctx: Context, actor: Actor, charger: Charger
+) -> None:
+    """The owner is told when someone else sees the PIN (who and which charger; never the
+    PIN)."""
+    owner_id = await session.scalar(
+        select(Ownership.owner_id).where(
+            Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
+        )
+    )
+    if owner_id is None or owner_id == actor.user_id:
+        return
+    await notifications.notify(
+        session,
+        owner_id,
+        notifications.Kind.PIN_REVEALED,
+        f"The Bluetooth PIN of charger {charger.serial} was viewed",
+        f"{actor.email} viewed the Bluetooth PIN of your charger {charger.serial}. "
+        "The app's reveal history lists every view.",
+        now=ctx.clock.now(),
+    )
+
+
 async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
     """Decrypt the PIN the charger enforces (or the pending one if it has none yet), write
     the audit record, commit, and only then return it."""
@@ -288,6 +318,7 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
                     session,
                     actor.audit_entry(REVEALED, charger=charger, basis=basis),
                 )
+                await _tell_owner_of_reveal(session, ctx, actor, charger)
             except EvAccessError:
                 raise
             except Exception as exc:
