@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 import evaccess
-from evaccess.server.api import problems
+from evaccess.server.api import commissioning, problems
 from evaccess.server.api.deps import new_request_id
 from evaccess.server.api.routes import router
 from evaccess.server.bootstrap import build_context
@@ -66,4 +66,5 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         return {"status": "ok", "version": evaccess.__version__}
 
     app.include_router(router)
+    app.include_router(commissioning.router)
     return app
