@@ -135,3 +135,24 @@ def test_smtp_url_forms():
     assert SmtpTarget.parse("smtp://localhost").port == 25
     with pytest.raises(ConfigurationError, match="EVACCESS_SMTP_URL"):
         SmtpTarget.parse("http://localhost")
+
+
+async def test_a_lockout_reported_by_the_charger_reaches_its_owner(ctx, world, smtp_server):
+    from evaccess.protocol.ocpp_components import SecurityEventType
+    from evaccess.server.services.ocpp_backend import DbOcppBackend
+
+    inbox, port = smtp_server
+    ctx.delivery = SmtpDelivery(SmtpTarget.parse(f"smtp://127.0.0.1:{port}"), "evaccess@test")
+    backend = DbOcppBackend(ctx)
+    serial = world.chargers["wallbox"].serial
+    await backend.security_event(
+        serial, event_type=SecurityEventType.BLUETOOTH_PIN_LOCKOUT, at=ctx.clock.now(),
+        tech_info="5 failures",
+    )  # fmt: skip
+    await backend.security_event(
+        serial, event_type="FirmwareUpdated", at=ctx.clock.now(), tech_info=None
+    )
+    assert await notifications.deliver_due(ctx) == 1
+    ((_, rcpts, content),) = inbox.messages
+    assert rcpts == [world.users["owner"].email]
+    assert "Bluetooth PIN entry" in content

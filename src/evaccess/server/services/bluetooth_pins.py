@@ -33,7 +33,6 @@ from evaccess.server.db.models import (
     BluetoothPin,
     Charger,
     OutboxCommand,
-    Ownership,
     User,
 )
 from evaccess.server.services import notifications, outbox
@@ -275,21 +274,15 @@ async def _tell_owner_of_reveal(
 ) -> None:
     """The owner is told when someone else sees the PIN (who and which charger; never the
     PIN)."""
-    owner_id = await session.scalar(
-        select(Ownership.owner_id).where(
-            Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
-        )
-    )
-    if owner_id is None or owner_id == actor.user_id:
-        return
-    await notifications.notify(
+    await notifications.notify_owner(
         session,
-        owner_id,
+        charger,
         notifications.Kind.PIN_REVEALED,
         f"The Bluetooth PIN of charger {charger.serial} was viewed",
         f"{actor.email} viewed the Bluetooth PIN of your charger {charger.serial}. "
         "The app's reveal history lists every view.",
         now=ctx.clock.now(),
+        unless=actor.user_id,
     )
 
 

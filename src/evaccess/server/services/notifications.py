@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.server.context import Context
-from evaccess.server.db.models import Notification, User
+from evaccess.server.db.models import Charger, Notification, Ownership, User
 from evaccess.server.mail import DeliveryFailed, DeliveryPort, Message
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,53 @@ async def notify(
     session.add(row)
     await session.flush()
     return row
+
+
+async def notify_owner(
+    session: AsyncSession,
+    charger: Charger,
+    kind: str,
+    subject: str,
+    body: str,
+    *,
+    now: datetime | None = None,
+    unless: str | None = None,
+) -> Notification | None:
+    """``notify`` the charger's current owner (nobody when it has none, or when the owner
+    is ``unless``: the person who did it)."""
+    owner_id = await session.scalar(
+        select(Ownership.owner_id).where(
+            Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
+        )
+    )
+    if owner_id is None or owner_id == unless:
+        return None
+    return await notify(session, owner_id, kind, subject, body, now=now)
+
+
+LOCKOUT_EVENTS = {
+    "evaccess.KeypadLockout": "the keypad",
+    "evaccess.BluetoothPinLockout": "Bluetooth PIN entry",
+    "evaccess.BluetoothPinPairingDisabled": "Bluetooth pairing",
+}
+"""Security events that mean "someone kept guessing": the owner is told."""
+
+
+async def tell_owner_of_lockout(
+    session: AsyncSession, charger: Charger, event_type: str, *, now: datetime
+) -> None:
+    what = LOCKOUT_EVENTS.get(event_type)
+    if what is None:
+        return
+    await notify_owner(
+        session,
+        charger,
+        Kind.LOCKOUT,
+        f"Charger {charger.serial}: {what} locked after failed attempts",
+        f"Repeated wrong entries locked {what} of your charger {charger.serial}. The app "
+        "shows the charger's security events; nothing else is needed if this was you.",
+        now=now,
+    )
 
 
 def retry_delay(attempts: int) -> float:
