@@ -727,3 +727,50 @@ async def sessions(
             for t in items
         ],
     )
+
+
+def _sticker_payload(source: str) -> str:
+    """The QR text of a sticker: ``source`` itself when it is a payload, else the code read
+    from the picture file it names (PNG, JPEG, SVG or a phone photo)."""
+    from pathlib import Path
+
+    path = Path(source)
+    if not path.exists():
+        if source.strip().upper().startswith("EVA"):
+            return source.strip()
+        raise InvalidInput(f"{source}: no such picture, nor a sticker's text (EVA1:...)")
+    from evaccess import stickers  # Pillow and zxing-cpp: only for this command
+
+    return stickers.read_qr(stickers.load_image(path))
+
+
+@app_app.command("scan")
+@console.command
+async def scan(
+    sticker: Annotated[
+        str,
+        typer.Argument(
+            help="A picture of the charger's QR sticker (PNG, JPEG, SVG, a photo), or the "
+            "text in the code (EVA1:...)."
+        ),
+    ],
+    json_output: JsonOption = False,
+) -> None:
+    """Commission a new charger from its QR sticker: your account becomes its owner and its
+    Bluetooth PIN is shown at once (audited), ready for `evaccess app pair`."""
+    from evaccess.protocol import sticker as sticker_payload
+
+    payload = _sticker_payload(sticker)
+    serial = sticker_payload.parse(payload).serial  # a wrong picture fails here, offline
+    async with _client(load_session()) as api:
+        done = await api.request("POST", "/api/commissioning/scan", json={"payload": payload})
+    if json_output:
+        console.print_json(done)
+        return
+    console.out.print(f"charger {serial} is yours now (owner)", markup=False)
+    pin = done.get("bluetooth_pin")
+    if pin is None:
+        console.out.print("it has no Bluetooth PIN", markup=False)
+        return
+    console.out.print(f"Bluetooth PIN: {pin['pin']} ({pin['status']})", markup=False)
+    console.out.print(f"pair your phone: evaccess app pair {serial}", markup=False)

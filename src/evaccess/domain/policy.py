@@ -43,6 +43,8 @@ class PinPolicy:
     visible_to: frozenset[Basis]
     rule: str
     """Which rule decided, in words: shown to users and support staff."""
+    prints_pin: bool = False
+    """The vendor puts the PIN on paper (packaging label, manual) at manufacturing."""
 
 
 EVERYONE_WITH_ACCESS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
@@ -64,6 +66,9 @@ class Rule:
     produced_on_or_after: date | None = None
     bluetooth: bool = True
     """The rule applies to chargers with (True) or without (False) a Bluetooth radio."""
+    prints_pin: bool = False
+    """The vendor prints the PIN on the packaging label and in the manual (Zaptec: "On the
+    user manual that comes with the charging station. On the product packaging.")."""
 
     def matches(self, facts: ChargerFacts, firmware: Version | None) -> bool:
         checks: tuple[Callable[[], bool], ...] = (
@@ -133,6 +138,7 @@ RULES: tuple[Rule, ...] = (
         requirement=PinRequirement.MANDATORY,
         changeable=False,
         visible_to=OWNER_AND_SERVICE,
+        prints_pin=True,
     ),
     Rule(
         name="other vendors: PIN optional and changeable",
@@ -157,6 +163,7 @@ def _policy(rule: Rule) -> PinPolicy:
         changeable=rule.changeable,
         visible_to=rule.visible_to,
         rule=rule.name,
+        prints_pin=rule.prints_pin,
     )
 
 

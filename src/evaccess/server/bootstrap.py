@@ -19,6 +19,7 @@ from evaccess.domain.errors import ConfigurationError
 from evaccess.domain.lockout import KEYPAD_RULES
 from evaccess.server.audit import AuditEntry, AuditLog
 from evaccess.server.context import (
+    COMMISSIONING_RULES,
     LOGIN_ACCOUNT_RULES,
     LOGIN_CLIENT_RULES,
     LOGIN_RULES,
@@ -30,6 +31,7 @@ from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
+from evaccess.server.mail import delivery_from_url
 from evaccess.server.services.accounts import create_user, normalise_email
 from evaccess.server.settings import Settings
 from evaccess.server.throttle import ThrottleRegistry
@@ -72,6 +74,12 @@ def build_context(
         pin_set_throttle=ThrottleRegistry(PIN_SET_RULES, clock),
         keypad_index=KeypadIndex(clock),
         auth_cache_ttl_s=settings.auth_cache_ttl_s,
+        commissioning_throttle=ThrottleRegistry(COMMISSIONING_RULES, clock),
+        commissioning_code_ttl_s=settings.commissioning_code_ttl_days * 86400,
+        delivery=delivery_from_url(
+            settings.smtp_url.get_secret_value() if settings.smtp_url else None,
+            settings.smtp_from,
+        ),
     )
 
 

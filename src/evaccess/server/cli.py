@@ -278,6 +278,13 @@ async def create_charger(
             "`evaccess charger run --password-file` reads) instead of printing it."
         ),
     ] = None,
+    sticker: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the charger's commissioning QR sticker to this .png or .svg (its "
+            "one-time code exists only there; `evaccess admin sticker` issues a new one)."
+        ),
+    ] = None,
     json_output: Json = False,
 ) -> None:
     """Register a charger; prints once the password it logs in to the server with over OCPP
@@ -313,6 +320,11 @@ async def create_charger(
     if handle is not None:
         with handle:
             _write_password_file(handle, [reg])
+    if sticker is not None and reg.sticker is not None:
+        from evaccess import stickers
+
+        stickers.write_sticker(reg.sticker.payload, reg.sticker.serial, sticker)
+        console.err.print(f"commissioning sticker drawn to {sticker}", markup=False)
     if json_output:
         shown = {"id": reg.charger.id, "serial": reg.charger.serial}
         secret = {"password_file": str(out)} if out else {"ocpp_password": reg.ocpp_password}
@@ -323,6 +335,64 @@ async def create_charger(
         console.out.print(f"OCPP password written to {out} (0600)", markup=False)
     else:
         console.out.print(f"OCPP password (shown once): {reg.ocpp_password}")
+
+
+StickerSerial = Annotated[str, typer.Argument(help="The charger's serial number.")]
+
+
+@admin_app.command("sticker")
+@console.command
+async def sticker(
+    serial: StickerSerial,
+    by: By,
+    out: Annotated[Path, typer.Option(help="The sticker to draw: a .png or .svg file.")],
+) -> None:
+    """Issue a new one-time commissioning code for a charger that has no owner and draw its
+    QR sticker (the serial printed under the code). The previous sticker stops working."""
+    from evaccess import stickers
+    from evaccess.server.services import commissioning
+
+    if out.suffix.lower() not in (".png", ".svg"):
+        from evaccess.domain.errors import InvalidInput
+
+        raise InvalidInput(f"{out.name}: write .png or .svg")
+    async with _admin() as ctx:
+        issued = await commissioning.issue(ctx, await _system_actor(ctx, by), serial)
+    stickers.write_sticker(issued.payload, issued.serial, out)
+    console.out.print(f"sticker for {issued.serial} drawn to {out}", markup=False)
+
+
+@admin_app.command("label")
+@console.command
+async def label(
+    serial: StickerSerial,
+    by: Annotated[
+        str,
+        typer.Option(help="Email of a super-admin of the charger's organisation (the maker)."),
+    ],
+    out: Annotated[Path, typer.Option(help="The packaging label: a .pdf or .png file.")],
+    sticker: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the QR sticker (same code) to this .png or .svg."),
+    ] = None,
+) -> None:
+    """Render the packaging label (serial, QR sticker code, Bluetooth PIN) at manufacturing:
+    only for vendors that print the PIN (Zaptec), only before the charger's first owner;
+    audited as a reveal. Issues a new commissioning code (an older sticker stops working)."""
+    from evaccess import stickers
+    from evaccess.domain.errors import InvalidInput
+    from evaccess.server.services import commissioning
+
+    if out.suffix.lower() not in (".pdf", ".png"):
+        raise InvalidInput(f"{out.name}: write .pdf or .png")
+    if sticker is not None and sticker.suffix.lower() not in (".png", ".svg"):
+        raise InvalidInput(f"{sticker.name}: write .png or .svg")
+    async with _admin() as ctx:
+        made = await commissioning.packaging_label(ctx, await _system_actor(ctx, by), serial)
+    stickers.write_label(made.payload, made.serial, made.pin, out)
+    if sticker is not None:
+        stickers.write_sticker(made.payload, made.serial, sticker)
+    console.out.print(f"packaging label for {made.serial} drawn to {out}", markup=False)
 
 
 class Listing(StrEnum):

@@ -12,6 +12,7 @@ from evaccess.server.audit import AuditLog
 from evaccess.server.db.engine import Database
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
+from evaccess.server.mail import DeliveryPort, LogDelivery
 from evaccess.server.ocpp.backend import ChargerNotifier
 from evaccess.server.throttle import ThrottleRegistry
 from evaccess.server.vault import KeypadHasher, PinVault
@@ -44,6 +45,12 @@ LOGIN_CLIENT_RULES = LockoutRules(max_failures=30, window_s=600.0, lockout_s=600
 """Login, per address over all accounts: 30 failures in 10 min pause it for 10 min, doubling
 (one address spraying many accounts)."""
 
+COMMISSIONING_RULES = LockoutRules(
+    max_failures=5, window_s=24 * 3600.0, lockout_s=24 * 3600.0, escalation=1.0
+)
+"""Scanning a sticker, per account and per charger: 5 failed scans lock for 24 h (Easee's
+pairing rule)."""
+
 PIN_SET_RULES = LockoutRules(max_failures=5, window_s=3600.0, lockout_s=3600.0, escalation=2.0)
 """Keypad PIN rejections per setter: 5 an hour, then an hour's pause (the PIN-taken oracle)."""
 
@@ -67,6 +74,11 @@ class Context:
     login_client_throttle: ThrottleRegistry
     pin_set_throttle: ThrottleRegistry
     keypad_index: KeypadIndex
+    commissioning_throttle: ThrottleRegistry
+    """Failed sticker scans, keyed ``account:<user id>`` and ``charger:<serial>``."""
+    commissioning_code_ttl_s: float = 730 * 86400.0
+    delivery: DeliveryPort = field(default_factory=LogDelivery)
+    """Where the notifications outbox delivers (``server/mail.py``)."""
     auth_cache_ttl_s: float = 3600.0
     """``cacheExpiryDateTime`` of token answers (``EVACCESS_AUTH_CACHE_TTL_S``)."""
     notifier: NotifierSlot = field(default_factory=NotifierSlot)

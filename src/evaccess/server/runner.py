@@ -3,6 +3,8 @@ API (uvicorn) and the OCPP endpoint in one process, on one event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -22,6 +24,7 @@ from evaccess.server.bootstrap import (
 from evaccess.server.context import Context
 from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
+from evaccess.server.services import notifications
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
@@ -160,9 +163,13 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     announce(settings, admin)
+    delivery = asyncio.create_task(notifications.run_delivery(ctx), name="notifications")
     try:
         await server.serve(sockets=[http_socket])
     finally:
+        delivery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivery
         ctx.notifier.target = None
         await ocpp.close()
         await ctx.db.dispose()

@@ -87,6 +87,17 @@ class Settings(BaseSettings):
         "and `evaccess audit verify` reads them; keep it off the database's machine. Default: "
         "$XDG_STATE_HOME/evaccess/audit-checkpoints.jsonl (~/.local/state/...).",
     )
+    commissioning_code_ttl_days: float = Field(
+        default=730,
+        gt=0,
+        description="How long a commissioning code (the QR sticker) works after it is issued.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="Send notifications by email: smtp://[user[:password]@]host[:port]"
+        "[?starttls=true]. Unset: notifications are written to the server log.",
+    )
+    smtp_from: str = Field(default="evaccess@localhost", description="Sender of notifications.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

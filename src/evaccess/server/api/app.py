@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 import evaccess
-from evaccess.server.api import cards, problems
+from evaccess.server.api import cards, commissioning, problems
 from evaccess.server.api.deps import new_request_id
 from evaccess.server.api.ownership import router as ownership_router
 from evaccess.server.api.routes import router
@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.include_router(router)
     app.include_router(cards.router)
     app.include_router(ownership_router)
+    app.include_router(commissioning.router)
 
     generate = app.openapi
 

@@ -37,7 +37,7 @@ from evaccess.server.db.models import (
     Ownership,
     User,
 )
-from evaccess.server.services import outbox
+from evaccess.server.services import notifications, outbox
 from evaccess.server.services.relations import Actor, charger_for
 from evaccess.server.vault import Sealed
 
@@ -300,6 +300,23 @@ async def rotate_for_new_owner(
     return NewOwnerPin.ROTATED
 
 
+async def _tell_owner_of_reveal(
+    session: AsyncSession, ctx: Context, actor: Actor, charger: Charger
+) -> None:
+    """The owner is told when someone else sees the PIN (who and which charger; never the
+    PIN)."""
+    await notifications.notify_owner(
+        session,
+        charger,
+        notifications.Kind.PIN_REVEALED,
+        f"The Bluetooth PIN of charger {charger.serial} was viewed",
+        f"{actor.email} viewed the Bluetooth PIN of your charger {charger.serial}. "
+        "The app's reveal history lists every view.",
+        now=ctx.clock.now(),
+        unless=actor.user_id,
+    )
+
+
 async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
     """Decrypt the PIN the charger enforces (or the pending one if it has none yet), write
     the audit record, commit, and only then return it."""
@@ -325,6 +342,7 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
                     session,
                     actor.audit_entry(REVEALED, charger=charger, basis=basis),
                 )
+                await _tell_owner_of_reveal(session, ctx, actor, charger)
             except EvAccessError:
                 raise
             except Exception as exc:

@@ -60,7 +60,7 @@ from evaccess.server.db.models import (
     SecurityEvent,
 )
 from evaccess.server.keypad_index import ChargerKeypad
-from evaccess.server.services import local_lists
+from evaccess.server.services import local_lists, notifications
 from evaccess.server.services.relations import (
     ROLE_RANK,
     Actor,
@@ -570,4 +570,7 @@ async def _record_lockout(ctx: Context, charger_id: str) -> None:
                 charger_id=charger_id,
                 details={"seconds": int(retry or 0)},
             ),
+        )
+        await notifications.tell_owner_of_lockout(
+            session, charger, SecurityEventType.KEYPAD_LOCKOUT, now=now
         )

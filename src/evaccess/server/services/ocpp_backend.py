@@ -32,7 +32,14 @@ from evaccess.server.db.models import (
     TransactionEventRecord,
 )
 from evaccess.server.ocpp import backend as port
-from evaccess.server.services import bluetooth_pins, keypad_pins, local_lists, outbox, tokens
+from evaccess.server.services import (
+    bluetooth_pins,
+    keypad_pins,
+    local_lists,
+    notifications,
+    outbox,
+    tokens,
+)
 from evaccess.server.services.bluetooth_pins import facts_of
 from evaccess.server.services.ocpp_passwords import verify_ocpp_password
 
@@ -337,6 +344,9 @@ class DbOcppBackend:
                     tech_info=(tech_info or None) and tech_info[:255],
                     received_at=self._ctx.clock.now(),
                 )
+            )
+            await notifications.tell_owner_of_lockout(
+                session, charger, event_type, now=self._ctx.clock.now()
             )
 
     async def pending_commands(self, charger_id: str) -> list[port.ChargerCommand]:

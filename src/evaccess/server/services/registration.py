@@ -16,9 +16,10 @@ from evaccess.domain.versions import firmware_version
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, User
 from evaccess.server.db.types import new_id
-from evaccess.server.services import bluetooth_pins, chargers, ownership
+from evaccess.server.services import bluetooth_pins, chargers, commissioning, ownership
 from evaccess.server.services.accounts import normalise_email
 from evaccess.server.services.chargers import ChargerView
+from evaccess.server.services.commissioning import IssuedSticker
 from evaccess.server.services.ocpp_passwords import hash_ocpp_password, new_ocpp_password
 from evaccess.server.services.relations import Actor, require_org_action
 
@@ -28,6 +29,10 @@ class Registration:
     charger: Charger
     ocpp_password: str
     """Shown once; only its hash is stored."""
+    sticker: IssuedSticker | None = None
+    """The commissioning sticker's payload (shown once, like the password; only its
+    digest is stored). ``None`` for chargers registered in bulk and for those registered
+    with an owner: ``evaccess admin sticker`` issues one."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,6 +105,11 @@ async def register(
             if owner is None:
                 raise NotFound("no user with the owner's email")
             await ownership.start(session, ctx, charger, owner.id, actor)
+        issued = (
+            None
+            if owner_email is not None
+            else await commissioning.on_registered(session, ctx, charger)
+        )
         await bluetooth_pins.apply_policy(session, ctx, charger, factory_pin=factory_pin)
         await ctx.audit.append(
             session,
@@ -110,7 +120,7 @@ async def register(
             ),
         )
     ctx.notifier.poke(charger.serial)
-    return Registration(charger=charger, ocpp_password=password)
+    return Registration(charger=charger, ocpp_password=password, sticker=issued)
 
 
 async def register_and_view(
