@@ -8,20 +8,42 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 import evaccess
-from evaccess.server.api import cards, commissioning, problems
+from evaccess.server.api import (
+    accounts,
+    bluetooth_pins,
+    cards,
+    chargers,
+    commissioning,
+    keypad_pins,
+    organisations,
+    ownership,
+    problems,
+    transactions,
+)
 from evaccess.server.api.deps import new_request_id
-from evaccess.server.api.ownership import router as ownership_router
-from evaccess.server.api.routes import router
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
 from evaccess.server.settings import Settings
 
 DOCS_ASSETS = "/docs/static"
+
+# Every router of the API, in the order of the OpenAPI document's paths.
+ROUTERS: tuple[APIRouter, ...] = (
+    accounts.router,
+    organisations.router,
+    keypad_pins.router,
+    chargers.router,
+    bluetooth_pins.router,
+    transactions.router,
+    cards.router,
+    ownership.router,
+    commissioning.router,
+)
 
 
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
@@ -71,10 +93,8 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
             await session.execute(text("SELECT 1"))
         return {"status": "ok", "version": evaccess.__version__}
 
-    app.include_router(router)
-    app.include_router(cards.router)
-    app.include_router(ownership_router)
-    app.include_router(commissioning.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     generate = app.openapi
 
