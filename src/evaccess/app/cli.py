@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ from evaccess.app.session import AppSession, clear_session, load_session, save_s
 from evaccess.domain.access import MemberAccess
 from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.domain.lockout import wait_text
+from evaccess.protocol import sticker as sticker_payload
 from evaccess.protocol.ocpp_components import SecurityEventType
 
 app_app = typer.Typer(no_args_is_help=True)
@@ -732,14 +734,13 @@ async def sessions(
 def _sticker_payload(source: str) -> str:
     """The QR text of a sticker: ``source`` itself when it is a payload, else the code read
     from the picture file it names (PNG, JPEG, SVG or a phone photo)."""
-    from pathlib import Path
 
     path = Path(source)
     if not path.exists():
         if source.strip().upper().startswith("EVA"):
             return source.strip()
         raise InvalidInput(f"{source}: no such picture, nor a sticker's text (EVA1:...)")
-    from evaccess import stickers  # Pillow and zxing-cpp: only for this command
+    from evaccess import stickers  # noqa: PLC0415 (Pillow, zxing-cpp: only for this command)
 
     return stickers.read_qr(stickers.load_image(path))
 
@@ -758,7 +759,6 @@ async def scan(
 ) -> None:
     """Commission a new charger from its QR sticker: your account becomes its owner and its
     Bluetooth PIN is shown at once (audited), ready for `evaccess app pair`."""
-    from evaccess.protocol import sticker as sticker_payload
 
     payload = _sticker_payload(sticker)
     serial = sticker_payload.parse(payload).serial  # a wrong picture fails here, offline

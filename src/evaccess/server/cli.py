@@ -28,7 +28,14 @@ from evaccess.server.audit_anchor import AuditAnchor, read_head
 from evaccess.server.bootstrap import build_context, database_label, require_schema
 from evaccess.server.db.models import Organisation as OrganisationRow
 from evaccess.server.runner import configure_logging, serve
-from evaccess.server.services import accounts, directory, organisations, registration, rotation
+from evaccess.server.services import (
+    accounts,
+    commissioning,
+    directory,
+    organisations,
+    registration,
+    rotation,
+)
 from evaccess.server.services.relations import Actor, org_role
 from evaccess.server.settings import load_settings
 
@@ -321,7 +328,7 @@ async def create_charger(
         with handle:
             _write_password_file(handle, [reg])
     if sticker is not None and reg.sticker is not None:
-        from evaccess import stickers
+        from evaccess import stickers  # noqa: PLC0415 (Pillow, zxing-cpp: only for this command)
 
         stickers.write_sticker(reg.sticker.payload, reg.sticker.serial, sticker)
         console.err.print(f"commissioning sticker drawn to {sticker}", markup=False)
@@ -349,12 +356,9 @@ async def sticker(
 ) -> None:
     """Issue a new one-time commissioning code for a charger that has no owner and draw its
     QR sticker (the serial printed under the code). The previous sticker stops working."""
-    from evaccess import stickers
-    from evaccess.server.services import commissioning
+    from evaccess import stickers  # noqa: PLC0415 (Pillow, zxing-cpp: only for this command)
 
     if out.suffix.lower() not in (".png", ".svg"):
-        from evaccess.domain.errors import InvalidInput
-
         raise InvalidInput(f"{out.name}: write .png or .svg")
     async with _admin() as ctx:
         issued = await commissioning.issue(ctx, await _system_actor(ctx, by), serial)
@@ -379,9 +383,7 @@ async def label(
     """Render the packaging label (serial, QR sticker code, Bluetooth PIN) at manufacturing:
     only for vendors that print the PIN (Zaptec), only before the charger's first owner;
     audited as a reveal. Issues a new commissioning code (an older sticker stops working)."""
-    from evaccess import stickers
-    from evaccess.domain.errors import InvalidInput
-    from evaccess.server.services import commissioning
+    from evaccess import stickers  # noqa: PLC0415 (Pillow, zxing-cpp: only for this command)
 
     if out.suffix.lower() not in (".pdf", ".png"):
         raise InvalidInput(f"{out.name}: write .pdf or .png")
