@@ -1,11 +1,10 @@
 """The Access Service contract in isolation (protocol.ble_access, no radio): frames, the
-SPAKE2 exchange with key confirmation, challenge-response, sealing, error codes."""
+CPace exchange with key confirmation, challenge-response, sealing, error codes."""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -36,9 +35,6 @@ class FakeCharger:
 
     def pin_by_passkey(self) -> bool:
         return False
-
-    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
-        return proto.new_pake_responder(self.serial, password)
 
     def pin_exchange_allowed(
         self, link: proto.ChargerLink, *, use_pin: bool
@@ -82,8 +78,13 @@ class FakeCharger:
 PHONE = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
+def pake(link: proto.ChargerLink, pin: str | None) -> proto.PhonePake:
+    """A phone that has just read INFO on ``link`` (its charger nonce, section 5.2)."""
+    return proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=pin, nonce_c=link.info_nonce())
+
+
 def run_pake(charger: FakeCharger, link: proto.ChargerLink, pin: str | None) -> bytes:
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=pin)
+    phone = pake(link, pin)
     confirm = phone.on_reply(link.handle(phone.start()))
     secret, _ = phone.on_credential(link.handle(confirm))
     return secret
@@ -95,7 +96,7 @@ def test_frame_round_trip_and_byte_layout() -> None:
         fields={proto.Tag.NONCE: b"\x01" * 16, proto.Tag.PHONE_ID: b"\x02" * 16},
     )
     data = proto.encode(frame)
-    assert data[:4] == bytes((1, 0x03)) + struct.pack(">H", 36)
+    assert data[:4] == bytes((2, 0x03)) + struct.pack(">H", 36)
     assert data[4:6] == bytes((proto.Tag.PHONE_ID, 16))  # fields in ascending tag order
     assert proto.decode(data) == frame
 
@@ -120,7 +121,7 @@ def test_correct_pin_issues_a_credential_and_counts_a_success() -> None:
 def test_wrong_pin_is_exactly_one_failure_and_the_phone_learns_it() -> None:
     charger = FakeCharger()
     link = proto.ChargerLink(charger, SystemRandom())
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472914")
+    phone = pake(link, "472914")
     confirm = phone.on_reply(link.handle(phone.start()))
     assert not phone.charger_confirmed  # the charger's confirmation does not verify
     with pytest.raises(proto.WrongPin):
@@ -129,7 +130,7 @@ def test_wrong_pin_is_exactly_one_failure_and_the_phone_learns_it() -> None:
 
 
 def wrong_guess(link: proto.ChargerLink) -> bytes:
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472914")
+    phone = pake(link, "472914")
     return link.handle(phone.on_reply(link.handle(phone.start())))
 
 
@@ -138,7 +139,7 @@ def test_a_wrong_pin_reply_says_how_many_attempts_are_left_in_exact_bytes() -> N
     link = proto.ChargerLink(charger, SystemRandom())
     reply = wrong_guess(link)
     # ERROR, body: ERROR_CODE 0x14, PAIRING_STATE open, ATTEMPTS_LEFT 4 (ascending tags)
-    assert reply == bytes.fromhex("01ff0009050100070104200114")
+    assert reply == bytes.fromhex("02ff0009050100070104200114")
     with pytest.raises(proto.WrongPin) as wrong:
         proto.expect_reply(reply, proto.MessageType.CREDENTIAL)
     assert str(wrong.value) == "wrong PIN: 4 attempts left before pairing locks"
@@ -154,7 +155,7 @@ def test_the_wrong_pin_that_locks_says_for_how_long() -> None:
     charger = FakeCharger(failures=4)
     reply = wrong_guess(proto.ChargerLink(charger, SystemRandom()))
     # PAIRING_STATE locked, RETRY_AFTER 124 s (rounded up), ATTEMPTS_LEFT 0, ERROR_CODE 0x14
-    assert reply == bytes.fromhex("01ff000f05010106040000007c070100200114")
+    assert reply == bytes.fromhex("02ff000f05010106040000007c070100200114")
     with pytest.raises(proto.WrongPin) as wrong:
         proto.expect_reply(reply, proto.MessageType.CREDENTIAL)
     assert str(wrong.value) == "wrong PIN: pairing is now locked for 3 min"
@@ -162,7 +163,7 @@ def test_the_wrong_pin_that_locks_says_for_how_long() -> None:
     five_minutes = proto.encode(
         proto.wrong_pin_frame(attempts_left=0, state=proto.PairingState.LOCKED, retry_after=300)
     )
-    assert five_minutes == bytes.fromhex("01ff000f05010106040000012c070100200114")
+    assert five_minutes == bytes.fromhex("02ff000f05010106040000012c070100200114")
     with pytest.raises(proto.WrongPin, match="^wrong PIN: pairing is now locked for 5 min$"):
         proto.expect_reply(five_minutes, proto.MessageType.CREDENTIAL)
     disabled = proto.encode(
@@ -189,14 +190,14 @@ def test_wrong_pin_replies_stay_compatible_both_ways() -> None:
 def test_an_abandoned_exchange_counts_as_a_failure() -> None:
     charger = FakeCharger()
     link = proto.ChargerLink(charger, SystemRandom())
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="000001")
+    phone = pake(link, "000001")
     link.handle(phone.start())
     link.close()  # the attacker hung up before confirming
     assert charger.failures == 1
     # starting over on the same link also ends the previous attempt as a failure
     link2 = proto.ChargerLink(charger, SystemRandom())
-    link2.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
-    link2.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="2").start())
+    link2.handle(pake(link2, "1").start())
+    link2.handle(pake(link2, "2").start())
     assert charger.failures == 2
 
 
@@ -204,9 +205,9 @@ def test_one_pin_exchange_at_a_time() -> None:
     charger = FakeCharger()
     first = proto.ChargerLink(charger, SystemRandom())
     second = proto.ChargerLink(charger, SystemRandom())
-    first.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    first.handle(pake(first, "472913").start())
     busy = proto.decode(
-        second.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+        second.handle(pake(second, "1").start())
     )
     assert busy.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.BUSY,))
 
@@ -214,12 +215,12 @@ def test_one_pin_exchange_at_a_time() -> None:
 def test_lockout_errors_carry_retry_after_and_distinct_codes() -> None:
     charger = FakeCharger(refusal=proto.ErrorCode.LOCKED)
     link = proto.ChargerLink(charger, SystemRandom())
-    reply = link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    reply = link.handle(pake(link, "472913").start())
     with pytest.raises(LockedOut) as locked:
         proto.expect_reply(reply, proto.MessageType.PAKE_REPLY)
     assert locked.value.retry_after == 124 and locked.value.code == "ble_locked"
     charger.refusal = proto.ErrorCode.PAIRING_DISABLED
-    reply = link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start())
+    reply = link.handle(pake(link, "472913").start())
     with pytest.raises(PairingDisabled):
         proto.expect_reply(reply, proto.MessageType.PAKE_REPLY)
 
@@ -227,26 +228,26 @@ def test_lockout_errors_carry_retry_after_and_distinct_codes() -> None:
 def test_pin_mismatch_between_modes_is_signalled() -> None:
     link = proto.ChargerLink(FakeCharger(pin=None), SystemRandom())
     reply = proto.decode(
-        link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+        link.handle(pake(link, "1").start())
     )
     assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_NOT_REQUIRED,))
     link = proto.ChargerLink(FakeCharger(), SystemRandom())
     reply = proto.decode(
-        link.handle(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=None).start())
+        link.handle(pake(link, None).start())
     )
     assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_REQUIRED,))
 
 
 def test_unsupported_version_lists_the_supported_ones() -> None:
     link = proto.ChargerLink(FakeCharger(), SystemRandom())
-    request = bytearray(proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="1").start())
+    request = bytearray(pake(link, "1").start())
     request[0] = 9
     reply = proto.decode(link.handle(bytes(request)))
     assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.UNSUPPORTED_VERSION,))
     assert reply.get(proto.Tag.VERSIONS) == bytes(proto.SUPPORTED_VERSIONS)
-    assert proto.negotiate_version([1, 2, 7]) == 1
+    assert proto.negotiate_version([1, 2, 7]) == 2
     with pytest.raises(proto.ProtocolViolation):
-        proto.negotiate_version([2])
+        proto.negotiate_version([1])  # a version-1 (SPAKE2) charger: nothing in common
 
 
 def test_credential_challenge_response_cannot_be_replayed() -> None:
@@ -316,7 +317,7 @@ def test_sealed_values_refuse_replay_reorder_and_tampering() -> None:
 def test_pin_less_enrolment_and_forget() -> None:
     charger = FakeCharger(pin=None)
     link = proto.ChargerLink(charger, SystemRandom())
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin=None)
+    phone = pake(link, None)
     confirm = phone.on_reply(link.handle(phone.start()))
     _, cipher = phone.on_credential(link.handle(confirm))
     assert not charger.creds[PHONE].with_pin
@@ -338,7 +339,10 @@ def _request(kind: proto.MessageType, **fields: bytes) -> bytes:
 GOOD_START = {
     "PHONE_ID": PHONE,
     "USE_PIN": b"\x01",
-    "PAKE_MESSAGE": proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913").start()[-33:],
+    "PAKE_MESSAGE": proto.decode(
+        proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913", nonce_c=bytes(16)).start()
+    ).get(proto.Tag.PAKE_MESSAGE),
+    "NONCE": bytes(16),
 }
 
 
@@ -354,7 +358,7 @@ GOOD_START = {
         (proto.MessageType.PAKE_START, {**GOOD_START, "USE_PIN": b"\x01\x00"}),
         (
             proto.MessageType.PAKE_START,
-            {**GOOD_START, "PAKE_MESSAGE": GOOD_START["PAKE_MESSAGE"][:32]},
+            {**GOOD_START, "PAKE_MESSAGE": GOOD_START["PAKE_MESSAGE"][:31]},
         ),
         (proto.MessageType.AUTH_PROOF, {"MAC": bytes(31)}),
         (proto.MessageType.FORGET, {"SEALED": bytes(23)}),
@@ -377,7 +381,7 @@ def test_every_field_is_checked_for_length_and_range(
 def test_a_confirmation_of_the_wrong_length_is_malformed_and_ends_the_exchange() -> None:
     charger = FakeCharger()
     link = proto.ChargerLink(charger, SystemRandom())
-    phone = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913")
+    phone = pake(link, "472913")
     link.handle(phone.start())
     reply = link.handle(_request(proto.MessageType.PAKE_CONFIRM, CONFIRM=bytes(31)))
     assert _error_code(reply) is proto.ErrorCode.MALFORMED

@@ -32,7 +32,6 @@ from evaccess.charger.ports import BluetoothPinSettings
 from evaccess.console import command, out, print_table
 from evaccess.domain.clock import ManualClock, SystemRandom
 from evaccess.domain.pins import generate_bluetooth_pin
-from evaccess.protocol.ble_access import PhonePake
 
 ble_bench_app = typer.Typer(help="Bluetooth LE pairing and reconnect latency (virtual link).")
 
@@ -89,10 +88,6 @@ async def _measure(pin_mode: str, runs: int, phases: bool) -> dict[str, list[flo
                     async def pair_once() -> float:
                         nonlocal secret, known
                         start = time.perf_counter()
-                        pake = None
-                        if pin_mode == "pake":  # as the app does: SPAKE2 start before radio
-                            pake = PhonePake(phone_id=phone_id, serial=SERIAL, pin=pin)
-                            pake.start()
                         session = await central.connect(SERIAL)
                         try:
                             await session.info()
@@ -100,7 +95,7 @@ async def _measure(pin_mode: str, runs: int, phases: bool) -> dict[str, list[flo
                                 await session.pair_link_with_passkey(pin)
                                 secret = await session.enrol(phone_id=phone_id, pin=None)
                             else:
-                                secret = await session.enrol(phone_id=phone_id, pin=pin, pake=pake)
+                                secret = await session.enrol(phone_id=phone_id, pin=pin)
                             known = session.known
                             return (time.perf_counter() - start) * 1000
                         finally:

@@ -215,6 +215,7 @@ class ChargerSession:
         self.handles: dict[UUID, int] = {}
         self._discovered = False
         self.cipher: proto.SessionCipher | None = None
+        self._info_nonce: bytes | None = None
 
     @property
     def known(self) -> KnownCharger:
@@ -255,6 +256,7 @@ class ChargerSession:
         raw = await self._read(proto.INFO_UUID)
         info = proto.ChargerInfo.from_frame(proto.decode(bytes(raw)))
         proto.negotiate_version(info.versions)
+        self._info_nonce = info.nonce
         return info
 
     async def _read(self, uuid: UUID) -> bytes:
@@ -289,13 +291,22 @@ class ChargerSession:
                 f"the charger refused Bluetooth pairing ({exc.error_name})"
             ) from None
 
-    async def enrol(
-        self, *, phone_id: bytes, pin: str | None, pake: proto.PhonePake | None = None
-    ) -> bytes:
-        """Sections 5.1-5.3: the SPAKE2 exchange; returns the credential secret. ``pake`` may
-        be started before connecting (its first message is the costly part)."""
-        if pake is None or pake.use_pin != (pin is not None):
-            pake = proto.PhonePake(phone_id=phone_id, serial=self.serial, pin=pin)
+    async def enrol(self, *, phone_id: bytes, pin: str | None) -> bytes:
+        """Sections 5.1-5.3: the CPace exchange; returns the credential secret. It uses the
+        charger nonce of the INFO read just before on this link (each nonce once), or reads
+        INFO again."""
+        nonce_c, self._info_nonce = self._info_nonce, None
+        if nonce_c is None:
+            await self.info()
+            nonce_c, self._info_nonce = self._info_nonce, None
+        assert nonce_c is not None
+        pake = proto.PhonePake(
+            phone_id=phone_id,
+            serial=self.serial,
+            pin=pin,
+            nonce_c=nonce_c,
+            random_bytes=self._rng.token_bytes,
+        )
         reply = await self._exchange(pake.start())
         confirm = pake.on_reply(reply)
         answer = await self._exchange(confirm)

@@ -58,11 +58,6 @@ async def pair(
     if isinstance(pin, str):
         check_bluetooth_pin_format(pin)  # before the radio: not even a connection
     phone_id = store.phone_id(rng)
-    pake = (
-        proto.PhonePake(phone_id=phone_id, serial=serial, pin=pin) if isinstance(pin, str) else None
-    )
-    if pake is not None:
-        pake.start()  # the costly SPAKE2 step, before the radio work
     async with _connected(transport, serial, rng) as session:
         info = await session.info()
         # A lockout is known from INFO: no attempt, no PIN fetched, and the wait is shown.
@@ -84,7 +79,6 @@ async def pair(
             secret = await session.enrol(
                 phone_id=phone_id,
                 pin=pin if info.pin_required and isinstance(pin, str) else None,
-                pake=pake,
             )
         known = session.known
         store.save(

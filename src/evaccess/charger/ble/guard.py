@@ -6,10 +6,9 @@ server, and the credentials issued to phones."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evaccess.charger.ble.store import IssuedCredentials, LockoutStore
 from evaccess.charger.ble.timers import ClockTimers, Timer
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 ATTEMPT_TIMEOUT_S = 10.0
 """A PIN exchange not confirmed within this time ends (counted as a failure) so one phone
 cannot hold the one-at-a-time exchange slot."""
-PRECOMPUTE_DELAY_S = 0.05
-"""Compute the next SPAKE2 message this long after one is used (off the reply's path)."""
 
 
 class PinGuard:
@@ -61,7 +58,6 @@ class PinGuard:
         self._attempt_timer: Timer | None = None
         self._passkey_attempts: set[proto.ChargerLink] = set()
         self._events: list[lockout.LockoutEvent] = []
-        self._spare_pake: tuple[bytes, Any, bytes] | None = None
 
     @property
     def passkey_mode(self) -> bool:
@@ -76,17 +72,6 @@ class PinGuard:
 
     def pin_by_passkey(self) -> bool:
         return self.passkey_mode and self.pin_settings.required
-
-    def pake_responder(self, password: bytes) -> tuple[Any, bytes]:
-        """SPAKE2_B for ``password``: the one computed ahead when it matches (its scalar
-        multiplications are most of a pairing's CPU time), else a fresh one."""
-        spare, self._spare_pake = self._spare_pake, None
-        if spare is not None and spare[0] == password:
-            result = spare[1], spare[2]
-        else:
-            result = proto.new_pake_responder(self.serial, password)
-        asyncio.get_running_loop().call_later(PRECOMPUTE_DELAY_S, self.precompute_pake)
-        return result
 
     def pin_exchange_allowed(
         self, link: proto.ChargerLink, *, use_pin: bool
@@ -162,14 +147,6 @@ class PinGuard:
             self._release_attempt()
 
     # --- the rest ----------------------------------------------------------------------------
-
-    def precompute_pake(self) -> None:
-        password = self.pin_password()
-        if password is None:
-            return
-        if self._spare_pake is None or self._spare_pake[0] != password:
-            spake, message = proto.new_pake_responder(self.serial, password)
-            self._spare_pake = (password, spake, message)
 
     def reenable(self) -> None:
         self.lockout = lockout.reenable(self.lockout)

@@ -150,7 +150,6 @@ class BlePeripheral:
         await device.power_on()
         async with self.advertising.lock:
             await self._advertise()
-        self.guard.precompute_pake()
         log.info(
             "advertising as %s (PIN %s, checked by %s)",
             proto.advertised_name(self.serial),
@@ -236,6 +235,7 @@ class BlePeripheral:
 
     def _read_info(self, connection: Connection) -> bytes:
         state, retry = self.guard.lockout_state()
+        link = self.links.get(connection)
         info = proto.ChargerInfo(
             serial=self.serial,
             versions=proto.SUPPORTED_VERSIONS,
@@ -243,6 +243,10 @@ class BlePeripheral:
             pin_mode=self.guard.pin_mode,
             pairing_state=state,
             retry_after=int(retry + 0.999),
+            # 5.2: nC, remembered by the link for its next PAKE_START
+            nonce=link.info_nonce()
+            if link is not None
+            else self.rng.token_bytes(proto.NONCE_BYTES),
         )
         return proto.encode(info.to_frame())
 

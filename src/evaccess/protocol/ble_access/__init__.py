@@ -4,12 +4,12 @@ credential it got earlier) and then reads and writes the charger's settings over
 Both sides of the contract live here, pure (no Bumble, no I/O), one module per part of the
 specification: ``gatt`` (section 2), ``frames`` (3, 4, 6), ``crypto`` (5, 5.5), ``settings``
 (7), ``charger`` and ``phone`` (the two sides of 5.1-5.4, and 8). The UUIDs, the frame
-format, the SPAKE2 exchange with key confirmation, the per-phone credential and its
+format, the CPace exchange with key confirmation, the per-phone credential and its
 challenge-response, the sealed configuration values and the error codes. The byte-level
 specification is docs/ble-protocol.md; section numbers below refer to it.
 
-Cryptography: SPAKE2 (python-spake2 0.9, group Ed25519; phone = SPAKE2_A,
-charger = SPAKE2_B), HKDF-SHA256 (RFC 5869), HMAC-SHA256 (RFC 2104), AES-128-GCM
+Cryptography: CPace (CPACE-RISTR255-SHA512 of draft-irtf-cfrg-cpace-21, in
+``evaccess.protocol.cpace``; phone = initiator, charger = responder), HKDF-SHA256 (RFC 5869), HMAC-SHA256 (RFC 2104), AES-128-GCM
 (NIST SP 800-38D).
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 from evaccess.protocol.ble_access.charger import ChargerContext as ChargerContext
 from evaccess.protocol.ble_access.charger import ChargerLink as ChargerLink
 from evaccess.protocol.ble_access.charger import StoredCredential as StoredCredential
-from evaccess.protocol.ble_access.charger import new_pake_responder as new_pake_responder
 from evaccess.protocol.ble_access.charger import pairing_state as pairing_state
 from evaccess.protocol.ble_access.crypto import SECRET_BYTES as SECRET_BYTES
 from evaccess.protocol.ble_access.crypto import Direction as Direction

@@ -9,9 +9,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
-from spake2 import SPAKE2_B
-from spake2.spake2 import SPAKEError
-
 from evaccess.domain import lockout
 from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import IntegrityFailure
@@ -19,14 +16,16 @@ from evaccess.protocol.ble_access.crypto import (
     CREDENTIAL_AAD,
     FORGET_AAD,
     NO_PIN,
-    PAKE_PHONE_IDENTITY,
     Direction,
     SessionCipher,
     SessionKeys,
     auth_keys,
     build_transcript,
+    channel_identifier,
     charger_identity,
     keyed_mac,
+    pake_ad,
+    pake_confirm,
     pake_keys,
     phone_identity,
 )
@@ -44,6 +43,7 @@ from evaccess.protocol.ble_access.frames import (
     error_frame,
     wrong_pin_frame,
 )
+from evaccess.protocol.cpace import POINT_BYTES, CPaceSession, InvalidPakeMessage, Role
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,9 +63,6 @@ class ChargerContext(Protocol):
 
     def pin_by_passkey(self) -> bool:
         """A PIN is required but checked as the LE passkey (section 9), not by the PAKE."""
-
-    def pake_responder(self, password: bytes) -> tuple[SPAKE2_B, bytes]:
-        """A started SPAKE2_B for ``password`` and its message (possibly computed ahead)."""
 
     def pin_exchange_allowed(self, link: ChargerLink, *, use_pin: bool) -> ErrorCode | None:
         """``None`` if ``link`` may start an exchange now; else why not (lockout, busy,
@@ -106,7 +103,7 @@ class _Pending:
     """The credential it leads to was earned by proving the PIN (PAKE or passkey)."""
     keys: SessionKeys
     transcript: bytes
-    nonces: bytes = b""
+    """5.2: the phone's share and ADa (its CONFIRM covers them); 5.4: the auth transcript."""
 
 
 class ChargerLink:
@@ -125,6 +122,13 @@ class ChargerLink:
         self.link_authenticated = False
         """Passkey mode: the LE link was paired with the PIN as passkey (or PIN not needed)."""
         self._pending: _Pending | None = None
+        self._info_nonce: bytes | None = None
+
+    def info_nonce(self) -> bytes:
+        """Section 5.2: a fresh nC for the INFO frame read now; the link keeps the last one
+        served until a PAKE_START consumes it."""
+        self._info_nonce = self._rng.token_bytes(NONCE_BYTES)
+        return self._info_nonce
 
     @property
     def authenticated(self) -> bool:
@@ -160,11 +164,15 @@ class ChargerLink:
         if self.state is not LinkState.AUTHENTICATED:
             self.state = LinkState.IDLE
 
-    # 5.1 / 5.2: SPAKE2 with key confirmation
+    # 5.1 / 5.2: CPace with key confirmation
     def _on_pake_start(self, frame: Frame) -> Frame:
         self._abort()
+        nonce_c, self._info_nonce = self._info_nonce, None  # consumed, success or not
+        if nonce_c is None:
+            return error_frame(ErrorCode.UNEXPECTED_MESSAGE)  # read INFO first
         phone_id = frame.get(Tag.PHONE_ID)
         use_pin = frame.get(Tag.USE_PIN) == b"\x01"
+        message_a, nonce_p = frame.get(Tag.PAKE_MESSAGE), frame.get(Tag.NONCE)
         pin = self._ctx.pin_password()
         if pin is None and use_pin:  # section 6: passkey mode checks its PIN by SMP instead
             by_passkey = self._ctx.pin_by_passkey()
@@ -177,15 +185,20 @@ class ChargerLink:
         if refusal is not None:
             _, retry = self._ctx.lockout_state()
             return error_frame(refusal, retry_after=retry if refusal is ErrorCode.LOCKED else None)
-        message_a = frame.get(Tag.PAKE_MESSAGE)
-        id_a, id_b = phone_identity(phone_id), charger_identity(self._ctx.serial)
-        spake, message_b = self._ctx.pake_responder(pin if pin is not None else NO_PIN)
+        ad_a = pake_ad(frame.version, use_pin)
+        cpace = CPaceSession(
+            prs=pin if pin is not None else NO_PIN,
+            ci=channel_identifier(phone_id, self._ctx.serial),
+            sid=nonce_p + nonce_c,
+            role=Role.RESPONDER,
+            random_bytes=self._rng.token_bytes,
+        )
+        message_b = cpace.message()
         try:
-            shared = spake.finish(message_a)
-        except (SPAKEError, ValueError) as exc:
-            raise ProtocolViolation("bad SPAKE2 message") from exc
-        transcript = build_transcript(frame.version, id_a, id_b, message_a, message_b, use_pin)
-        keys = pake_keys(shared, transcript)
+            isk = cpace.finish(message_a, ad_a)
+        except InvalidPakeMessage as exc:  # nothing derived from the PIN was sent: not counted
+            raise ProtocolViolation("bad CPace message") from exc
+        keys = pake_keys(isk)
         if use_pin:
             self._ctx.begin_attempt(self)
         self._pending = _Pending(
@@ -193,10 +206,10 @@ class ChargerLink:
             counted=use_pin,
             with_pin=use_pin or self.link_authenticated,
             keys=keys,
-            transcript=transcript,
+            transcript=message_a + ad_a,
         )
         self.state = LinkState.PAKE_SENT
-        confirm = keyed_mac(keys.charger_confirm, b"charger confirm", transcript)
+        confirm = pake_confirm(keys.charger_confirm, b"charger confirm", message_b, b"")
         return Frame(
             type=MessageType.PAKE_REPLY,
             fields={Tag.PAKE_MESSAGE: message_b, Tag.CONFIRM: confirm},
@@ -206,7 +219,8 @@ class ChargerLink:
         pending = self._pending
         if self.state is not LinkState.PAKE_SENT or pending is None:
             return error_frame(ErrorCode.UNEXPECTED_MESSAGE)
-        expected = keyed_mac(pending.keys.phone_confirm, b"phone confirm", pending.transcript)
+        message_a, ad_a = pending.transcript[:POINT_BYTES], pending.transcript[POINT_BYTES:]
+        expected = pake_confirm(pending.keys.phone_confirm, b"phone confirm", message_a, ad_a)
         if not hmac.compare_digest(expected, frame.get(Tag.CONFIRM)):
             self._abort()  # exactly one failed guess
             state, retry = self._ctx.lockout_state()
@@ -285,12 +299,6 @@ class ChargerLink:
         MessageType.AUTH_PROOF: _on_auth_proof,
         MessageType.FORGET: _on_forget,
     }
-
-
-def new_pake_responder(serial: str, password: bytes) -> tuple[SPAKE2_B, bytes]:
-    """A started SPAKE2_B (section 5.2) for the charger ``serial``."""
-    spake = SPAKE2_B(password, idA=PAKE_PHONE_IDENTITY, idB=charger_identity(serial))
-    return spake, spake.start()
 
 
 def pairing_state(state: lockout.LockoutState, now: float) -> tuple[PairingState, float]:

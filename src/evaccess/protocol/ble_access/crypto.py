@@ -15,15 +15,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from evaccess.domain.errors import IntegrityFailure
+from evaccess.protocol.cpace import lv_cat
 
 SECRET_BYTES = 32
 NO_PIN = b""
-"""The SPAKE2 password of a PIN-less enrolment (section 5.1)."""
+"""The CPace PRS of a PIN-less enrolment (sections 5.2 and 5.6)."""
 
-
-PAKE_PHONE_IDENTITY = b"evaccess-phone"
-"""SPAKE2 idA. The phone's own id is bound by the transcript (section 5.2), which lets the
-charger compute its SPAKE2 message before it knows which phone will connect."""
+CPACE_LABEL = b"evaccess-ble-v2"
+"""The first element of CPace's channel identifier CI (section 5.2)."""
+CPACE_KEYS_INFO = b"evaccess-ble-v2 cpace keys"
 
 
 def phone_identity(phone_id: bytes) -> bytes:
@@ -53,9 +53,24 @@ def derive_keys(secret: bytes, *, salt: bytes, label: bytes) -> SessionKeys:
     )
 
 
-def pake_keys(shared: bytes, transcript: bytes) -> SessionKeys:
-    """Section 5.3: the keys of a PIN exchange (or PIN-less enrolment), both sides."""
-    return derive_keys(shared, salt=b"", label=b"evaccess-ble-v1 pake " + transcript)
+def channel_identifier(phone_id: bytes, serial: str) -> bytes:
+    """Section 5.2: CPace's CI = lv("evaccess-ble-v2", ID_A, ID_B)."""
+    return lv_cat(CPACE_LABEL, phone_identity(phone_id), charger_identity(serial))
+
+
+def pake_ad(version: int, use_pin: bool) -> bytes:
+    """Section 5.2: ADa = version || USE_PIN (the phone's associated data; ADb is empty)."""
+    return bytes((version, int(use_pin)))
+
+
+def pake_keys(isk: bytes) -> SessionKeys:
+    """Section 5.2: the keys of a PIN exchange (or PIN-less enrolment) from CPace's ISK."""
+    return derive_keys(isk, salt=b"", label=CPACE_KEYS_INFO)
+
+
+def pake_confirm(key: bytes, label: bytes, message: bytes, ad: bytes) -> bytes:
+    """Section 5.2: HMAC(key, lv(label, message, ad)): each side MACs the share it sent."""
+    return hmac.digest(key, lv_cat(label, message, ad), "sha256")
 
 
 def auth_keys(secret: bytes, nonce_p: bytes, nonce_c: bytes) -> SessionKeys:

@@ -20,7 +20,8 @@ from evaccess.domain.errors import (
 
 # --- 3. Frames ------------------------------------------------------------------------------
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2: the PIN exchange is CPace (section 5.2). Version 1 (SPAKE2) is refused (3.4)."""
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
 HEADER = struct.Struct(">BBH")  # version, message type, body length
 MAX_BODY = 512
@@ -78,7 +79,7 @@ FIELD_RULES: Mapping[Tag, tuple[int, int, frozenset[int] | None]] = {
     Tag.ATTEMPTS_LEFT: (1, 1, None),
     Tag.PHONE_ID: (PHONE_ID_BYTES, PHONE_ID_BYTES, None),
     Tag.USE_PIN: (1, 1, frozenset({0, 1})),
-    Tag.PAKE_MESSAGE: (33, 33, None),
+    Tag.PAKE_MESSAGE: (32, 32, None),
     Tag.CONFIRM: (MAC_BYTES, MAC_BYTES, None),
     Tag.SEALED: (SEALED_MIN_BYTES, 255, None),
     Tag.NONCE: (NONCE_BYTES, NONCE_BYTES, None),
@@ -331,6 +332,8 @@ class ChargerInfo:
     pin_mode: PinMode
     pairing_state: PairingState
     retry_after: int
+    nonce: bytes
+    """nC (section 5.2): this read's charger nonce, the second half of CPace's sid."""
 
     def to_frame(self) -> Frame:
         return Frame(
@@ -342,6 +345,7 @@ class ChargerInfo:
                 Tag.PIN_MODE: bytes((_PIN_MODE_BYTES[self.pin_mode],)),
                 Tag.PAIRING_STATE: bytes((self.pairing_state,)),
                 Tag.RETRY_AFTER: u32(self.retry_after),
+                Tag.NONCE: self.nonce,
             },
         )
 
@@ -357,6 +361,7 @@ class ChargerInfo:
                 pin_mode=_PIN_MODES_BY_BYTE[frame.get(Tag.PIN_MODE)[0]],
                 pairing_state=PairingState(frame.get(Tag.PAIRING_STATE)[0]),
                 retry_after=struct.unpack(">I", frame.get(Tag.RETRY_AFTER))[0],
+                nonce=frame.get(Tag.NONCE),
             )
         except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
             raise ProtocolViolation("malformed INFO frame") from None

@@ -1,30 +1,31 @@
-"""Sections 5.1-5.4, the phone's side: enrolment by SPAKE2_A, the credential
+"""Sections 5.1-5.4, the phone's side: enrolment by CPace (the initiator), the credential
 challenge-response and FORGET."""
 
 from __future__ import annotations
 
 import hmac
-
-from spake2 import SPAKE2_A
-from spake2.spake2 import SPAKEError
+import secrets
 
 from evaccess.domain.errors import IntegrityFailure
 from evaccess.protocol.ble_access.crypto import (
     CREDENTIAL_AAD,
     FORGET_AAD,
     NO_PIN,
-    PAKE_PHONE_IDENTITY,
     Direction,
     SessionCipher,
     SessionKeys,
     auth_keys,
     build_transcript,
+    channel_identifier,
     charger_identity,
     keyed_mac,
+    pake_ad,
+    pake_confirm,
     pake_keys,
     phone_identity,
 )
 from evaccess.protocol.ble_access.frames import (
+    NONCE_BYTES,
     PROTOCOL_VERSION,
     Frame,
     MessageType,
@@ -33,33 +34,47 @@ from evaccess.protocol.ble_access.frames import (
     encode,
     expect_reply,
 )
+from evaccess.protocol.cpace import CPaceSession, InvalidPakeMessage, RandomBytes, Role
 
 
 class PhonePake:
-    """The phone's half of section 5.2 (SPAKE2_A)."""
+    """The phone's half of section 5.2 (CPace initiator). ``nonce_c`` is the NONCE of the
+    INFO frame read on this link just before; ``random_bytes`` draws nP and the scalar."""
 
-    def __init__(self, *, phone_id: bytes, serial: str, pin: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        phone_id: bytes,
+        serial: str,
+        pin: str | None,
+        nonce_c: bytes,
+        random_bytes: RandomBytes = secrets.token_bytes,
+    ) -> None:
         self.phone_id = phone_id
         self.use_pin = pin is not None
-        self._id_a, self._id_b = phone_identity(phone_id), charger_identity(serial)
-        self._spake = SPAKE2_A(
-            pin.encode() if pin is not None else NO_PIN, idA=PAKE_PHONE_IDENTITY, idB=self._id_b
+        self._nonce_p = random_bytes(NONCE_BYTES)
+        self._ad = pake_ad(PROTOCOL_VERSION, self.use_pin)
+        self._cpace = CPaceSession(
+            prs=pin.encode() if pin is not None else NO_PIN,
+            ci=channel_identifier(phone_id, serial),
+            sid=self._nonce_p + nonce_c,
+            role=Role.INITIATOR,
+            ad=self._ad,
+            random_bytes=random_bytes,
         )
-        self._message_a = b""
         self._keys: SessionKeys | None = None
-        self._transcript = b""
+        self.charger_confirmed = False
 
     def start(self) -> bytes:
-        """The PAKE_START frame (may be computed before connecting: it is the costly part)."""
-        if not self._message_a:
-            self._message_a = self._spake.start()
+        """The PAKE_START frame."""
         return encode(
             Frame(
                 type=MessageType.PAKE_START,
                 fields={
                     Tag.PHONE_ID: self.phone_id,
                     Tag.USE_PIN: bytes((int(self.use_pin),)),
-                    Tag.PAKE_MESSAGE: self._message_a,
+                    Tag.PAKE_MESSAGE: self._cpace.message(),
+                    Tag.NONCE: self._nonce_p,
                 },
             )
         )
@@ -71,17 +86,16 @@ class PhonePake:
         frame = expect_reply(data, MessageType.PAKE_REPLY)
         message_b = frame.get(Tag.PAKE_MESSAGE)
         try:
-            shared = self._spake.finish(message_b)
-        except (SPAKEError, ValueError):
-            raise ProtocolViolation("bad SPAKE2 message from the charger") from None
-        self._transcript = build_transcript(
-            PROTOCOL_VERSION, self._id_a, self._id_b, self._message_a, message_b, self.use_pin
-        )
-        keys = pake_keys(shared, self._transcript)
-        expected = keyed_mac(keys.charger_confirm, b"charger confirm", self._transcript)
+            isk = self._cpace.finish(message_b, b"")
+        except InvalidPakeMessage:
+            raise ProtocolViolation("bad CPace message from the charger") from None
+        keys = pake_keys(isk)
+        expected = pake_confirm(keys.charger_confirm, b"charger confirm", message_b, b"")
         self.charger_confirmed = hmac.compare_digest(expected, frame.get(Tag.CONFIRM))
         self._keys = keys
-        confirm = keyed_mac(keys.phone_confirm, b"phone confirm", self._transcript)
+        confirm = pake_confirm(
+            keys.phone_confirm, b"phone confirm", self._cpace.message(), self._ad
+        )
         return encode(Frame(type=MessageType.PAKE_CONFIRM, fields={Tag.CONFIRM: confirm}))
 
     def on_credential(self, data: bytes) -> tuple[bytes, SessionCipher]:
