@@ -386,3 +386,59 @@ def test_a_confirmation_of_the_wrong_length_is_malformed_and_ends_the_exchange()
     reply = link.handle(_request(proto.MessageType.PAKE_CONFIRM, CONFIRM=bytes(31)))
     assert _error_code(reply) is proto.ErrorCode.MALFORMED
     assert charger.failures == 1 and not charger.in_flight  # section 6: the exchange ends
+
+
+def test_a_pake_start_needs_a_fresh_info_nonce_and_consumes_it() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    stale = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913", nonce_c=bytes(16))
+    assert _error_code(link.handle(stale.start())) is proto.ErrorCode.UNEXPECTED_MESSAGE
+    assert charger.failures == 0 and not charger.in_flight  # refused before any work
+    phone = pake(link, "472913")
+    start = phone.start()
+    proto.expect_reply(link.handle(start), proto.MessageType.PAKE_REPLY)
+    link.close()  # (counts as one failure)
+    # the nonce was consumed: the same PAKE_START again (a replay) is refused
+    assert _error_code(link.handle(start)) is proto.ErrorCode.UNEXPECTED_MESSAGE
+    assert charger.failures == 1
+
+
+def test_a_phone_with_another_charger_nonce_fails_both_confirmations() -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    link.info_nonce()
+    other = proto.PhonePake(phone_id=PHONE, serial=SERIAL, pin="472913", nonce_c=bytes(16))
+    confirm = other.on_reply(link.handle(other.start()))
+    assert not other.charger_confirmed
+    assert _error_code(link.handle(confirm)) is proto.ErrorCode.CONFIRMATION_FAILED
+
+
+def test_a_version_1_spake2_phone_is_told_unsupported_version() -> None:
+    """Section 3.4: a version-1 phone's PAKE_START (33-byte SPAKE2 message) gets ERROR
+    UNSUPPORTED_VERSION listing version 2, and nothing is counted."""
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    link.info_nonce()
+    body = bytes((proto.Tag.PHONE_ID, 16)) + PHONE + bytes((proto.Tag.USE_PIN, 1, 1))
+    body += bytes((proto.Tag.PAKE_MESSAGE, 33)) + b"A" + bytes(32)
+    v1_start = struct.pack(">BBH", 1, proto.MessageType.PAKE_START, len(body)) + body
+    reply = proto.decode(link.handle(v1_start))
+    assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.UNSUPPORTED_VERSION,))
+    assert reply.get(proto.Tag.VERSIONS) == b"\x02"
+    assert charger.failures == 0 and not charger.in_flight
+
+
+@pytest.mark.parametrize("share", [bytes(32), b"\xff" * 32], ids=["identity", "not-decodable"])
+def test_an_invalid_cpace_share_is_malformed_and_not_counted(share: bytes) -> None:
+    charger = FakeCharger()
+    link = proto.ChargerLink(charger, SystemRandom())
+    link.info_nonce()
+    start = _request(
+        proto.MessageType.PAKE_START,
+        PHONE_ID=PHONE,
+        USE_PIN=b"\x01",
+        PAKE_MESSAGE=share,
+        NONCE=bytes(16),
+    )
+    assert _error_code(link.handle(start)) is proto.ErrorCode.MALFORMED
+    assert charger.failures == 0 and not charger.in_flight

@@ -135,13 +135,15 @@ class ChargerLink:
         return self.state is LinkState.AUTHENTICATED
 
     def handle(self, data: bytes) -> bytes:
+        if len(data) >= 4 and data[0] not in SUPPORTED_VERSIONS:
+            # 3.4: judged on the header alone, before the fields (whose lengths are the
+            # version's: a version-1 PAKE_MESSAGE has 33 bytes)
+            return encode(error_frame(ErrorCode.UNSUPPORTED_VERSION))
         try:
             frame = decode(data)
         except ProtocolViolation:
             self._abort()
             return encode(error_frame(ErrorCode.MALFORMED))
-        if frame.version not in SUPPORTED_VERSIONS:
-            return encode(error_frame(ErrorCode.UNSUPPORTED_VERSION))
         handler = self._HANDLERS.get(frame.type)
         if handler is None:
             return encode(error_frame(ErrorCode.UNEXPECTED_MESSAGE))
