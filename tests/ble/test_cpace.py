@@ -20,12 +20,16 @@ from pathlib import Path
 import pytest
 import rbcl
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evaccess.domain.clock import SystemRandom
 from evaccess.domain.errors import Conflict, InvalidInput
+from evaccess.protocol import ble_access as proto
 from evaccess.protocol import cpace
+from tests.ble.test_protocol import FakeCharger
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ble-pake-cpace.md"
 
@@ -742,3 +746,95 @@ def test_the_charger_refuses_an_invalid_share_from_a_phone() -> None:
             charger_side(
                 pin=PIN, ya=bad, ada=bytes((2, 1)), nonce_p=N_P, random_bytes=secrets.token_bytes
             )
+
+
+# --- the document's vector and the independent phone against the real protocol code ---------
+
+
+class Scripted:
+    """A RandomSource that hands out the given draws in order (checking their sizes)."""
+
+    def __init__(self, *draws: bytes) -> None:
+        self._draws = list(draws)
+
+    def token_bytes(self, n: int) -> bytes:
+        draw = self._draws.pop(0)
+        assert len(draw) == n
+        return draw
+
+    def randbelow(self, n: int) -> int:  # pragma: no cover - not used by the exchange
+        raise AssertionError("not used")
+
+
+def test_the_document_vector_is_what_the_real_phone_and_charger_exchange() -> None:
+
+    charger = FakeCharger(serial=SERIAL, pin=PIN.encode())
+    link = proto.ChargerLink(charger, Scripted(N_C, OUR_YB_DRAW))
+    info_nonce = link.info_nonce()
+    phone = proto.PhonePake(
+        phone_id=PHONE_ID, serial=SERIAL, pin=PIN, nonce_c=info_nonce,
+        random_bytes=Scripted(N_P, OUR_YA_DRAW).token_bytes,
+    )  # fmt: skip
+    start = proto.decode(phone.start())
+    assert start.version == VERSION
+    assert start.get(proto.Tag.PAKE_MESSAGE).hex() == OURS["Ya"]
+    assert start.get(proto.Tag.NONCE) == N_P
+    raw_reply = link.handle(proto.encode(start))
+    reply = proto.decode(raw_reply)
+    assert reply.get(proto.Tag.PAKE_MESSAGE).hex() == OURS["Yb"]
+    assert reply.get(proto.Tag.CONFIRM).hex() == OURS["charger CONFIRM"]
+    confirm = proto.decode(phone.on_reply(raw_reply))
+    assert phone.charger_confirmed
+    assert confirm.get(proto.Tag.CONFIRM).hex() == OURS["phone CONFIRM"]
+    raw_credential = link.handle(proto.encode(confirm))
+    secret, _ = phone.on_credential(raw_credential)
+    # the credential is sealed under the vector's key_charger_to_phone (section 5.3, 5.5)
+    sealed = proto.decode(raw_credential).get(proto.Tag.SEALED)
+    aead = AESGCM(bytes.fromhex(OURS["key_charger_to_phone"]))
+    nonce = (2).to_bytes(4, "big") + (1).to_bytes(8, "big")
+    assert sealed[:8] == (1).to_bytes(8, "big")
+    assert aead.decrypt(nonce, sealed[8:], b"evaccess credential" + PHONE_ID) == secret
+
+
+def _frame(version: int, kind: int, fields: dict[int, bytes]) -> bytes:
+    """Section 3.1 written out: version, type, body length, tag-length-value fields."""
+    body = b"".join(bytes((tag, len(v))) + v for tag, v in sorted(fields.items()))
+    return bytes((version, kind)) + len(body).to_bytes(2, "big") + body
+
+
+def _fields(frame: bytes) -> dict[int, bytes]:
+    out, i = {}, 4
+    while i < len(frame):
+        tag, size = frame[i], frame[i + 1]
+        out[tag] = frame[i + 2 : i + 2 + size]
+        i += 2 + size
+    return out
+
+
+@pytest.mark.parametrize("group", [LibsodiumGroup, PureGroup], ids=["libsodium", "pure"])
+@pytest.mark.parametrize("pin", [PIN, "538143"], ids=["right-pin", "wrong-pin"])
+def test_an_independent_phone_pairs_with_the_real_charger_link(pin: str, group) -> None:
+    """IndependentPhone (hashlib/rbcl/cryptography only) drives the real ChargerLink with
+    frames built by hand from docs/ble-protocol.md sections 3 and 5.2."""
+
+    charger = FakeCharger(serial=SERIAL, pin=PIN.encode())
+    link = proto.ChargerLink(charger, SystemRandom())
+    nonce_c = link.info_nonce()
+    phone = IndependentPhone(pin, PHONE_ID, SERIAL, nonce_c, group)
+    reply = link.handle(
+        _frame(2, 0x01, {0x10: PHONE_ID, 0x11: b"\x01", 0x12: phone.Ya, 0x15: phone.nonce_p})
+    )
+    assert reply[:2] == bytes((2, 0x81))  # PAKE_REPLY
+    fields = _fields(reply)
+    charger_ok, confirm, key_c2p = phone.finish(fields[0x12], fields[0x13])
+    answer = link.handle(_frame(2, 0x02, {0x13: confirm}))
+    if pin != PIN:
+        assert not charger_ok
+        assert answer[:2] == bytes((2, 0xFF)) and _fields(answer)[0x20] == b"\x14"
+        assert charger.failures == 1 and not charger.creds
+        return
+    assert charger_ok and answer[:2] == bytes((2, 0x82))  # CREDENTIAL
+    sealed = _fields(answer)[0x14]
+    nonce = (2).to_bytes(4, "big") + sealed[:8]
+    secret = AESGCM(key_c2p).decrypt(nonce, sealed[8:], b"evaccess credential" + PHONE_ID)
+    assert secret == charger.creds[PHONE_ID].secret and link.authenticated

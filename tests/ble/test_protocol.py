@@ -206,9 +206,7 @@ def test_one_pin_exchange_at_a_time() -> None:
     first = proto.ChargerLink(charger, SystemRandom())
     second = proto.ChargerLink(charger, SystemRandom())
     first.handle(pake(first, "472913").start())
-    busy = proto.decode(
-        second.handle(pake(second, "1").start())
-    )
+    busy = proto.decode(second.handle(pake(second, "1").start()))
     assert busy.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.BUSY,))
 
 
@@ -227,14 +225,10 @@ def test_lockout_errors_carry_retry_after_and_distinct_codes() -> None:
 
 def test_pin_mismatch_between_modes_is_signalled() -> None:
     link = proto.ChargerLink(FakeCharger(pin=None), SystemRandom())
-    reply = proto.decode(
-        link.handle(pake(link, "1").start())
-    )
+    reply = proto.decode(link.handle(pake(link, "1").start()))
     assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_NOT_REQUIRED,))
     link = proto.ChargerLink(FakeCharger(), SystemRandom())
-    reply = proto.decode(
-        link.handle(pake(link, None).start())
-    )
+    reply = proto.decode(link.handle(pake(link, None).start()))
     assert reply.get(proto.Tag.ERROR_CODE) == bytes((proto.ErrorCode.PIN_REQUIRED,))
 
 
