@@ -410,7 +410,8 @@ async def test_a_bad_transport_is_a_clear_error(rig: Rig) -> None:
 async def test_an_unconfirmed_pin_exchange_ends_on_the_charger_clock(rig: Rig) -> None:
     async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
         session = await central.connect(SERIAL)
-        pake = proto.PhonePake(phone_id=bytes(16), serial=SERIAL, pin=PIN)
+        info = await session.info()
+        pake = proto.PhonePake(phone_id=bytes(16), serial=SERIAL, pin=PIN, nonce_c=info.nonce)
         proto.expect_reply(await session._exchange(pake.start()), proto.MessageType.PAKE_REPLY)
         assert rig.charger.guard.attempt is not None  # the one exchange slot is held
         rig.clock.advance(guard.ATTEMPT_TIMEOUT_S)

@@ -5,7 +5,7 @@ string), 8.3 (ristretto255 group object), appendix A (string functions). The ini
 responder setting is used (transcript_ir): the initiator A always speaks first.
 
 Pure and self-contained: no I/O, no knowledge of GATT frames. How evaccess feeds it (PRS,
-CI, sid, ADa, ADb) and what it does with ISK is docs/ble-pake-cpace.md.
+CI, sid, ADa, ADb) and what it does with ISK is docs/ble-protocol.md section 5.2.
 
 The ristretto255 group (RFC 9496) is libsodium's, through ``rbcl`` (a binding that ships
 libsodium inside its wheel; PyNaCl has no ristretto255 functions). Three libsodium calls are
