@@ -4,7 +4,7 @@ One process hosts a ``VirtualLink`` (the controllers ``evaccess ble-link`` serve
 TCP sockets), the real charger peripheral and the real phone central. Each run connects
 afresh (scan, connect, MTU exchange, GATT discovery) and ends with the link closed:
 
-- ``pair``: PIN pairing to credential (INFO read + SPAKE2 + key confirmation + credential);
+- ``pair``: PIN pairing to credential (INFO read + CPace + key confirmation + credential);
 - ``reconnect``: a credentialed phone to an authenticated session (challenge-response);
 - ``passkey_pair``: passkey mode (LE SC Passkey Entry + PIN-less enrolment).
 

@@ -132,7 +132,7 @@ async def run(
     pin_mode: Annotated[
         PinMode,
         typer.Option(
-            help="How phones prove the Bluetooth PIN: pake (a password-authenticated key exchange, SPAKE2, the "
+            help="How phones prove the Bluetooth PIN: pake (a password-authenticated key exchange, CPace, the "
             "default) or passkey (the PIN as the Bluetooth pairing passkey)."
         ),
     ] = PinMode.PAKE,
