@@ -62,10 +62,9 @@ from evaccess.server.db.models import (
 from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists, notifications
 from evaccess.server.services.relations import (
-    ROLE_RANK,
     Actor,
     active_grant,
-    org_role,
+    require_credential_manager,
     require_org_action,
 )
 from evaccess.server.vault import KEYPAD_PIN
@@ -132,19 +131,13 @@ class KeypadPinSet:
 
 async def _target_org(ctx: Context, actor: Actor, org_id: str, user_id: str) -> Organisation:
     async with ctx.db.read() as session:
-        if user_id == actor.user_id:
-            org = await require_org_action(session, actor, org_id, OrgAction.VIEW)
-        else:
-            org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_KEYPAD_PIN)
-            target = await org_role(session, user_id, org_id)
-            if target is None:
-                raise NotFound("no such member")
-            # Whoever sets a PIN knows it and could use a keypad as its holder: never for
-            # someone who outranks the setter.
-            setter = await org_role(session, actor.user_id, org_id)
-            if setter is None or ROLE_RANK[target] > ROLE_RANK[setter]:
-                raise PermissionDenied("you may not set the keypad PIN of someone who outranks you")
-    return org
+        return await require_credential_manager(
+            session,
+            actor,
+            org_id,
+            user_id,
+            refusal="you may not set the keypad PIN of someone who outranks you",
+        )
 
 
 async def set_pin(

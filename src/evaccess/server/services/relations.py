@@ -23,7 +23,7 @@ from evaccess.domain.access import (
     require_org,
 )
 from evaccess.domain.clock import Clock
-from evaccess.domain.errors import NotFound
+from evaccess.domain.errors import NotFound, PermissionDenied
 from evaccess.server.audit import AuditEntry, Detail
 from evaccess.server.db.models import Charger, Grant, Membership, Organisation
 
@@ -196,3 +196,21 @@ async def charger_for(
 _visible = frozenset(
     {Basis.OWNER, Basis.USER, Basis.SERVICE, Basis.ORG_SUPER_ADMIN, Basis.ORG_ADMIN}
 )
+
+
+async def require_credential_manager(
+    session: AsyncSession, actor: Actor, org_id: str, user_id: str, *, refusal: str
+) -> Organisation:
+    """The organisation, when ``actor`` may set a credential (keypad PIN, card) for
+    ``user_id`` in it: anyone their own; an admin a member who does not outrank them, since
+    whoever sets a credential can use it as its holder. ``refusal``: the outranked case."""
+    if user_id == actor.user_id:
+        return await require_org_action(session, actor, org_id, OrgAction.VIEW)
+    org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_KEYPAD_PIN)
+    target = await org_role(session, user_id, org_id)
+    if target is None:
+        raise NotFound("no such member")
+    setter = await org_role(session, actor.user_id, org_id)
+    if setter is None or ROLE_RANK[target] > ROLE_RANK[setter]:
+        raise PermissionDenied(refusal)
+    return org

@@ -56,12 +56,11 @@ from evaccess.server.db.models import (
 from evaccess.server.ocpp import backend as port
 from evaccess.server.services import local_lists, outbox
 from evaccess.server.services.relations import (
-    ROLE_RANK,
     Actor,
     active_grant,
     ancestors,
     charger_bases,
-    org_role,
+    require_credential_manager,
     require_org_action,
 )
 
@@ -112,18 +111,13 @@ class CardView:
 async def _require_manager(
     session: AsyncSession, actor: Actor, org_id: str, user_id: str
 ) -> Organisation:
-    """Anyone may manage their own cards; an admin those of members they do not rank below
-    (the keypad PIN rule: whoever holds a card can charge as its holder)."""
-    if user_id == actor.user_id:
-        return await require_org_action(session, actor, org_id, OrgAction.VIEW)
-    org = await require_org_action(session, actor, org_id, OrgAction.SET_MEMBER_KEYPAD_PIN)
-    target = await org_role(session, user_id, org_id)
-    if target is None:
-        raise NotFound("no such member")
-    setter = await org_role(session, actor.user_id, org_id)
-    if setter is None or ROLE_RANK[target] > ROLE_RANK[setter]:
-        raise PermissionDenied("you may not manage the cards of someone who outranks you")
-    return org
+    return await require_credential_manager(
+        session,
+        actor,
+        org_id,
+        user_id,
+        refusal="you may not manage the cards of someone who outranks you",
+    )
 
 
 async def add_card(
