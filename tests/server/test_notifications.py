@@ -123,6 +123,27 @@ async def test_a_serial_number_is_not_mistaken_for_a_pin(ctx, world):
     await _queue(ctx, world.users["owner"].id, body="Charger WB-000123 was locked.")
 
 
+async def test_an_all_digit_serial_named_by_the_caller_is_no_secret(ctx, world):
+    async with ctx.db.transaction() as session:
+        await notifications.notify(
+            session,
+            world.users["owner"].id,
+            "test",
+            "Charger 12345678 was locked",
+            "Your charger 12345678 was locked.",
+            known=("12345678",),
+        )
+        with pytest.raises(InvalidInput, match="may not carry"):
+            await notifications.notify(
+                session,
+                world.users["owner"].id,
+                "test",
+                "s",
+                "12345678 and PIN 482913",
+                known=("12345678",),
+            )
+
+
 def test_smtp_url_forms():
     target = SmtpTarget.parse("smtp://me%40x:p%3Ass@mail.example:2525?starttls=true")
     assert (target.host, target.port, target.user, target.password, target.starttls) == (
