@@ -30,6 +30,15 @@ class GrantKind(StrEnum):
     SERVICE = "service"
 
 
+class StaffRole(StrEnum):
+    """The operator's own people, beside organisations: ``support`` reviews ownership
+    claims (and never sees a PIN or keypad code); ``manufacturer`` prints packaging labels.
+    Only the server's operator gives these (``evaccess admin set-staff-role``)."""
+
+    SUPPORT = "support"
+    MANUFACTURER = "manufacturer"
+
+
 SERVICE_ACCESS_TTL = timedelta(days=14)
 """How long an installer's or service technician's access lasts unless the owner extends
 it (or ends it sooner)."""

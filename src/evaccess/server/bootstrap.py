@@ -29,6 +29,7 @@ from evaccess.server.context import (
 from evaccess.server.db.engine import Database, make_engine
 from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import Membership, Organisation, User
+from evaccess.server.documents import DocumentStore
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
 from evaccess.server.mail import delivery_from_url
@@ -76,6 +77,9 @@ def build_context(
         auth_cache_ttl_s=settings.auth_cache_ttl_s,
         commissioning_throttle=ThrottleRegistry(COMMISSIONING_RULES, clock),
         commissioning_code_ttl_s=settings.commissioning_code_ttl_days * 86400,
+        documents=DocumentStore(settings.resolved_claim_dir),
+        claim_objection_s=settings.claim_objection_days * 86400,
+        claim_document_max_bytes=int(settings.claim_document_max_mb * 1024 * 1024),
         delivery=delivery_from_url(
             settings.smtp_url.get_secret_value() if settings.smtp_url else None,
             settings.smtp_from,

@@ -21,7 +21,7 @@ import typer
 from rich.progress import Progress
 
 from evaccess import console
-from evaccess.domain.access import ORG_PERMISSIONS, MemberAccess, OrgAction, Role
+from evaccess.domain.access import ORG_PERMISSIONS, MemberAccess, OrgAction, Role, StaffRole
 from evaccess.domain.clock import SystemRandom
 from evaccess.domain.errors import AuditChainBroken, InvalidInput, PermissionDenied
 from evaccess.server.audit_anchor import AuditAnchor, read_head
@@ -129,7 +129,12 @@ async def _admin() -> AsyncIterator[Context]:
 async def _system_actor(ctx: Context, email: str) -> Actor:
 
     user = await accounts.user_by_email(ctx, email)
-    return Actor(user_id=user.id, email=user.email, is_system_admin=user.is_system_admin)
+    return Actor(
+        user_id=user.id,
+        email=user.email,
+        is_system_admin=user.is_system_admin,
+        staff_role=StaffRole(user.staff_role) if user.staff_role else None,
+    )
 
 
 async def _acting(
@@ -199,6 +204,32 @@ async def reset_password(email: Email) -> None:
         password = await accounts.reset_password(ctx, email)
     console.out.print(f"new one-time password for {email}: {password}", markup=False)
     console.out.print("every session of the account was ended; change it after logging in")
+
+
+class StaffChoice(StrEnum):
+    SUPPORT = "support"
+    MANUFACTURER = "manufacturer"
+    NONE = "none"
+
+
+@admin_app.command("set-staff-role")
+@console.command
+async def set_staff_role(
+    email: Email,
+    role: Annotated[
+        StaffChoice,
+        typer.Argument(
+            help="support (reviews ownership claims), manufacturer (prints packaging "
+            "labels) or none."
+        ),
+    ],
+) -> None:
+    """Make an account one of your support agents or manufacturers, or take it back."""
+
+    staff = None if role is StaffChoice.NONE else StaffRole(role.value)
+    async with _admin() as ctx:
+        user = await accounts.set_staff_role(ctx, email, staff)
+    console.out.print(f"{user.email}: staff role {role.value}", markup=False)
 
 
 @admin_app.command("create-organisation")

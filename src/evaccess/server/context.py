@@ -10,6 +10,7 @@ from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.lockout import LockoutRules
 from evaccess.server.audit import AuditLog
 from evaccess.server.db.engine import Database
+from evaccess.server.documents import DocumentStore
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
 from evaccess.server.mail import DeliveryPort, LogDelivery
@@ -82,3 +83,7 @@ class Context:
     auth_cache_ttl_s: float = 3600.0
     """``cacheExpiryDateTime`` of token answers (``EVACCESS_AUTH_CACHE_TTL_S``)."""
     notifier: NotifierSlot = field(default_factory=NotifierSlot)
+    documents: DocumentStore | None = None
+    """Claim documents (``EVACCESS_CLAIM_DIR``); ``None``: this server takes no claims."""
+    claim_objection_s: float = 7 * 86400.0
+    claim_document_max_bytes: int = 10 * 1024 * 1024

@@ -92,6 +92,17 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a commissioning code (the QR sticker) works after it is issued.",
     )
+    claim_objection_days: float = Field(
+        default=7,
+        ge=0,
+        description="How long a charger's owner may object to a claim filed through support.",
+    )
+    claim_dir: Path | None = Field(
+        default=None, description="Where claim documents are kept; default DATA_DIR/claims."
+    )
+    claim_document_max_mb: float = Field(
+        default=10, gt=0, le=100, description="Largest purchase agreement a claim may carry."
+    )
     smtp_url: SecretStr | None = Field(
         default=None,
         description="Send notifications by email: smtp://[user[:password]@]host[:port]"
@@ -128,6 +139,10 @@ class Settings(BaseSettings):
         """The OCPP endpoint's (certificate, key) pairs; empty: plain ws://."""
         pairs = [(self.tls_cert, self.tls_key), (self.tls_cert_2, self.tls_key_2)]
         return [(cert, key) for cert, key in pairs if cert is not None and key is not None]
+
+    @property
+    def resolved_claim_dir(self) -> Path:
+        return self.claim_dir or self.data_dir / "claims"
 
     @property
     def resolved_keys_dir(self) -> Path:

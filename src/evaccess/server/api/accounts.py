@@ -66,6 +66,7 @@ async def me(ctx: Ctx, actor: CurrentActor) -> s.MeOut:
         id=actor.user_id,
         email=actor.email,
         is_system_admin=actor.is_system_admin,
+        staff_role=actor.staff_role,
         organisations=[
             s.MembershipOut(organisation_id=o.id, name=o.name, parent_id=o.parent_id, role=r)
             for o, r in rows

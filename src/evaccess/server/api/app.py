@@ -18,6 +18,7 @@ from evaccess.server.api import (
     bluetooth_pins,
     cards,
     chargers,
+    claims,
     commissioning,
     keypad_pins,
     organisations,
@@ -43,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     cards.router,
     ownership.router,
     commissioning.router,
+    claims.router,
 )
 
 

@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from evaccess.domain.access import GrantKind, MemberAccess, Role
+from evaccess.domain.access import GrantKind, MemberAccess, Role, StaffRole
 from evaccess.domain.bluetooth_pin import PinStatus
 from evaccess.domain.policy import PinRequirement
 
@@ -125,6 +125,9 @@ class MembershipOut(Out):
 
 class MeOut(UserOut):
     is_system_admin: bool
+    staff_role: StaffRole | None = Field(
+        description="support or manufacturer: the operator's own staff (else null)."
+    )
     organisations: list[MembershipOut]
 
 

@@ -64,6 +64,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     is_system_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    staff_role: Mapped[str | None] = mapped_column(String(20))
+    """``domain.access.StaffRole`` of the operator's own staff (support, manufacturer):
+    set only by the server's operator (``evaccess admin set-staff-role``)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -197,6 +200,36 @@ class OwnershipTransfer(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+
+
+class OwnershipClaim(Base):
+    """A claim of a charger through support (``domain.claim``). ``ownership_id``: the
+    ownership current at filing (whose owner may object), null when it had none. The
+    purchase agreement lies in the claim document store, named by ``document_key``; only
+    its type, size and SHA-256 are kept here."""
+
+    __tablename__ = "ownership_claims"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    charger_id: Mapped[str] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
+    ownership_id: Mapped[str | None] = mapped_column(ForeignKey("ownerships.id"))
+    claimant_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    installation_address: Mapped[str] = mapped_column(String(500))
+    installer_name: Mapped[str] = mapped_column(String(200))
+    document_key: Mapped[str] = mapped_column(String(64))
+    document_type: Mapped[str] = mapped_column(String(40))
+    document_size: Mapped[int] = mapped_column(Integer)
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    filed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    objection_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_approver_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    second_approver_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    """Why support rejected it (shown to the claimant)."""
 
 
 class PhoneCredential(Base):

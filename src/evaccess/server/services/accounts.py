@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
+from evaccess.domain.access import StaffRole
 from evaccess.domain.errors import (
     Conflict,
     InvalidInput,
@@ -200,6 +201,7 @@ async def authenticate(ctx: Context, token: str, *, request_id: str | None = Non
         user_id=user.id,
         email=user.email,
         is_system_admin=user.is_system_admin,
+        staff_role=StaffRole(user.staff_role) if user.staff_role else None,
         request_id=request_id,
     )
 
@@ -263,3 +265,23 @@ async def reset_password(ctx: Context, email: str) -> str:
         )
     ctx.login_account_throttle.success(user.email)
     return password
+
+
+async def set_staff_role(ctx: Context, email: str, role: StaffRole | None) -> User:
+    """The operator makes an account one of their support agents or manufacturers (or
+    takes that back: ``None``); audited. Only ``evaccess admin`` reaches this: no API route
+    gives a staff role."""
+    user = await user_by_email(ctx, email)
+    async with ctx.db.transaction() as session:
+        row = await session.get_one(User, user.id)
+        row.staff_role = role.value if role else None
+        await ctx.audit.append(
+            session,
+            AuditEntry(
+                action="user.staff_role_set",
+                subject_id=user.id,
+                details={"role": role.value if role else None},
+            ),
+        )
+    user.staff_role = role.value if role else None
+    return user

@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.access import GrantKind
+from evaccess.domain.claim import OPEN as OPEN_CLAIMS
+from evaccess.domain.claim import ClaimState
 from evaccess.domain.ownership_transfer import TransferState
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
@@ -21,6 +23,7 @@ from evaccess.server.db.models import (
     Grant,
     Invitation,
     Ownership,
+    OwnershipClaim,
     OwnershipTransfer,
     PhoneCredential,
 )
@@ -133,8 +136,8 @@ async def hand_over(
     """Give ``charger`` to ``to_user_id`` (``None``: nobody, it becomes claimable), in the
     caller's transaction, all or nothing:
 
-    - the current ownership ends, and with it every grant, open invitation, open transfer
-      and phone credential on the charger (those of no ownership too);
+    - the current ownership ends, and with it every grant, open invitation, open transfer,
+      open claim and phone credential on the charger (those of no ownership too);
     - the charger's local authorization list is replaced in full (keypad PINs of the old
       owner's people stop working offline too);
     - the charger is told to revoke every phone credential (OCPP RevokeCredentials);
@@ -176,6 +179,15 @@ async def hand_over(
         .values(state=TransferState.CANCELLED.value, decided_at=now, decided_by=actor.user_id)
     )
     revoked["transfers"] = int(result.rowcount)  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(OwnershipClaim)
+        .where(
+            OwnershipClaim.charger_id == charger.id,
+            OwnershipClaim.state.in_([state.value for state in OPEN_CLAIMS]),
+        )
+        .values(state=ClaimState.SUPERSEDED.value, decided_at=now)
+    )
+    revoked["claims"] = int(result.rowcount)  # type: ignore[attr-defined]
     new = await start(session, ctx, charger, to_user_id, actor) if to_user_id else None
     await session.flush()
     if charger.has_keypad:

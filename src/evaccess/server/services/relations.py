@@ -18,6 +18,7 @@ from evaccess.domain.access import (
     MemberAccess,
     OrgAction,
     Role,
+    StaffRole,
     member_bases,
     require_charger,
     require_org,
@@ -35,6 +36,7 @@ class Actor:
     user_id: str
     email: str
     is_system_admin: bool = False
+    staff_role: StaffRole | None = None
     request_id: str | None = None
 
     def audit_entry(
