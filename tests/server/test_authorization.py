@@ -30,12 +30,14 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute
 
-from evaccess.domain.access import GrantKind, Role
+from evaccess.domain.access import GrantKind, Role, StaffRole
 from evaccess.domain.pins import trivial_reasons
 from evaccess.domain.tokens import TokenType
 from evaccess.server.api.app import create_app
+from evaccess.server.db.models import Charger
 from evaccess.server.services import (
     accounts,
+    claims,
     grants,
     invitations,
     keypad_pins,
@@ -63,6 +65,7 @@ RELATIONS = (
     "service",  # service grant
     "other_admin",  # super-admin of another organisation (Rival)
     "stranger",  # an account related to nothing
+    "support",  # a support agent of the operator: reviews claims, sees no charger
 )
 AUTHENTICATED = RELATIONS[1:]
 ORG_MEMBERS = frozenset({"super_admin", "admin", "member", "owner"})
@@ -94,6 +97,11 @@ def everyone(ok: int, *, anonymous: int = 401) -> dict[str, int]:
 
 def public(ok: int) -> dict[str, int]:
     return everyone(ok, anonymous=ok)
+
+
+def support_only(ok: int) -> dict[str, int]:
+    """A route of the support queue: agents only; every other account is refused."""
+    return {ANONYMOUS: 401} | {who: ok if who == "support" else 403 for who in AUTHENTICATED}
 
 
 # --- the world each area runs in -------------------------------------------------------------
@@ -143,8 +151,9 @@ async def make_env(ctx: Any, canaries: Canaries) -> Env:
     assert world.org is not None
     assert world.other_org is not None
     sa = world.actor("super_admin")
-    for name in ("target", "spare"):
+    for name in ("target", "spare", "support"):
         world.users[name] = await accounts.create_user(ctx, f"{name}@example.com", PASSWORD)
+    await accounts.set_staff_role(ctx, "support@example.com", StaffRole.SUPPORT)
     # ``target``: a plain member of Acme whom admins act on (keypad PIN, role, assignment).
     await organisations.add_member(ctx, sa, world.org.id, "target@example.com", Role.USER)
     # ``lobby``: invitations accepted by every relation land here, so nobody's access to the
@@ -186,6 +195,9 @@ class Prepared:
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     token: str | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
+    """A multipart upload (sent with ``data`` as its form fields instead of ``json``)."""
+    data: Mapping[str, str] | None = None
 
 
 Prepare = Callable[[Env, str], Awaitable[Prepared]]
@@ -481,6 +493,53 @@ async def _no_open_transfer(env: Env, who: str) -> Prepared:
         if t.charger_id == env.world.chargers["wallbox"].id and t.state == "open":
             await transfers.cancel_transfer(env.ctx, env.world.actor("owner"), t.id)
     return Prepared(json={"email": "spare@example.com"})
+
+
+PDF = b"%PDF-1.7\n%%EOF\n"
+
+
+async def _claim_upload(env: Env, who: str) -> Prepared:
+    """A claim form for a charger of ``spare`` (a new one per call: 3 claims per charger)."""
+    charger_id = await _charger_of(env, env.unique("claim"), "spare")
+    async with env.ctx.db.read() as session:
+        serial = (await session.get_one(Charger, charger_id)).serial
+    return Prepared(
+        files={"document": ("agreement.pdf", PDF, "application/pdf")},
+        data={"serial": serial, "installation_address": "1 Quay St", "installer_name": "Volt"},
+    )
+
+
+async def _filed_claim(env: Env, by: str, against: str = "spare") -> str:
+    charger_id = await _charger_of(env, env.unique("claimed"), against)
+    async with env.ctx.db.read() as session:
+        serial = (await session.get_one(Charger, charger_id)).serial
+    view = await claims.file_claim(
+        env.ctx, env.world.actor(by), serial,
+        installation_address="1 Quay St", installer_name="Volt", document=PDF,
+    )  # fmt: skip
+    return view.id
+
+
+async def _callers_claim(env: Env, who: str) -> Prepared:
+    """A claim the caller filed (``target``'s for an anonymous caller)."""
+    return Prepared(
+        params={"claim_id": await _filed_claim(env, "target" if who == ANONYMOUS else who)}
+    )
+
+
+async def _claim_against_owner(env: Env, who: str) -> Prepared:
+    """A claim by ``spare`` against a charger of ``owner``."""
+    return Prepared(params={"claim_id": await _filed_claim(env, "spare", against="owner")})
+
+
+async def _queued_claim(env: Env, who: str) -> Prepared:
+    return Prepared(params={"claim_id": await _filed_claim(env, "target")})
+
+
+async def _rejectable_claim(env: Env, who: str) -> Prepared:
+    return Prepared(
+        params={"claim_id": await _filed_claim(env, "target")}, json={"reason": "no proof"}
+    )
 
 
 ORG = "/api/organisations/{org_id}"
@@ -803,6 +862,62 @@ ROWS: tuple[Row, ...] = (
         prepare=_service_grant_end,
         note="the end of service access",
     ),
+    # --- claims through support --------------------------------------------------------------------
+    Row(
+        area="claims",
+        method="POST",
+        path="/api/claims",
+        expect=everyone(201),
+        prepare=_claim_upload,
+        note="a charger of someone else",
+    ),
+    Row(area="claims", method="GET", path="/api/claims", expect=everyone(200)),
+    Row(
+        area="claims",
+        method="POST",
+        path="/api/claims/{claim_id}/withdraw",
+        expect=everyone(200),
+        prepare=_callers_claim,
+        note="filed by the caller",
+    ),
+    Row(
+        area="claims",
+        method="POST",
+        path="/api/claims/{claim_id}/object",
+        expect={ANONYMOUS: 401} | {who: 200 if who == "owner" else 404 for who in AUTHENTICATED},
+        prepare=_claim_against_owner,
+        code="not_found",
+        note="against the owner's charger",
+    ),
+    Row(area="claims", method="GET", path="/api/support/claims", expect=support_only(200)),
+    Row(
+        area="claims",
+        method="GET",
+        path="/api/support/claims/{claim_id}",
+        expect=support_only(200),
+        prepare=_queued_claim,
+    ),
+    Row(
+        area="claims",
+        method="GET",
+        path="/api/support/claims/{claim_id}/document",
+        expect=support_only(200),
+        prepare=_queued_claim,
+    ),
+    Row(
+        area="claims",
+        method="POST",
+        path="/api/support/claims/{claim_id}/approve",
+        expect=support_only(200),
+        prepare=_queued_claim,
+    ),
+    Row(
+        area="claims",
+        method="POST",
+        path="/api/support/claims/{claim_id}/reject",
+        expect=support_only(200),
+        prepare=_rejectable_claim,
+    ),
     # --- Bluetooth PIN ------------------------------------------------------------------------------
     Row(
         area="chargers",
@@ -956,9 +1071,18 @@ async def call(
     token = prepared.token or (None if who == ANONYMOUS else await env.token(who))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     json = prepared.json if prepared.json is not None else row.json
-    response = await env.client.request(
-        row.method, row.path.format(**params), json=json, headers=headers
-    )
+    if prepared.files is not None:
+        response = await env.client.request(
+            row.method,
+            row.path.format(**params),
+            files=prepared.files,
+            data=prepared.data,
+            headers=headers,
+        )
+    else:
+        response = await env.client.request(
+            row.method, row.path.format(**params), json=json, headers=headers
+        )
     _remember_secrets(env.canaries, response)
     return response
 

@@ -19,7 +19,7 @@ from evaccess.server.db.models import AuditRecord, Notification, OwnershipClaim
 from evaccess.server.services import accounts, bluetooth_pins, claims, transfers
 from evaccess.server.services.relations import Actor
 from tests.conftest import ManualClock
-from tests.server.support import PASSWORD, World, build_world, confirm_pin_push
+from tests.server.support import PASSWORD, World, build_world, client_for, confirm_pin_push
 from tests.server.test_ownership_transfer import active_grants, cid, commands, owner_of
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -76,9 +76,7 @@ async def test_two_agents_approve_and_after_the_window_the_claimant_owns_the_cha
     claim = await file(world)
     assert (claim.state, claim.role) == (ClaimState.FILED, ClaimParty.CLAIMANT)
     assert claim.objection_until == ctx.clock.now() + OBJECTION_WINDOW
-    assert await notified(ctx, world.users["owner"].id) == [
-        "Someone claims your charger WB-100001"
-    ]
+    assert await notified(ctx, world.users["owner"].id) == ["Someone claims your charger WB-100001"]
     [seen] = await claims.list_claims(ctx, world.actor("owner"))
     assert (seen.id, seen.role) == (claim.id, ClaimParty.OWNER)
 
@@ -189,9 +187,7 @@ async def test_a_transfer_meanwhile_supersedes_the_claim(ctx: Context, world: Wo
     assert await owner_of(ctx, cid(world, "wallbox")) == world.users["member"].id
 
 
-async def test_support_rejects_with_a_reason_the_claimant_sees(
-    ctx: Context, world: World
-) -> None:
+async def test_support_rejects_with_a_reason_the_claimant_sees(ctx: Context, world: World) -> None:
     claim = await file(world)
     rejected = await claims.reject(
         ctx, agent(world, "agent_a"), claim.id, "The agreement names another address."
@@ -308,3 +304,76 @@ async def test_support_reviews_without_meeting_a_pin(ctx: Context, world: World)
         await bluetooth_pins.reveal(ctx, agent(world, "agent_a"), cid(world, "wallbox"))
     decided = await claims.approve(ctx, agent(world, "agent_a"), claim.id)
     assert pin not in repr(decided)
+
+
+# --- through the API ---------------------------------------------------------------------------
+
+
+async def test_a_claim_through_the_api_from_upload_to_handover(
+    ctx: Context, world: World, clock: ManualClock
+) -> None:
+    async with client_for(ctx) as client:
+        stranger = await world.headers("stranger")
+        form = {
+            "serial": "WB-100001",
+            "installation_address": "12 Harbour Lane, Bristol",
+            "installer_name": "Sparks & Sons",
+        }
+        refused = await client.post(
+            "/api/claims",
+            data=form,
+            files={"document": ("agreement.pdf", b"GIF89a not a pdf", "application/pdf")},
+            headers=stranger,
+        )
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "document_type"
+        filed = await client.post(
+            "/api/claims",
+            data=form,
+            files={"document": ("agreement.pdf", PDF, "application/pdf")},
+            headers=stranger,
+        )
+        assert filed.status_code == 201, filed.text
+        claim_id = filed.json()["id"]
+        assert filed.json()["state"] == "filed"
+
+        forbidden = await client.get(
+            f"/api/support/claims/{claim_id}/document", headers=await world.headers("owner")
+        )
+        assert forbidden.status_code == 403
+        for name in ("agent_a", "agent_b"):
+            headers = await world.headers(name)
+            got = await client.get(f"/api/support/claims/{claim_id}/document", headers=headers)
+            assert got.content == PDF
+            assert got.headers["content-type"] == "application/pdf"
+            assert got.headers["cache-control"] == "no-store"
+            assert got.headers["content-disposition"].startswith("attachment")
+            decided = await client.post(f"/api/support/claims/{claim_id}/approve", headers=headers)
+            assert decided.status_code == 200, decided.text
+        assert decided.json()["claim"]["state"] == "approved"
+        again = await client.post(
+            f"/api/support/claims/{claim_id}/approve", headers=await world.headers("agent_a")
+        )
+        assert (again.status_code, again.json()["code"]) == (409, "claim_approved")
+        clock.advance(OBJECTION_WINDOW.total_seconds())
+        assert await claims.complete_due(ctx) == 1
+        mine = await client.get("/api/claims", headers=stranger)
+        assert [c["state"] for c in mine.json()] == ["completed"]
+        charger = await client.get("/api/chargers?serial=WB-100001", headers=stranger)
+        assert charger.status_code == 200 and charger.json()
+
+
+async def test_the_fourth_claim_in_30_days_is_a_429_problem(ctx: Context, world: World) -> None:
+    async with client_for(ctx) as client:
+        codes = []
+        for person in ("stranger", "member", "invited", "admin"):
+            response = await client.post(
+                "/api/claims",
+                data={"serial": "WB-100001", "installation_address": "x", "installer_name": "y"},
+                files={"document": ("a.png", PNG, "image/png")},
+                headers=await world.headers(person),
+            )
+            codes.append((response.status_code, response.json().get("code")))
+    assert codes[:3] == [(201, None)] * 3
+    assert codes[3] == (429, "claim_limit")
