@@ -69,7 +69,8 @@ class ApiClient:
     ) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+        """The answer's JSON (``raw``: its bytes), or the problem as an ``EvAccessError``."""
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -82,6 +83,8 @@ class ApiClient:
                 "is `evaccess server run` running there?",
                 code="server_unreachable",
             ) from None
+        if response.is_success and raw:
+            return response.content
         if response.is_success:
             return response.json() if response.content else None
         raise _problem(response)
@@ -259,6 +262,46 @@ class ApiClient:
 
     async def release(self, charger_id: str) -> dict[str, Any]:
         return dict(await self.request("POST", f"/api/chargers/{charger_id}/release"))
+
+    # --- claims through support -----------------------------------------------------------
+
+    async def file_claim(
+        self, *, serial: str, address: str, installer: str, document: tuple[str, bytes, str]
+    ) -> dict[str, Any]:
+        form = {"serial": serial, "installation_address": address, "installer_name": installer}
+        return dict(
+            await self.request("POST", "/api/claims", data=form, files={"document": document})
+        )
+
+    async def claims(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/api/claims"))
+
+    async def claim_move(self, claim_id: str, move: str) -> dict[str, Any]:
+        """``withdraw`` (yours) or ``object`` (against your charger)."""
+        return dict(await self.request("POST", f"/api/claims/{_segment(claim_id)}/{move}"))
+
+    async def support_queue(self, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else {}
+        return list(await self.request("GET", "/api/support/claims", params=params))
+
+    async def support_claim(self, claim_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/support/claims/{_segment(claim_id)}"))
+
+    async def support_document(self, claim_id: str) -> bytes:
+        path = f"/api/support/claims/{_segment(claim_id)}/document"
+        return bytes(await self.request("GET", path, raw=True))
+
+    async def support_approve(self, claim_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/support/claims/{_segment(claim_id)}/approve"))
+
+    async def support_reject(self, claim_id: str, reason: str) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "POST",
+                f"/api/support/claims/{_segment(claim_id)}/reject",
+                json={"reason": reason},
+            )
+        )
 
     # --- a charger's history and its Bluetooth ------------------------------------------------
 

@@ -15,6 +15,7 @@ from evaccess import console
 from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
 from evaccess.app.cards import cards_app
+from evaccess.app.claims import claim_app, support_app
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.access import MemberAccess
 from evaccess.domain.errors import InvalidInput, NotFound
@@ -31,6 +32,8 @@ transfer_app = typer.Typer(
     help="Hand a charger you own to another account (it accepts; you can cancel until then).",
 )
 app_app.add_typer(transfer_app, name="transfer")
+app_app.add_typer(claim_app, name="claim")
+app_app.add_typer(support_app, name="support")
 app_app.add_typer(ble_commands)  # pair, configure, forget: straight under `evaccess app`
 
 DEFAULT_SERVER = EXAMPLE_SERVER
