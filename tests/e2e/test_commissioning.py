@@ -38,6 +38,10 @@ def test_label_sticker_scan(cli: Cli, server: Server, tmp_path: Path, canaries: 
     assert "<svg" in (tmp_path / "wb.svg").read_text()
 
     label, sticker = tmp_path / "label.png", tmp_path / "sticker.png"
+    assert "manufacturer staff role" in one_line_error(
+        cli("admin", "label", "ZAP-1", *by, "--out", str(label))
+    )
+    succeeded(cli("admin", "set-staff-role", server.admin_email, "manufacturer"))
     started = (
         cli.start("admin", "label", "ZAP-1", *by, "--out", str(label), "--sticker", str(sticker)),
         cli.start("admin", "label", "WB-1", *by, "--out", str(tmp_path / "wb.pdf")),

@@ -5,13 +5,16 @@ for manufacturers of vendors that print the PIN."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select
 
+from evaccess.domain.access import StaffRole
 from evaccess.domain.errors import Conflict, NotFound, PermissionDenied, PolicyViolation
 from evaccess.protocol import sticker
 from evaccess.server.db.models import AuditRecord, CommissioningCode, Notification
-from evaccess.server.services import commissioning, registration
+from evaccess.server.services import accounts, commissioning, registration
 from tests.server.support import build_world, client_for
 
 ZAPTEC_PIN = "739104"
@@ -163,7 +166,15 @@ async def test_reissuing_voids_the_old_sticker_and_is_refused_once_owned(ctx, wo
 
 
 async def test_packaging_label_only_for_manufacturers_of_vendors_that_print_it(ctx, world):
-    sa = world.actor("super_admin")
+    plain = world.actor("super_admin")
+    with pytest.raises(PermissionDenied, match="manufacturer staff role"):
+        await commissioning.packaging_label(ctx, plain, "ZAP-900010")
+    await accounts.set_staff_role(ctx, plain.email, StaffRole.MANUFACTURER)
+    sa = replace(plain, staff_role=StaffRole.MANUFACTURER)
+    with pytest.raises(PermissionDenied, match="manufacturer"):  # the role alone is not enough
+        await commissioning.packaging_label(
+            ctx, replace(world.actor("admin"), staff_role=StaffRole.MANUFACTURER), "ZAP-900010"
+        )
     label = await commissioning.packaging_label(ctx, sa, "ZAP-900010")
     assert label.pin == ZAPTEC_PIN
     assert sticker.parse(label.payload).serial == "ZAP-900010"

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.access import OrgAction, Role
+from evaccess.domain.access import OrgAction, Role, StaffRole
 from evaccess.domain.errors import (
     AuditUnavailable,
     Conflict,
@@ -143,17 +143,18 @@ async def issue(ctx: Context, actor: Actor, serial: str) -> IssuedSticker:
 
 async def packaging_label(ctx: Context, actor: Actor, serial: str) -> PackagingLabel:
     """The packaging label's content (serial, a new sticker code, the Bluetooth PIN): only
-    for a super-admin of the charger's organisation (the manufacturer), only while the
-    charger has never had an owner, only where the vendor prints the PIN (``prints_pin``).
-    Audited as a reveal, committed before the PIN is returned."""
+    for the manufacturer (an account with the ``manufacturer`` staff role that is also a
+    super-admin of the charger's organisation), only while the charger has never had an
+    owner, only where the vendor prints the PIN (``prints_pin``). Audited as a reveal,
+    committed before the PIN is returned."""
     try:
         async with ctx.db.transaction() as session:
             charger = await _charger_by_serial(session, serial)
             role = await org_role(session, actor.user_id, charger.organisation_id)
-            if role is not Role.SUPER_ADMIN and not actor.is_system_admin:
+            if role is not Role.SUPER_ADMIN or actor.staff_role is not StaffRole.MANUFACTURER:
                 raise PermissionDenied(
-                    "packaging labels are printed by the manufacturer (a super-admin of the "
-                    "charger's organisation)"
+                    "packaging labels are printed by the manufacturer: a super-admin of the "
+                    "charger's organisation with the manufacturer staff role"
                 )
             policy = bluetooth_pins.policy_of(charger)
             if not policy.prints_pin:
