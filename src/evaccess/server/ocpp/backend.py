@@ -46,6 +46,9 @@ class AuthorizeResult:
     """IdTokenInfo.groupIdToken (2.0.1) / idTagInfo.parentIdTag (1.6)."""
     cache_expiry: datetime | None = None
     """IdTokenInfo.cacheExpiryDateTime (2.0.1) / idTagInfo.expiryDate (1.6)."""
+    token_type: str | None = None
+    """The type of the registered token that answered (a card's ISO14443, ...): how an
+    untyped 1.6J idTag is recorded; ``None`` when no card matched."""
 
 
 class TransactionEventType(StrEnum):

@@ -318,7 +318,10 @@ class DbOcppBackend:
                     tx.user_id = user_id
                 if event.id_token is not None and tx.token_type is None:
                     # The type only: the token value (a keypad code) is never stored.
-                    tx.token_type = (event.id_token_type or KEYCODE_TOKEN_TYPE)[:20]
+                    # 1.6J idTags are untyped: the type of the card that answered, else
+                    # KeyCode (an untyped idTag no card has is looked up as a keypad code).
+                    kind = event.id_token_type or (answer and answer.token_type)
+                    tx.token_type = (kind or KEYCODE_TOKEN_TYPE)[:20]
                 ended = event.event_type is port.TransactionEventType.ENDED
                 if event.meter_wh is not None:
                     if tx.meter_start_wh is None and not ended:

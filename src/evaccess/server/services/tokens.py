@@ -438,6 +438,7 @@ async def resolve(
         cache_expiry=cache_expiry(now, ctx.auth_cache_ttl_s, card.expires_at)
         if answer is Answer.ACCEPTED
         else None,
+        token_type=card.token_type,
     )
 
 
