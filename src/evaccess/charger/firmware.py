@@ -19,12 +19,11 @@ import hmac
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from evaccess.charger.config import ChargerConfig
-from datetime import datetime
-
 from evaccess.charger.ocpp_messages import (
     ConnectorState,
     Messages,

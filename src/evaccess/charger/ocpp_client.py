@@ -31,8 +31,8 @@ from evaccess.domain.errors import ConfigurationError
 from evaccess.protocol.ocpp_components import (
     AUTH_CTRLR_COMPONENT,
     BLUETOOTH_COMPONENT,
-    MASTER_PASS_GROUP_VARIABLE,
     KEYCODE_TOKEN_TYPE,
+    MASTER_PASS_GROUP_VARIABLE,
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
 )
