@@ -75,7 +75,13 @@ async def endpoint(ctx: Context) -> AsyncIterator[Endpoint]:
 
 
 async def start_charger(
-    ctx: Context, world: World, endpoint: Endpoint, tmp_path: Path, version: OcppVersion
+    ctx: Context,
+    world: World,
+    endpoint: Endpoint,
+    tmp_path: Path,
+    version: OcppVersion,
+    *,
+    session_s: float = 0.2,
 ) -> tuple[RunningCharger, asyncio.Task[Any]]:
     charger = world.chargers["wallbox"]
     config = ChargerConfig(
@@ -87,7 +93,7 @@ async def start_charger(
         password=world.ocpp_passwords["wallbox"],
         protocol=version,
         state_dir=tmp_path / "charger",
-        session_s=0.2,
+        session_s=session_s,
         backoff=Backoff(initial_s=0.05, max_s=0.2),
         response_timeout_s=5.0,
     )
@@ -169,6 +175,99 @@ async def test_a_revoked_card_stops_working_offline_after_clear_cache_and_past_i
         ctx.clock.advance(ctx.auth_cache_ttl_s + 1)  # type: ignore[attr-defined]
         assert await present(running, CARD) is KeypadOutcome.REJECTED
         assert running.firmware.authorization.cache == ()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_master_pass_group_reaches_the_charger_which_enforces_c16_offline(
+    ctx: Context, world: World, endpoint: Endpoint, tmp_path: Path
+) -> None:
+    assert world.org is not None
+    sa = world.actor("super_admin")
+    for user, number, group in (("member", CARD, None), ("super_admin", MASTER_CARD, "MASTER")):
+        await tokens.add_card(
+            ctx, sa, world.org.id, user_id=world.users[user].id,
+            token_type=TokenType.ISO14443, number=number, group_id_token=group,
+        )  # fmt: skip
+    running, task = await start_charger(
+        ctx, world, endpoint, tmp_path, OcppVersion.V201, session_s=60
+    )
+    firmware = running.firmware
+    try:
+        assert firmware.authorization.master_pass_group_id is None
+        await tokens.set_master_pass_group(ctx, sa, world.org.id, "master")
+        await eventually(
+            lambda: firmware.authorization.master_pass_group_id == "MASTER",
+            what="SetVariables AuthCtrlr.MasterPassGroupId",
+        )
+        pushed = await eventually(
+            lambda: completed(ctx, outbox.CommandKind.SET_MASTER_PASS_GROUP), what="answered"
+        )
+        assert [c.accepted for c in pushed] == [True]
+
+        # online: the master pass is Accepted by Authorize (and learnt) but starts nothing
+        assert await present(running, MASTER_CARD) is KeypadOutcome.REJECTED
+        # re-pushed on every boot, like the Bluetooth PIN settings
+        await endpoint.stop()
+        await endpoint.start()
+        await eventually(
+            lambda: completed(ctx, outbox.CommandKind.SET_MASTER_PASS_GROUP),
+            what="the boot's push",
+        )
+
+        async def pushes() -> int:
+            return len(await completed(ctx, outbox.CommandKind.SET_MASTER_PASS_GROUP))
+
+        await eventually(lambda: _at_least(pushes, 2), what="a second push after the boot")
+        # online too: the card (learnt) starts a session, the master pass stops it
+        first = await firmware.enter_code(CARD, token_type=ISO14443)
+        assert first.outcome is KeypadOutcome.ACCEPTED
+        master = await firmware.enter_code(MASTER_CARD, token_type=ISO14443)
+        assert master.outcome is KeypadOutcome.STOPPED
+        await firmware.outbox.drained()
+
+        # offline (cache): the card starts a session, the master pass stops it, starts none
+        await offline(endpoint, running)
+        started = await firmware.enter_code(CARD, token_type=ISO14443)
+        assert started.outcome is KeypadOutcome.ACCEPTED and started.offline
+        stopped = await firmware.enter_code(MASTER_CARD, token_type=ISO14443)
+        assert (stopped.outcome, stopped.transaction_id) == (
+            KeypadOutcome.STOPPED,
+            started.transaction_id,
+        )
+        assert firmware.transaction_id is None
+        assert await present(running, MASTER_CARD) is KeypadOutcome.REJECTED
+        [*_, end] = [m for m in firmware.outbox._messages if m.action == "TransactionEvent"]
+        assert end.payload["transaction_info"]["stopped_reason"] == "MasterPass"
+
+        # cleared on the server: cleared on the charger
+        await endpoint.start()
+        await online(running)
+        await tokens.set_master_pass_group(ctx, sa, world.org.id, None)
+        await eventually(
+            lambda: firmware.authorization.master_pass_group_id is None, what="cleared"
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _at_least(count: Any, wanted: int) -> bool:
+    return bool(await count() >= wanted)
+
+
+async def test_16j_has_no_master_pass_key_the_command_completes_without_a_call(
+    ctx: Context, world: World, endpoint: Endpoint, tmp_path: Path
+) -> None:
+    assert world.org is not None
+    running, task = await start_charger(ctx, world, endpoint, tmp_path, OcppVersion.V16)
+    try:
+        await tokens.set_master_pass_group(ctx, world.actor("super_admin"), world.org.id, "M")
+        await eventually(
+            lambda: completed(ctx, outbox.CommandKind.SET_MASTER_PASS_GROUP), what="completed"
+        )
+        assert running.firmware.authorization.master_pass_group_id is None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -129,8 +129,22 @@ class ClearCache:
     command_id: str
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetMasterPassGroup:
+    """``AuthCtrlr.MasterPassGroupId`` (2.0.1 C16) as the charger's organisation chain sets
+    it (``None``: cleared). 1.6J has no such key: completed without a Call."""
+
+    command_id: str
+    group: str | None
+
+
 ChargerCommand = (
-    SetBluetoothPin | RevokeCredentials | ReenablePinPairing | SendLocalList | ClearCache
+    SetBluetoothPin
+    | RevokeCredentials
+    | ReenablePinPairing
+    | SendLocalList
+    | ClearCache
+    | SetMasterPassGroup
 )
 
 
