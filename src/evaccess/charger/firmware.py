@@ -453,20 +453,19 @@ class Firmware:
         except LockedOut as exc:
             return KeypadDecision(outcome=KeypadOutcome.LOCKED, retry_after_s=exc.retry_after)
         if self.transaction_id is not None and token_type == KEYCODE_TOKEN_TYPE:
-            return KeypadDecision(outcome=KeypadOutcome.BUSY)
+            return KeypadDecision(outcome=KeypadOutcome.BUSY)  # a card may be a master pass
         info, offline = await self._authorize(code, token_type)
-        if info.status == ACCEPTED and self._is_master_pass(info):
-            # C16: a master pass stops any transaction and starts none, online or offline.
-            self._save_lockout(lockout.record_success(state))
-            running = self.transaction_id
-            if running is None:
-                return KeypadDecision(outcome=KeypadOutcome.REJECTED)
-            await self._finish_session(running, StopReason.MASTER_PASS)
-            return KeypadDecision(outcome=KeypadOutcome.STOPPED, transaction_id=running)
-        if self.transaction_id is not None:
-            return KeypadDecision(outcome=KeypadOutcome.BUSY)
         if info.status == ACCEPTED:
             self._save_lockout(lockout.record_success(state))
+            running = self.transaction_id
+            if self._is_master_pass(info):
+                # C16: a master pass stops any transaction and starts none, on or off line.
+                if running is None:
+                    return KeypadDecision(outcome=KeypadOutcome.REJECTED)
+                await self._finish_session(running, StopReason.MASTER_PASS)
+                return KeypadDecision(outcome=KeypadOutcome.STOPPED, transaction_id=running)
+            if running is not None:
+                return KeypadDecision(outcome=KeypadOutcome.BUSY)
             transaction_id = await self._start_session(code, token_type)
             return KeypadDecision(
                 outcome=KeypadOutcome.ACCEPTED, transaction_id=transaction_id, offline=offline
