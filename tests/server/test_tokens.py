@@ -541,3 +541,50 @@ async def test_cards_reach_local_lists_only_where_the_organisation_opted_in(
     await organisations.update_settings(ctx, sa, world.org.id, offline_keypad=False)
     async with ctx.db.read() as session:
         assert (await session.get_one(IdToken, card.id)).sealed_value is None
+
+
+async def test_a_16j_transaction_records_the_cards_type_and_keycode_for_a_keypad_pin(
+    ctx: Context, world: World
+) -> None:
+    """1.6J idTags are untyped: the server records the type of what it found (issue 11)."""
+    assert world.org is not None
+    sa = world.actor("super_admin")
+    await tokens.add_card(
+        ctx,
+        sa,
+        world.org.id,
+        user_id=uid(world, "member"),
+        token_type=TokenType.ISO15693,
+        number=OTHER_CARD,
+    )
+    await share(world, "zaptec", "member", GrantKind.USER)
+    async with Chargers(ctx, world) as fleet:
+        await fleet.connect("zaptec", "ocpp1.6")
+        started = await fleet.call(
+            "zaptec",
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": OTHER_CARD,
+                "meterStart": 0,
+                "timestamp": ctx.clock.now().isoformat(),
+            },
+        )
+        assert started["idTagInfo"]["status"] == "Accepted"
+        ctx.clock.advance(1)  # type: ignore[attr-defined]
+        keypad = await fleet.call(
+            "zaptec",
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "0000",
+                "meterStart": 0,
+                "timestamp": ctx.clock.now().isoformat(),
+            },
+        )
+    async with ctx.db.read() as session:
+        by_id = {
+            t.transaction_id: t.token_type for t in (await session.scalars(select(Transaction)))
+        }
+    assert by_id[str(started["transactionId"])] == "ISO15693"
+    assert by_id[str(keypad["transactionId"])] == "KeyCode"

@@ -1,7 +1,8 @@
 """The charger's behaviour, independent of the OCPP version and of the socket.
 
 ``Firmware`` owns the persistent state (``charger/state.py``), the keypad (OCPP 2.0.1 C04:
-KeyCode authorization, local list when offline, throttled with ``domain.lockout``), the
+KeyCode authorization, local list then authorization cache when offline, throttled with
+``domain.lockout``; cards alike, C01, and a master pass, C16), the
 charging session, the Bluetooth settings from the server's custom component, and the outbox
 of messages that must reach the server exactly once. It implements ``ServerLink`` for the
 Bluetooth peripheral. The OCPP adapters (``charger/ocpp_client.py``) translate wire messages
@@ -18,13 +19,22 @@ import hmac
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from evaccess.charger.config import ChargerConfig
-from evaccess.charger.ocpp_messages import ConnectorState, Messages, Request, StopReason
+from evaccess.charger.ocpp_messages import (
+    ConnectorState,
+    Messages,
+    Request,
+    StopReason,
+    TokenInfo,
+)
 from evaccess.charger.ports import BluetoothControl
 from evaccess.charger.state import (
+    AuthorizationState,
+    CachedAuthorization,
     LocalAuthorization,
     LocalList,
     QueuedMessage,
@@ -35,6 +45,7 @@ from evaccess.domain.clock import Clock, RandomSource
 from evaccess.domain.errors import LockedOut
 from evaccess.domain.pins import BLUETOOTH_PIN_DIGITS
 from evaccess.protocol.ocpp_components import (
+    KEYCODE_TOKEN_TYPE,
     WRITE_ONLY_VARIABLES,
     BluetoothVariable,
     DataTransferMessage,
@@ -90,11 +101,14 @@ class LocalListUpdate:
     id_token: str
     token_type: str
     status: str | None
+    group_id_token: str | None = None
 
 
 class KeypadOutcome(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    STOPPED = "stopped"
+    """A master pass (C16) ended the session in progress."""
     LOCKED = "locked"
     BUSY = "busy"
     UNAVAILABLE = "unavailable"
@@ -115,6 +129,8 @@ class KeypadDecision:
             case KeypadOutcome.ACCEPTED:
                 via = ", local list" if self.offline else ""
                 return f"keypad: accepted (session started, transaction {self.transaction_id}{via})"
+            case KeypadOutcome.STOPPED:
+                return f"keypad: master pass, session ended (transaction {self.transaction_id})"
             case KeypadOutcome.REJECTED if self.retry_after_s is not None:
                 return f"keypad: rejected, locked for {self.retry_after_s:.0f} s"
             case KeypadOutcome.REJECTED:
@@ -198,6 +214,7 @@ class Firmware:
         self.rng = rng
         self.bluetooth_state = store.load_bluetooth()
         self.local_list = store.load_local_list()
+        self.authorization = store.load_authorization()
         self.counters = store.load_counters()
         self.outbox = Outbox(store)
         self.bluetooth: BluetoothControl | None = None
@@ -314,21 +331,91 @@ class Firmware:
                 by_token.pop(key, None)
             else:
                 by_token[key] = LocalAuthorization(
-                    id_token=entry.id_token, token_type=entry.token_type, status=entry.status
+                    id_token=entry.id_token,
+                    token_type=entry.token_type,
+                    status=entry.status,
+                    group_id_token=entry.group_id_token,
                 )
         self.local_list = LocalList(version=version, entries=tuple(by_token.values()))
         self.store.save_local_list(self.local_list)
         log.info("local list version %d stored (%d entries)", version, len(by_token))
         return LocalListStatus.ACCEPTED
 
-    def _local_list_status(self, code: str, token_type: str) -> str | None:
-        found: str | None = None
+    def _local_list_status(self, code: str, token_type: str) -> TokenInfo | None:
+        found: TokenInfo | None = None
         for entry in self.local_list.entries:
             # Constant-time comparison: the time taken must not hint at a stored code.
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())
             if same and entry.token_type == token_type:
-                found = entry.status
+                found = TokenInfo(status=entry.status, group_id_token=entry.group_id_token)
         return found
+
+    # -- authorization cache (2.0.1 C10/C11, 1.6 §3.5.1/§5.4) and master pass (C16) --------
+    def _save_authorization(self, state: AuthorizationState) -> None:
+        self.authorization = state
+        self.store.save_authorization(state)
+
+    def learn(self, code: str, token_type: str, info: TokenInfo) -> None:
+        """Update the cache from an online answer: an Accepted one with the expiry the server
+        set is kept until then; any other answer drops the token. KeyCodes are never cached:
+        keypad codes work offline only through the local list the organisation opted into."""
+        if token_type == KEYCODE_TOKEN_TYPE:
+            return
+        kept = tuple(
+            e
+            for e in self.authorization.cache
+            if not (
+                e.token_type == token_type
+                and hmac.compare_digest(e.id_token.encode(), code.encode())
+            )
+        )
+        if info.status == ACCEPTED and info.cache_expiry is not None:
+            kept += (
+                CachedAuthorization(
+                    id_token=code,
+                    token_type=token_type,
+                    expires_at=info.cache_expiry.isoformat(),
+                    group_id_token=info.group_id_token,
+                ),
+            )
+        if kept != self.authorization.cache:
+            self._save_authorization(replace(self.authorization, cache=kept))
+
+    def _cached(self, code: str, token_type: str) -> TokenInfo | None:
+        """An unexpired cache entry (by the injected clock); an expired one is dropped."""
+        now = self.clock.now()
+        found: TokenInfo | None = None
+        live: list[CachedAuthorization] = []
+        for entry in self.authorization.cache:
+            if datetime.fromisoformat(entry.expires_at) <= now:
+                continue
+            live.append(entry)
+            same = hmac.compare_digest(entry.id_token.encode(), code.encode())
+            if same and entry.token_type == token_type:
+                found = TokenInfo(status=ACCEPTED, group_id_token=entry.group_id_token)
+        if len(live) != len(self.authorization.cache):
+            self._save_authorization(replace(self.authorization, cache=tuple(live)))
+        return found
+
+    def clear_cache(self) -> str:
+        """ClearCache (2.0.1 C11; 1.6 §5.4): forget every cached answer; Accepted."""
+        self._save_authorization(replace(self.authorization, cache=()))
+        log.info("authorization cache cleared")
+        return ACCEPTED
+
+    def set_master_pass_group(self, group: str | None) -> SettingStatus:
+        """``AuthCtrlr.MasterPassGroupId`` (C16); empty clears it."""
+        self._save_authorization(replace(self.authorization, master_pass_group_id=group or None))
+        log.info("master pass group %s", "set" if group else "cleared")
+        return SettingStatus.ACCEPTED
+
+    def _is_master_pass(self, info: TokenInfo) -> bool:
+        group = self.authorization.master_pass_group_id
+        return (
+            group is not None
+            and info.group_id_token is not None
+            and (info.group_id_token.casefold() == group.casefold())
+        )
 
     # -- availability / reset -----------------------------------------------------------------
     def change_availability(self, *, operative: bool) -> str:
@@ -365,12 +452,21 @@ class Firmware:
             lockout.check(state, now)
         except LockedOut as exc:
             return KeypadDecision(outcome=KeypadOutcome.LOCKED, retry_after_s=exc.retry_after)
-        if self.transaction_id is not None:
-            return KeypadDecision(outcome=KeypadOutcome.BUSY)
-        status, offline = await self._authorize(code, token_type)
-        if status == ACCEPTED:
+        if self.transaction_id is not None and token_type == KEYCODE_TOKEN_TYPE:
+            return KeypadDecision(outcome=KeypadOutcome.BUSY)  # a card may be a master pass
+        info, offline = await self._authorize(code, token_type)
+        if info.status == ACCEPTED:
             self._save_lockout(lockout.record_success(state))
-            transaction_id = await self._start_session(code)
+            running = self.transaction_id
+            if self._is_master_pass(info):
+                # C16: a master pass stops any transaction and starts none, on or off line.
+                if running is None:
+                    return KeypadDecision(outcome=KeypadOutcome.REJECTED)
+                await self._finish_session(running, StopReason.MASTER_PASS)
+                return KeypadDecision(outcome=KeypadOutcome.STOPPED, transaction_id=running)
+            if running is not None:
+                return KeypadDecision(outcome=KeypadOutcome.BUSY)
+            transaction_id = await self._start_session(code, token_type)
             return KeypadDecision(
                 outcome=KeypadOutcome.ACCEPTED, transaction_id=transaction_id, offline=offline
             )
@@ -385,21 +481,25 @@ class Firmware:
         )
         return KeypadDecision(outcome=KeypadOutcome.REJECTED, retry_after_s=event.duration_s)
 
-    async def _authorize(self, code: str, token_type: str) -> tuple[str, bool]:
-        """The server's verdict when online, else the local list's (C04; D01 local list)."""
+    async def _authorize(self, code: str, token_type: str) -> tuple[TokenInfo, bool]:
+        """The server's verdict when online (learnt by the cache), else the local list's,
+        else the authorization cache's (C04, C01; D01 local list; C10 cache)."""
         link = self.link
         if link is not None:
             try:
-                result = await link.request(self.messages.authorize(code))
+                result = await link.request(self.messages.authorize(code, token_type))
             except LinkDown:
-                log.info("authorize: server unreachable, using the local list")
+                log.info("authorize: server unreachable, using the local list and cache")
             else:
-                if result is None:
-                    return "Invalid", False
-                return self.messages.authorization_status(result), False
-        return self._local_list_status(code, token_type) or "Unknown", True
+                info = None if result is None else self.messages.token_info(result)
+                if info is None:
+                    return TokenInfo(status="Invalid"), False
+                self.learn(code, token_type, info)
+                return info, False
+        found = self._local_list_status(code, token_type) or self._cached(code, token_type)
+        return found or TokenInfo(status="Unknown"), True
 
-    async def _start_session(self, code: str) -> str:
+    async def _start_session(self, code: str, token_type: str = KEYCODE_TOKEN_TYPE) -> str:
         transaction_id = self.rng.token_bytes(8).hex()
         self.transaction_id = transaction_id
         self._session_free.clear()
@@ -408,6 +508,7 @@ class Firmware:
             self.messages.transaction_started(
                 transaction_id=transaction_id,
                 code=code,
+                token_type=token_type,
                 now=self.clock.now(),
                 seq_no=self._next_seq_no(),
                 offline=self.link is None,
@@ -420,7 +521,11 @@ class Firmware:
 
     async def _end_session_after(self, transaction_id: str, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        self._end_session(transaction_id, StopReason.EV_DISCONNECTED)
+        if self.transaction_id == transaction_id:  # not already ended by a master pass
+            await self._finish_session(transaction_id, StopReason.EV_DISCONNECTED)
+
+    async def _finish_session(self, transaction_id: str, reason: StopReason) -> None:
+        self._end_session(transaction_id, reason)
         self.transaction_id = None
         if self._inoperative_after_session:
             self._inoperative_after_session = False
@@ -484,12 +589,24 @@ class Firmware:
             result = await link.request(request)  # LinkDown: stays queued, retried later
             if result is None:
                 log.warning("server answered %s with a CallError; dropped", message.action)
-            elif message.action == "StartTransaction" and message.local_transaction:
-                self.counters.transaction_ids[message.local_transaction] = int(
-                    result["transaction_id"]
-                )
-                self.store.save_counters(self.counters)
+            else:
+                self._learn_from_transaction(message, result)
+                if message.action == "StartTransaction" and message.local_transaction:
+                    self.counters.transaction_ids[message.local_transaction] = int(
+                        result["transaction_id"]
+                    )
+                    self.store.save_counters(self.counters)
             self.outbox.remove(message.message_id)
+
+    def _learn_from_transaction(self, message: QueuedMessage, result: dict[str, Any]) -> None:
+        """A TransactionEvent answer about its idToken updates the cache like an Authorize
+        (2.0.1 C10; the 1.6J StartTransaction idTag is untyped: not learnt)."""
+        token = message.payload.get("id_token")
+        if message.action != "TransactionEvent" or not isinstance(token, dict):
+            return
+        info = self.messages.token_info(result)
+        if info is not None:
+            self.learn(str(token["id_token"]), str(token["type"]), info)
 
     def _resolve(self, message: QueuedMessage) -> Request | None:
         payload = dict(message.payload)

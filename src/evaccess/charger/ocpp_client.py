@@ -29,8 +29,10 @@ from evaccess.charger.firmware import (
 from evaccess.charger.ocpp_messages import Request
 from evaccess.domain.errors import ConfigurationError
 from evaccess.protocol.ocpp_components import (
+    AUTH_CTRLR_COMPONENT,
     BLUETOOTH_COMPONENT,
     KEYCODE_TOKEN_TYPE,
+    MASTER_PASS_GROUP_VARIABLE,
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
 )
@@ -103,6 +105,12 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
         return v201.call_result.SetVariables(set_variable_result=results)
 
     async def _set_one(item: dict[str, Any]) -> str:
+        if item["component"]["name"] == AUTH_CTRLR_COMPONENT:
+            if item["variable"]["name"] != MASTER_PASS_GROUP_VARIABLE:
+                return "UnknownVariable"
+            if item.get("attribute_type", "Actual") != "Actual":
+                return "NotSupportedAttributeType"
+            return firmware.set_master_pass_group(item["attribute_value"].strip()).value
         if item["component"]["name"] != BLUETOOTH_COMPONENT:
             return "UnknownComponent"
         variable = _VARIABLES.get(item["variable"]["name"])
@@ -151,6 +159,9 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
                 id_token=entry["id_token"]["id_token"],
                 token_type=entry["id_token"]["type"],
                 status=(entry.get("id_token_info") or {}).get("status"),
+                group_id_token=((entry.get("id_token_info") or {}).get("group_id_token") or {}).get(
+                    "id_token"
+                ),
             )
             for entry in local_authorization_list or []
         ]
@@ -169,6 +180,9 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
     async def reset(*, type: str, **_: Any) -> Any:
         return v201.call_result.Reset(status="Accepted")
 
+    async def clear_cache(**_: Any) -> Any:
+        return v201.call_result.ClearCache(status=firmware.clear_cache())
+
     async def data_transfer(*, vendor_id: str, **_: Any) -> Any:
         return v201.call_result.DataTransfer(status="UnknownVendorId")
 
@@ -179,6 +193,7 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
         "GetLocalListVersion": get_local_list_version,
         "ChangeAvailability": change_availability,
         "Reset": reset,
+        "ClearCache": clear_cache,
         "DataTransfer": data_transfer,
     }
 
@@ -224,6 +239,7 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
                 id_token=entry["id_tag"],
                 token_type=KEYCODE_TOKEN_TYPE,
                 status=(entry.get("id_tag_info") or {}).get("status"),
+                group_id_token=(entry.get("id_tag_info") or {}).get("parent_id_tag"),
             )
             for entry in local_authorization_list or []
         ]
@@ -242,6 +258,9 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
     async def reset(*, type: str, **_: Any) -> Any:
         return v16.call_result.Reset(status="Accepted")
 
+    async def clear_cache(**_: Any) -> Any:
+        return v16.call_result.ClearCache(status=firmware.clear_cache())
+
     async def data_transfer(*, vendor_id: str, **_: Any) -> Any:
         return v16.call_result.DataTransfer(status="UnknownVendorId")
 
@@ -252,6 +271,7 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
         "GetLocalListVersion": get_local_list_version,
         "ChangeAvailability": change_availability,
         "Reset": reset,
+        "ClearCache": clear_cache,
         "DataTransfer": data_transfer,
     }
 

@@ -27,13 +27,37 @@ class StopReason(StrEnum):
 
     EV_DISCONNECTED = "EVDisconnected"
     POWER_LOSS = "PowerLoss"
+    MASTER_PASS = "MasterPass"
+    """2.0.1 only (C16); 1.6 Reason has no such value: ``Local``."""
 
 
 # 2.0.1 TriggerReasonEnumType for each way a session ends here (E06).
 _V201_TRIGGER = {
     StopReason.EV_DISCONNECTED: "EVDeparted",
     StopReason.POWER_LOSS: "AbnormalCondition",
+    StopReason.MASTER_PASS: "StopAuthorized",
 }
+_V16_REASON = {StopReason.MASTER_PASS: "Local"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenInfo:
+    """What an answer says of a token (2.0.1 IdTokenInfo, 1.6 IdTagInfo)."""
+
+    status: str
+    group_id_token: str | None = None
+    cache_expiry: datetime | None = None
+    """``cacheExpiryDateTime`` / ``expiryDate``: how long the charger may cache the answer."""
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 class ConnectorState(StrEnum):
@@ -76,12 +100,20 @@ class Messages(Protocol):
 
     def status(self, status: ConnectorState, now: datetime) -> Request: ...
 
-    def authorize(self, code: str) -> Request: ...
+    def authorize(self, code: str, token_type: str) -> Request: ...
 
-    def authorization_status(self, result: dict[str, Any]) -> str: ...
+    def token_info(self, result: dict[str, Any]) -> TokenInfo | None:
+        """The token answer of an Authorize or transaction reply, if it carries one."""
 
     def transaction_started(
-        self, *, transaction_id: str, code: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        code: str,
+        token_type: str,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
     ) -> Request: ...
 
     def transaction_ended(
@@ -129,17 +161,33 @@ class V201Messages:
             },
         )
 
-    def authorize(self, code: str) -> Request:
-        # C04: a PIN typed on the keypad travels as an IdToken of type KeyCode.
+    def authorize(self, code: str, token_type: str = KEYCODE_TOKEN_TYPE) -> Request:
+        # C04: a PIN typed on the keypad travels as an IdToken of type KeyCode; a card as
+        # its own type (C01).
         return Request(
-            action="Authorize", payload={"id_token": {"id_token": code, "type": KEYCODE_TOKEN_TYPE}}
+            action="Authorize", payload={"id_token": {"id_token": code, "type": token_type}}
         )
 
-    def authorization_status(self, result: dict[str, Any]) -> str:
-        return str(result["id_token_info"]["status"])
+    def token_info(self, result: dict[str, Any]) -> TokenInfo | None:
+        info = result.get("id_token_info")
+        if not isinstance(info, dict):
+            return None
+        group = info.get("group_id_token")
+        return TokenInfo(
+            status=str(info["status"]),
+            group_id_token=group.get("id_token") if isinstance(group, dict) else None,
+            cache_expiry=_parse_time(info.get("cache_expiry_date_time")),
+        )
 
     def transaction_started(
-        self, *, transaction_id: str, code: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        code: str,
+        token_type: str = KEYCODE_TOKEN_TYPE,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
     ) -> Request:
         payload: dict[str, Any] = {
             "event_type": "Started",
@@ -147,7 +195,7 @@ class V201Messages:
             "trigger_reason": "Authorized",
             "seq_no": seq_no,
             "transaction_info": {"transaction_id": transaction_id},
-            "id_token": {"id_token": code, "type": KEYCODE_TOKEN_TYPE},
+            "id_token": {"id_token": code, "type": token_type},
             "evse": {"id": EVSE_ID, "connector_id": CONNECTOR_ID},
         }
         if offline:
@@ -218,14 +266,29 @@ class V16Messages:
             },
         )
 
-    def authorize(self, code: str) -> Request:
-        return Request(action="Authorize", payload={"id_tag": code})
+    def authorize(self, code: str, token_type: str = KEYCODE_TOKEN_TYPE) -> Request:
+        return Request(action="Authorize", payload={"id_tag": code})  # 1.6: untyped
 
-    def authorization_status(self, result: dict[str, Any]) -> str:
-        return str(result["id_tag_info"]["status"])
+    def token_info(self, result: dict[str, Any]) -> TokenInfo | None:
+        info = result.get("id_tag_info")
+        if not isinstance(info, dict):
+            return None
+        parent = info.get("parent_id_tag")
+        return TokenInfo(
+            status=str(info["status"]),
+            group_id_token=parent if isinstance(parent, str) else None,
+            cache_expiry=_parse_time(info.get("expiry_date")),
+        )
 
     def transaction_started(
-        self, *, transaction_id: str, code: str, now: datetime, seq_no: int, offline: bool
+        self,
+        *,
+        transaction_id: str,
+        code: str,
+        token_type: str = KEYCODE_TOKEN_TYPE,
+        now: datetime,
+        seq_no: int,
+        offline: bool,
     ) -> Request:
         # 1.6J has no charger-side transaction id: the server assigns one in the reply.
         return Request(
@@ -250,7 +313,11 @@ class V16Messages:
         # transaction_id is filled in at send time from the StartTransaction reply.
         return Request(
             action="StopTransaction",
-            payload={"meter_stop": 0, "timestamp": timestamp(now), "reason": reason.value},
+            payload={
+                "meter_stop": 0,
+                "timestamp": timestamp(now),
+                "reason": _V16_REASON.get(reason, reason.value),
+            },
         )
 
     def security_event(self, event_type: str, now: datetime, tech_info: str | None) -> Request:

@@ -12,6 +12,8 @@ Files:
 - ``outbox.json``: messages not yet answered by the server (transactions, security events),
   in order, each with a stable id; an entry leaves only after the server's reply.
 - ``counters.json``: transaction sequence numbers, 1.6 transaction ids, keypad lockout.
+- ``authorization.json``: the authorization cache (2.0.1 C10, 1.6 §3.5.1: answers learnt
+  online, each with the expiry the server set) and ``AuthCtrlr.MasterPassGroupId`` (C16).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ BLUETOOTH_FILE = "bluetooth.json"
 LOCAL_LIST_FILE = "local_list.json"
 OUTBOX_FILE = "outbox.json"
 COUNTERS_FILE = "counters.json"
+AUTHORIZATION_FILE = "authorization.json"
 
 
 def write_atomically(path: Path, data: Any) -> None:
@@ -77,6 +80,24 @@ class LocalAuthorization:
     id_token: str
     token_type: str
     status: str
+    group_id_token: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CachedAuthorization:
+    """One authorization cache entry: an Accepted answer and until when it may be used
+    (``cacheExpiryDateTime`` / ``expiryDate``, ISO 8601)."""
+
+    id_token: str
+    token_type: str
+    expires_at: str
+    group_id_token: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthorizationState:
+    cache: tuple[CachedAuthorization, ...] = ()
+    master_pass_group_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -137,11 +158,39 @@ class StateStore:
         data = {
             "version": local_list.version,
             "entries": [
-                {"id_token": e.id_token, "token_type": e.token_type, "status": e.status}
+                {
+                    "id_token": e.id_token,
+                    "token_type": e.token_type,
+                    "status": e.status,
+                    "group_id_token": e.group_id_token,
+                }
                 for e in local_list.entries
             ],
         }
         write_atomically(self.directory / LOCAL_LIST_FILE, data)
+
+    # Authorization cache and master pass group -----------------------------------------------
+    def load_authorization(self) -> AuthorizationState:
+        raw = read_json(self.directory / AUTHORIZATION_FILE, {})
+        return AuthorizationState(
+            cache=tuple(CachedAuthorization(**entry) for entry in raw.get("cache", [])),
+            master_pass_group_id=raw.get("master_pass_group_id"),
+        )
+
+    def save_authorization(self, state: AuthorizationState) -> None:
+        data = {
+            "cache": [
+                {
+                    "id_token": e.id_token,
+                    "token_type": e.token_type,
+                    "expires_at": e.expires_at,
+                    "group_id_token": e.group_id_token,
+                }
+                for e in state.cache
+            ],
+            "master_pass_group_id": state.master_pass_group_id,
+        }
+        write_atomically(self.directory / AUTHORIZATION_FILE, data)
 
     # Outbox ---------------------------------------------------------------------------------
     def load_outbox(self) -> list[QueuedMessage]:

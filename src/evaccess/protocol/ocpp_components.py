@@ -61,3 +61,9 @@ class DataTransferMessage(StrEnum):
 
 KEYCODE_TOKEN_TYPE = "KeyCode"
 """OCPP 2.0.1 IdTokenEnumType for a PIN typed on the charger's keypad (use case C04)."""
+
+AUTH_CTRLR_COMPONENT = "AuthCtrlr"
+"""OCPP 2.0.1 standard component of the authorization settings (Part 2, Referenced Components)."""
+MASTER_PASS_GROUP_VARIABLE = "MasterPassGroupId"
+"""``AuthCtrlr.MasterPassGroupId`` (C16): a token of this group may stop any transaction and
+start none. 1.6J has no such key (docs/ocpp.md)."""

@@ -46,6 +46,9 @@ class AuthorizeResult:
     """IdTokenInfo.groupIdToken (2.0.1) / idTagInfo.parentIdTag (1.6)."""
     cache_expiry: datetime | None = None
     """IdTokenInfo.cacheExpiryDateTime (2.0.1) / idTagInfo.expiryDate (1.6)."""
+    token_type: str | None = None
+    """The type of the registered token that answered (a card's ISO14443, ...): how an
+    untyped 1.6J idTag is recorded; ``None`` when no card matched."""
 
 
 class TransactionEventType(StrEnum):
@@ -126,8 +129,22 @@ class ClearCache:
     command_id: str
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetMasterPassGroup:
+    """``AuthCtrlr.MasterPassGroupId`` (2.0.1 C16) as the charger's organisation chain sets
+    it (``None``: cleared). 1.6J has no such key: completed without a Call."""
+
+    command_id: str
+    group: str | None
+
+
 ChargerCommand = (
-    SetBluetoothPin | RevokeCredentials | ReenablePinPairing | SendLocalList | ClearCache
+    SetBluetoothPin
+    | RevokeCredentials
+    | ReenablePinPairing
+    | SendLocalList
+    | ClearCache
+    | SetMasterPassGroup
 )
 
 

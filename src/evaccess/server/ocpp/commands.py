@@ -14,8 +14,10 @@ from enum import StrEnum
 from typing import Any, Final
 
 from evaccess.protocol.ocpp_components import (
+    AUTH_CTRLR_COMPONENT,
     BLUETOOTH_COMPONENT,
     KEYCODE_TOKEN_TYPE,
+    MASTER_PASS_GROUP_VARIABLE,
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
 )
@@ -28,6 +30,7 @@ from evaccess.server.ocpp.backend import (
     RevokeCredentials,
     SendLocalList,
     SetBluetoothPin,
+    SetMasterPassGroup,
 )
 
 ALL_PHONES: Final = "*"
@@ -141,7 +144,8 @@ def _send_local_list(command: SendLocalList, version: OcppVersion) -> dict[str, 
 
 
 def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, ...]:
-    """The CALLs that carry ``command`` to a charger speaking ``version``."""
+    """The CALLs that carry ``command`` to a charger speaking ``version`` (none: the
+    version has no way to carry it; the session completes it without a Call)."""
     if isinstance(command, SendLocalList):
         payload = _send_local_list(command, version)
         return (Step(action="SendLocalList", payload=payload, accepted=_list_accepted),)
@@ -149,6 +153,24 @@ def command_steps(command: ChargerCommand, version: OcppVersion) -> tuple[Step, 
         # ClearCache (2.0.1 C11; 1.6 §5.4): the same in both versions. Rejected means the
         # charger keeps no cache, which is as good.
         return (Step(action="ClearCache", payload={}, accepted=lambda _payload: True),)
+    if isinstance(command, SetMasterPassGroup):
+        if version is not OcppVersion.V201:
+            return ()  # 1.6J has no such key: nothing to send (docs/ocpp.md)
+        # SetVariables on the standard AuthCtrlr component (2.0.1 B05, C16); empty clears.
+        data = [
+            {
+                "attributeValue": command.group or "",
+                "component": {"name": AUTH_CTRLR_COMPONENT},
+                "variable": {"name": MASTER_PASS_GROUP_VARIABLE},
+            }
+        ]
+        return (
+            Step(
+                action="SetVariables",
+                payload={"setVariableData": data},
+                accepted=_all_variables_applied,
+            ),
+        )
     settings = _settings(command)
     if version is OcppVersion.V201:
         # SetVariables on the custom component (2.0.1 B05); all variables in one request.

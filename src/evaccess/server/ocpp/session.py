@@ -332,15 +332,15 @@ class OcppSession:
             if cid in self._queued_ids or cid in self._done_ids:
                 continue
             self._queued_ids.add(cid)
-            self._jobs.append(
-                _Job(
-                    command_id=cid,
-                    steps=command_steps(command, self.version),
-                    on_done=self._command_done_callback(
-                        cid, local_list=isinstance(command, SendLocalList)
-                    ),
-                )
+            steps = command_steps(command, self.version)
+            on_done = self._command_done_callback(
+                cid, local_list=isinstance(command, SendLocalList)
             )
+            if not steps:
+                # Nothing this version can carry (1.6J MasterPassGroupId): done, no Call.
+                self._spawn(on_done(True, {}))
+                continue
+            self._jobs.append(_Job(command_id=cid, steps=steps, on_done=on_done))
 
     def _next_job(self) -> _Job | None:
         """The first waiting job whose next CALL the registration state allows."""

@@ -148,6 +148,11 @@ class DbOcppBackend:
             # Every boot re-pushes the PIN settings (a charger may have lost them); a
             # firmware change may make the PIN mandatory, which generates one first.
             await bluetooth_pins.apply_policy(session, self._ctx, charger)
+            # ... and the master pass group, when its organisation chain sets one (C16).
+            if await tokens.master_pass_group_of(session, charger) is not None:
+                await outbox.queue(
+                    session, self._ctx, charger.id, outbox.CommandKind.SET_MASTER_PASS_GROUP
+                )
             if changed:
                 await self._ctx.audit.append(
                     session,
@@ -318,7 +323,10 @@ class DbOcppBackend:
                     tx.user_id = user_id
                 if event.id_token is not None and tx.token_type is None:
                     # The type only: the token value (a keypad code) is never stored.
-                    tx.token_type = (event.id_token_type or KEYCODE_TOKEN_TYPE)[:20]
+                    # 1.6J idTags are untyped: the type of the card that answered, else
+                    # KeyCode (an untyped idTag no card has is looked up as a keypad code).
+                    kind = event.id_token_type or (answer and answer.token_type)
+                    tx.token_type = (kind or KEYCODE_TOKEN_TYPE)[:20]
                 ended = event.event_type is port.TransactionEventType.ENDED
                 if event.meter_wh is not None:
                     if tx.meter_start_wh is None and not ended:
@@ -378,6 +386,9 @@ class DbOcppBackend:
                         commands.append(port.ReenablePinPairing(command_id=command.id))
                     case outbox.CommandKind.CLEAR_CACHE:
                         commands.append(port.ClearCache(command_id=command.id))
+                    case outbox.CommandKind.SET_MASTER_PASS_GROUP:
+                        group = await tokens.master_pass_group_of(session, charger)
+                        commands.append(port.SetMasterPassGroup(command_id=command.id, group=group))
                     case outbox.CommandKind.SEND_LOCAL_LIST:
                         org = await session.get_one(Organisation, charger.organisation_id)
                         commands.append(local_lists.command_for(self._ctx, command, org))

@@ -21,11 +21,17 @@ class CommandKind(StrEnum):
     REENABLE_PIN_PAIRING = "reenable_pin_pairing"
     SEND_LOCAL_LIST = "send_local_list"
     CLEAR_CACHE = "clear_cache"
+    SET_MASTER_PASS_GROUP = "set_master_pass_group"
 
 
 # Kinds where only the newest undelivered command matters.
 SUPERSEDING = frozenset(
-    {CommandKind.SET_BLUETOOTH_PIN, CommandKind.SEND_LOCAL_LIST, CommandKind.CLEAR_CACHE}
+    {
+        CommandKind.SET_BLUETOOTH_PIN,
+        CommandKind.SEND_LOCAL_LIST,
+        CommandKind.CLEAR_CACHE,
+        CommandKind.SET_MASTER_PASS_GROUP,
+    }
 )
 
 

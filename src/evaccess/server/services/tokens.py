@@ -304,11 +304,26 @@ async def delete_card(ctx: Context, actor: Actor, card_id: str) -> None:
 async def set_master_pass_group(
     ctx: Context, actor: Actor, org_id: str, group_id: str | None
 ) -> str | None:
-    """The organisation's ``MasterPassGroupId`` (2.0.1 C16), or none."""
+    """The organisation's ``MasterPassGroupId`` (2.0.1 C16), or none; pushed to every
+    charger of its tree (each gets the group nearest to it, ``master_pass_group_of``)."""
     group = check_group(group_id)
     async with ctx.db.transaction() as session:
         org = await require_org_action(session, actor, org_id, OrgAction.CHANGE_SETTINGS)
+        changed = org.master_pass_group_id != group
         org.master_pass_group_id = group
+        pokes: list[str] = []
+        if changed:
+            await session.flush()
+            chargers = await session.scalars(
+                select(Charger)
+                .join(Organisation, Organisation.id == Charger.organisation_id)
+                .where(Organisation.root_id == org.root_id)
+            )
+            for charger in chargers.all():
+                await outbox.queue(
+                    session, ctx, charger.id, outbox.CommandKind.SET_MASTER_PASS_GROUP
+                )
+                pokes.append(charger.serial)
         await ctx.audit.append(
             session,
             AuditEntry(
@@ -319,7 +334,17 @@ async def set_master_pass_group(
                 details={"group": group},
             ),
         )
+    _poke(ctx, pokes)
     return group
+
+
+async def master_pass_group_of(session: AsyncSession, charger: Charger) -> str | None:
+    """The ``MasterPassGroupId`` a charger holds: the nearest one of its organisation chain
+    (the server's own answers honour every group of the chain)."""
+    for org in await ancestors(session, charger.organisation_id):
+        if org.master_pass_group_id is not None:
+            return org.master_pass_group_id
+    return None
 
 
 def _poke(ctx: Context, serials: list[str]) -> None:
@@ -438,6 +463,7 @@ async def resolve(
         cache_expiry=cache_expiry(now, ctx.auth_cache_ttl_s, card.expires_at)
         if answer is Answer.ACCEPTED
         else None,
+        token_type=card.token_type,
     )
 
 
