@@ -247,6 +247,23 @@ async def test_credential_survives_restart_and_revocation_stops_it(rig: Rig) -> 
             await configure(rig, phone=phone, current_limit_a=12)
 
 
+async def test_settings_written_by_a_phone_survive_a_restart_and_reach_the_server_again(
+    rig: Rig,
+) -> None:
+    """Issue 12: a Wi-Fi SSID written over Bluetooth was lost at restart while the server
+    still reported it. The non-secret settings persist in state_dir (never the Wi-Fi
+    password) and the charger reports them at start, so the server's view follows."""
+    await pair(rig)
+    await configure(rig, wifi_ssid="home", wifi_password="s3cret-wifi", current_limit_a=20)
+    stored = rig.tmp / "charger" / "ble-settings.json"
+    assert mode(stored) == 0o600 and "s3cret" not in stored.read_text()
+    rig.server.configuration.clear()
+    await rig.restart_charger()
+    assert {"WifiSsid": "home", "CurrentLimit": "20"} in rig.server.configuration
+    assert await configure(rig) == {"wifi_ssid": "home", "current_limit_a": 20}
+    assert rig.charger.wifi_password is None  # in memory only: the phone sends it again
+
+
 async def test_forget_from_the_phone(rig: Rig) -> None:
     await pair(rig)
     await pairing.forget(
