@@ -13,8 +13,10 @@ from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
+from evaccess.app.ble.credentials import CredentialStore, PairedCharger
 from evaccess.charger.ble import guard, peripheral
 from evaccess.charger.ports import BluetoothPinSettings
+from evaccess.domain.clock import SystemRandom
 from evaccess.domain.errors import (
     ConfigurationError,
     EvAccessError,
@@ -369,7 +371,23 @@ async def test_state_files_are_private(rig: Rig) -> None:
     for name in ("ble-credentials.json", "ble-lockout.json", "ble-identity.json"):
         assert mode(rig.tmp / "charger" / name) == 0o600, name
     assert mode(rig.tmp / "charger") == 0o700
-    assert mode(rig.tmp / "phone" / "phone-id") == 0o600
+    assert mode(rig.tmp / "phone" / "credentials" / f"{SERIAL}.json") == 0o600
+
+
+def test_a_phone_shows_each_charger_another_id_so_listeners_cannot_follow_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 12: PHONE_ID travels in clear (PAKE_START, AUTH_BEGIN: section 11), so one id
+    per installation let a listener follow a phone from charger to charger. The phone draws
+    a fresh random id per charger, and keeps it for that charger (a re-pairing replaces the
+    credential under the same id)."""
+    store, rng = CredentialStore(tmp_path), SystemRandom()
+    first = store.phone_id(rng, "EVA-1")
+    assert store.phone_id(rng, "EVA-2") != first
+    store.save(
+        PairedCharger(serial="EVA-1", phone_id=first, secret=bytes(32), address=None, handles={})
+    )
+    assert store.phone_id(rng, "EVA-1") == first
 
 
 async def test_pake_mode_links_accept_le_secure_connections_only(rig: Rig) -> None:
