@@ -453,3 +453,27 @@ async def test_an_unconfirmed_pin_exchange_ends_on_the_charger_clock(rig: Rig) -
         await eventually(lambda: not rig.charger.links, what="the hogging link closed")
     assert rig.charger.guard.attempt is None
     assert rig.charger.guard.lockout.consecutive_failures == 1  # counted as a guess
+
+
+async def test_the_access_characteristic_behaves_as_section_3_5_writes_down(rig: Rig) -> None:
+    """Issue 12's "behaviour the document leaves unsaid": a read consumes the reply, a second
+    request replaces an unread reply, an undefined type is MALFORMED, a defined type in the
+    wrong direction is UNEXPECTED_MESSAGE."""
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        await central.connect(SERIAL)
+        await eventually(lambda: rig.charger.links, what="the charger sees the link")
+        (connection,) = rig.charger.links
+        write = rig.charger._write_access
+        read = rig.charger._read_access
+
+        def code(reply: bytes) -> proto.ErrorCode:
+            return proto.ErrorCode(proto.decode(reply).get(proto.Tag.ERROR_CODE)[0])
+
+        assert read(connection) == b""  # nothing pending
+        write(connection, bytes((2, 0x06, 0, 0)))  # a type section 3.2 does not define
+        assert code(read(connection)) is proto.ErrorCode.MALFORMED
+        assert read(connection) == b""  # consumed by the read
+        write(connection, bytes((2, 0x06, 0, 0)))
+        write(connection, bytes((2, proto.MessageType.INFO, 0, 0)))  # replaces the unread one
+        assert code(read(connection)) is proto.ErrorCode.UNEXPECTED_MESSAGE
+        assert read(connection) == b""
