@@ -477,3 +477,30 @@ async def test_the_access_characteristic_behaves_as_section_3_5_writes_down(rig:
         write(connection, bytes((2, proto.MessageType.INFO, 0, 0)))  # replaces the unread one
         assert code(read(connection)) is proto.ErrorCode.UNEXPECTED_MESSAGE
         assert read(connection) == b""
+
+
+def _padded_frame(total: int) -> bytes:
+    """A PAKE_START-typed frame of ``total`` bytes made of unknown (skipped) fields."""
+    body = b""
+    while len(body) < total - 4:
+        size = min(255, total - 4 - len(body) - 2)
+        body += bytes((0x7F - len(body) // 257, size)) + bytes(size)
+    return bytes((2, proto.MessageType.PAKE_START)) + len(body).to_bytes(2, "big") + body
+
+
+async def test_a_frame_is_at_most_one_att_value_and_the_answer_past_it_is_the_documented_one(
+    rig: Rig,
+) -> None:
+    """Issue 12: section 3.1 allowed a 512-byte body although an ATT value is at most 512
+    bytes, so the real limit was 508 and a longer write got an ATT error the document did not
+    mention. One limit (the whole frame fits one ATT value: body <= 508), one answer past it
+    (ATT 0x0D from the ATT layer, documented in 3.5); a body over 508 is MALFORMED in itself."""
+    with pytest.raises(proto.ProtocolViolation):
+        proto.decode(_padded_frame(513))
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        await session._write(proto.ACCESS_UUID, _padded_frame(512))
+        answer = proto.decode(await session._read(proto.ACCESS_UUID))
+        assert answer.type is proto.MessageType.ERROR  # a frame, not an ATT error
+        with pytest.raises(ProtocolError, match="INVALID_ATTRIBUTE_LENGTH"):
+            await session._write(proto.ACCESS_UUID, _padded_frame(513))
