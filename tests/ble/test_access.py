@@ -13,8 +13,10 @@ from bumble.pairing import PairingConfig
 
 from evaccess.app.ble import pairing
 from evaccess.app.ble.central import PhoneCentral
+from evaccess.app.ble.credentials import CredentialStore, PairedCharger
 from evaccess.charger.ble import guard, peripheral
 from evaccess.charger.ports import BluetoothPinSettings
+from evaccess.domain.clock import SystemRandom
 from evaccess.domain.errors import (
     ConfigurationError,
     EvAccessError,
@@ -247,6 +249,23 @@ async def test_credential_survives_restart_and_revocation_stops_it(rig: Rig) -> 
             await configure(rig, phone=phone, current_limit_a=12)
 
 
+async def test_settings_written_by_a_phone_survive_a_restart_and_reach_the_server_again(
+    rig: Rig,
+) -> None:
+    """Issue 12: a Wi-Fi SSID written over Bluetooth was lost at restart while the server
+    still reported it. The non-secret settings persist in state_dir (never the Wi-Fi
+    password) and the charger reports them at start, so the server's view follows."""
+    await pair(rig)
+    await configure(rig, wifi_ssid="home", wifi_password="s3cret-wifi", current_limit_a=20)
+    stored = rig.tmp / "charger" / "ble-settings.json"
+    assert mode(stored) == 0o600 and "s3cret" not in stored.read_text()
+    rig.server.configuration.clear()
+    await rig.restart_charger()
+    assert {"WifiSsid": "home", "CurrentLimit": "20"} in rig.server.configuration
+    assert await configure(rig) == {"wifi_ssid": "home", "current_limit_a": 20}
+    assert rig.charger.wifi_password is None  # in memory only: the phone sends it again
+
+
 async def test_forget_from_the_phone(rig: Rig) -> None:
     await pair(rig)
     await pairing.forget(
@@ -352,7 +371,23 @@ async def test_state_files_are_private(rig: Rig) -> None:
     for name in ("ble-credentials.json", "ble-lockout.json", "ble-identity.json"):
         assert mode(rig.tmp / "charger" / name) == 0o600, name
     assert mode(rig.tmp / "charger") == 0o700
-    assert mode(rig.tmp / "phone" / "phone-id") == 0o600
+    assert mode(rig.tmp / "phone" / "credentials" / f"{SERIAL}.json") == 0o600
+
+
+def test_a_phone_shows_each_charger_another_id_so_listeners_cannot_follow_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 12: PHONE_ID travels in clear (PAKE_START, AUTH_BEGIN: section 11), so one id
+    per installation let a listener follow a phone from charger to charger. The phone draws
+    a fresh random id per charger, and keeps it for that charger (a re-pairing replaces the
+    credential under the same id)."""
+    store, rng = CredentialStore(tmp_path), SystemRandom()
+    first = store.phone_id(rng, "EVA-1")
+    assert store.phone_id(rng, "EVA-2") != first
+    store.save(
+        PairedCharger(serial="EVA-1", phone_id=first, secret=bytes(32), address=None, handles={})
+    )
+    assert store.phone_id(rng, "EVA-1") == first
 
 
 async def test_pake_mode_links_accept_le_secure_connections_only(rig: Rig) -> None:
@@ -418,3 +453,54 @@ async def test_an_unconfirmed_pin_exchange_ends_on_the_charger_clock(rig: Rig) -
         await eventually(lambda: not rig.charger.links, what="the hogging link closed")
     assert rig.charger.guard.attempt is None
     assert rig.charger.guard.lockout.consecutive_failures == 1  # counted as a guess
+
+
+async def test_the_access_characteristic_behaves_as_section_3_5_writes_down(rig: Rig) -> None:
+    """Issue 12's "behaviour the document leaves unsaid": a read consumes the reply, a second
+    request replaces an unread reply, an undefined type is MALFORMED, a defined type in the
+    wrong direction is UNEXPECTED_MESSAGE."""
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        await central.connect(SERIAL)
+        await eventually(lambda: rig.charger.links, what="the charger sees the link")
+        (connection,) = rig.charger.links
+        write = rig.charger._write_access
+        read = rig.charger._read_access
+
+        def code(reply: bytes) -> proto.ErrorCode:
+            return proto.ErrorCode(proto.decode(reply).get(proto.Tag.ERROR_CODE)[0])
+
+        assert read(connection) == b""  # nothing pending
+        write(connection, bytes((2, 0x06, 0, 0)))  # a type section 3.2 does not define
+        assert code(read(connection)) is proto.ErrorCode.MALFORMED
+        assert read(connection) == b""  # consumed by the read
+        write(connection, bytes((2, 0x06, 0, 0)))
+        write(connection, bytes((2, proto.MessageType.INFO, 0, 0)))  # replaces the unread one
+        assert code(read(connection)) is proto.ErrorCode.UNEXPECTED_MESSAGE
+        assert read(connection) == b""
+
+
+def _padded_frame(total: int) -> bytes:
+    """A PAKE_START-typed frame of ``total`` bytes made of unknown (skipped) fields."""
+    body = b""
+    while len(body) < total - 4:
+        size = min(255, total - 4 - len(body) - 2)
+        body += bytes((0x7F - len(body) // 257, size)) + bytes(size)
+    return bytes((2, proto.MessageType.PAKE_START)) + len(body).to_bytes(2, "big") + body
+
+
+async def test_a_frame_is_at_most_one_att_value_and_the_answer_past_it_is_the_documented_one(
+    rig: Rig,
+) -> None:
+    """Issue 12: section 3.1 allowed a 512-byte body although an ATT value is at most 512
+    bytes, so the real limit was 508 and a longer write got an ATT error the document did not
+    mention. One limit (the whole frame fits one ATT value: body <= 508), one answer past it
+    (ATT 0x0D from the ATT layer, documented in 3.5); a body over 508 is MALFORMED in itself."""
+    with pytest.raises(proto.ProtocolViolation):
+        proto.decode(_padded_frame(513))
+    async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
+        session = await central.connect(SERIAL)
+        await session._write(proto.ACCESS_UUID, _padded_frame(512))
+        answer = proto.decode(await session._read(proto.ACCESS_UUID))
+        assert answer.type is proto.MessageType.ERROR  # a frame, not an ATT error
+        with pytest.raises(ProtocolError, match="INVALID_ATTRIBUTE_LENGTH"):
+            await session._write(proto.ACCESS_UUID, _padded_frame(513))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any
+from uuid import UUID
 
 import pytest
 from bumble import hci
+from bumble.core import AdvertisingData
+from bumble.device import Advertisement
 
 from evaccess.app.ble.central import PhoneCentral
 from evaccess.charger.ble.advertising import AdvertisingSupervisor
+from evaccess.protocol import ble_access as proto
 from tests.ble.conftest import SERIAL, Rig
 from tests.charger.csms import eventually
 
@@ -98,3 +102,35 @@ async def test_restarts_never_overlap_and_failures_back_off() -> None:
     assert slept == [0.05, 0.1, 0.2] and supervisor.failures == 3
     supervisor.kick()  # already advertising: nothing to do
     supervisor.stop()
+
+
+async def test_the_scan_response_lists_the_service_uuid_as_section_2_says(rig: Rig) -> None:
+    """Issue 12: a phone filtering on the access service UUID (section 2) must find the
+    charger: the advertising data carries flags and name, the scan response the UUID (not a
+    copy of the advertising data). Raw HCI reports, before Bumble merges the two."""
+    reports: list[Advertisement] = []
+    async with PhoneCentral(rig.link.transports[1], rng=rig.rng, name="scanner") as scanner:
+        assert scanner.device is not None
+
+        def on_report(report: Any) -> None:
+            if (advertisement := Advertisement.from_advertising_report(report)) is not None:
+                reports.append(advertisement)
+
+        scanner.device.host.on("advertising_report", on_report)
+        await scanner.device.start_scanning(active=True, filter_duplicates=False)
+        try:
+            await eventually(
+                lambda: (
+                    any(r.is_scan_response for r in reports)
+                    and any(not r.is_scan_response for r in reports)
+                ),
+                what="an advertisement and its scan response",
+            )
+        finally:
+            await scanner.device.stop_scanning()
+    uuids = AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS
+    advertising = next(r.data for r in reports if not r.is_scan_response)
+    response = next(r.data for r in reports if r.is_scan_response)
+    assert advertising.get(AdvertisingData.COMPLETE_LOCAL_NAME) == proto.advertised_name(SERIAL)
+    assert bytes(response) != bytes(advertising)
+    assert [UUID(str(u)) for u in response.get(uuids)] == [proto.SERVICE_UUID]

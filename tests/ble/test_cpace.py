@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import sys
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import rbcl
@@ -845,12 +847,24 @@ def test_an_independent_phone_pairs_with_the_real_charger_link(pin: str, group) 
     assert secret == charger.creds[PHONE_ID].secret and link.authenticated
 
 
+def _lp(*parts: bytes) -> bytes:
+    """Section 5.4's lp(): 2-byte big-endian length, then the bytes (not CPace's lv)."""
+    return b"".join(len(part).to_bytes(2, "big") + part for part in parts)
+
+
+WIFI_UUID = UUID("6f1c3d2a-8b7e-4f3a-9c51-2e0d7a4b9e20")  # section 2: Wi-Fi is ...20
+CONFIG_AAD = b"evaccess config "
+
+
 @pytest.mark.parametrize("group", [LibsodiumGroup, PureGroup], ids=["libsodium", "pure"])
-async def test_an_independent_phone_pairs_with_the_real_charger_over_the_virtual_link(
+async def test_an_independent_phone_pairs_reconnects_and_configures_wifi_over_the_virtual_link(
     rig: Rig, group
 ) -> None:
     """The same hand-built phone, now over GATT (Bumble's virtual link) against the running
-    charger: it reads INFO, sends PAKE_START and PAKE_CONFIRM, opens the CREDENTIAL."""
+    charger: it pairs (INFO, PAKE_START, PAKE_CONFIRM, opens the CREDENTIAL), then on a new
+    connection reconnects with that credential (5.4: AUTH_BEGIN, checks AUTH_CHALLENGE,
+    AUTH_PROOF) and configures Wi-Fi with a value it sealed itself (5.5, 7), and reads it
+    back. Frames, transcript, keys and sealing are written out from the document."""
     phone_id = bytes(range(16))
     async with PhoneCentral(rig.phone_transport, rng=rig.rng) as central:
         session = await central.connect(RIG_SERIAL)
@@ -868,4 +882,40 @@ async def test_an_independent_phone_pairs_with_the_real_charger_over_the_virtual
         nonce = (2).to_bytes(4, "big") + sealed[:8]
         secret = AESGCM(key_c2p).decrypt(nonce, sealed[8:], b"evaccess credential" + phone_id)
         assert len(secret) == 32
+        await session.close()
+
+        # 5.4 reconnect on a new connection: the credential alone, no PIN.
+        session = await central.connect(RIG_SERIAL)
+        nonce_p = secrets.token_bytes(16)
+        challenge = await session._exchange(_frame(2, 0x03, {0x10: phone_id, 0x15: nonce_p}))
+        assert challenge[:2] == bytes((2, 0x83))  # AUTH_CHALLENGE
+        nonce_c = _fields(challenge)[0x15]
+        id_a = b"evaccess-phone:" + phone_id.hex().encode()
+        id_b = b"evaccess-charger:" + RIG_SERIAL.encode()
+        transcript = _lp(b"\x02", id_a, id_b, nonce_p, nonce_c, b"\x01")
+        keys = HKDF(
+            algorithm=hashes.SHA256(),
+            length=96,
+            salt=nonce_p + nonce_c,
+            info=b"evaccess-ble-v1 auth",
+        ).derive(secret)
+        phone_confirm, charger_confirm = keys[0:32], keys[32:64]
+        key_p2c, key_c2p = keys[64:80], keys[80:96]
+        expected = hmac.digest(charger_confirm, _lp(b"charger auth", transcript), "sha256")
+        assert hmac.compare_digest(_fields(challenge)[0x16], expected)  # the charger knows it
+        proof = hmac.digest(phone_confirm, _lp(b"phone auth", transcript), "sha256")
+        assert await session._exchange(_frame(2, 0x04, {0x16: proof})) == _frame(2, 0x84, {})
+
+        # 5.5 / 7: a sealed Wi-Fi write (phone->charger, counter 1), then a sealed read.
+        aad = CONFIG_AAD + WIFI_UUID.bytes
+        value = json.dumps({"ssid": "home-net", "password": "hunter22-wifi"}).encode()
+        counter = (1).to_bytes(8, "big")
+        sealed = counter + AESGCM(key_p2c).encrypt((1).to_bytes(4, "big") + counter, value, aad)
+        await session._write(WIFI_UUID, sealed)
+        shown = await session._read(WIFI_UUID)
+        nonce = (2).to_bytes(4, "big") + shown[:8]
+        assert json.loads(AESGCM(key_c2p).decrypt(nonce, shown[8:], aad)) == {"ssid": "home-net"}
+    assert rig.charger.config.values["wifi_ssid"] == "home-net"
+    assert rig.charger.wifi_password == "hunter22-wifi"
+    assert {"WifiSsid": "home-net"} in rig.server.configuration
     assert rig.charger.guard.lockout.consecutive_failures == 0

@@ -129,7 +129,7 @@ async def _measure(pin_mode: str, runs: int, phases: bool) -> dict[str, list[flo
 async def _phases(
     central: PhoneCentral, pin: str, phone_id: bytes, runs: int
 ) -> dict[str, list[float]]:
-    names = ("scan", "connect", "discover", "info", "spake2", "disconnect")
+    names = ("scan", "connect", "discover", "info", "cpace", "disconnect")
     found: dict[str, list[float]] = {f"phase_{n}": [] for n in names}
     assert central.device is not None
     for _ in range(runs):

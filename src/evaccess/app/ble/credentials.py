@@ -1,5 +1,6 @@
 """The phone's Bluetooth identity and the credentials chargers issued it, under
-``app_home()`` (directory 0700, files 0600): ``phone-id`` and ``credentials/SERIAL.json``."""
+``app_home()`` (directory 0700, files 0600): ``credentials/SERIAL.json`` (one phone id per
+charger in each)."""
 
 from __future__ import annotations
 
@@ -45,20 +46,15 @@ class CredentialStore:
         self.home = home or app_home()
         self._dir = self.home / "credentials"
 
-    def phone_id(self, rng: RandomSource) -> bytes:
-        """This phone's id, created on first use (random, not derived from the device)."""
-        path = self.home / "phone-id"
+    def phone_id(self, rng: RandomSource, serial: str) -> bytes:
+        """The id this phone shows charger ``serial``: the one of its credential there, else
+        a fresh random one. One id per charger, never per installation: PHONE_ID travels in
+        clear (docs/ble-protocol.md section 11), and a shared id would let a listener follow
+        the phone from charger to charger."""
         try:
-            raw = bytes.fromhex(path.read_text().strip())
-            if len(raw) == PHONE_ID_BYTES:
-                return raw
-        except FileNotFoundError:
-            pass
-        except ValueError:
-            raise IntegrityFailure("the phone id file is unreadable") from None
-        raw = rng.token_bytes(PHONE_ID_BYTES)
-        _write_private(path, raw.hex())
-        return raw
+            return self.load(serial).phone_id
+        except NotFound:
+            return rng.token_bytes(PHONE_ID_BYTES)
 
     def _path(self, serial: str) -> Path:
         if not _SERIAL.match(serial):

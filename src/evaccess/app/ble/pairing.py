@@ -57,7 +57,7 @@ async def pair(
     """
     if isinstance(pin, str):
         check_bluetooth_pin_format(pin)  # before the radio: not even a connection
-    phone_id = store.phone_id(rng)
+    phone_id = store.phone_id(rng, serial)
     async with _connected(transport, serial, rng) as session:
         info = await session.info()
         # A lockout is known from INFO: no attempt, no PIN fetched, and the wait is shown.

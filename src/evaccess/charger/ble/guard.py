@@ -57,6 +57,9 @@ class PinGuard:
         self.attempt: proto.ChargerLink | None = None
         self._attempt_timer: Timer | None = None
         self._passkey_attempts: set[proto.ChargerLink] = set()
+        self._closing: set[proto.ChargerLink] = set()
+        """Links this guard had closed (a wrong PIN, a timed-out exchange) that are not gone yet:
+        they start no exchange, so none can be cut short by that close and free the slot."""
         self._events: list[lockout.LockoutEvent] = []
 
     @property
@@ -76,6 +79,8 @@ class PinGuard:
     def pin_exchange_allowed(
         self, link: proto.ChargerLink, *, use_pin: bool
     ) -> proto.ErrorCode | None:
+        if link in self._closing:
+            return proto.ErrorCode.UNEXPECTED_MESSAGE  # the phone connects again
         if not use_pin:
             if self.passkey_mode and self.pin_settings.required and not link.link_authenticated:
                 return proto.ErrorCode.LINK_NOT_AUTHENTICATED
@@ -98,14 +103,14 @@ class PinGuard:
     def begin_attempt(self, link: proto.ChargerLink) -> None:
         self.attempt = link
         self._attempt_timer = self._timers.call_later(
-            ATTEMPT_TIMEOUT_S, lambda: self._end_link(link, False)
+            ATTEMPT_TIMEOUT_S, lambda: self._close(link, after_reply=False)
         )
 
     def end_attempt(self, link: proto.ChargerLink, *, success: bool) -> None:
         self._release_attempt()
         self._count(success=success)
         if not success:
-            self._end_link(link, True)
+            self._close(link, after_reply=True)
 
     def credential(self, phone_id: bytes) -> proto.StoredCredential | None:
         return self.credentials.get(phone_id)
@@ -145,6 +150,7 @@ class PinGuard:
         self.passkey_finished(link, success=False)
         if self.attempt is link:
             self._release_attempt()
+        self._closing.discard(link)
 
     # --- the rest ----------------------------------------------------------------------------
 
@@ -175,6 +181,10 @@ class PinGuard:
     @property
     def has_events(self) -> bool:
         return bool(self._events)
+
+    def _close(self, link: proto.ChargerLink, *, after_reply: bool) -> None:
+        self._closing.add(link)
+        self._end_link(link, after_reply)
 
     def _release_attempt(self) -> None:
         self.attempt = None

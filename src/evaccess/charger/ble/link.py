@@ -31,11 +31,16 @@ ble_link_app = typer.Typer(
 
 
 class VirtualController(Controller):
-    """Bumble's virtual controller, with LE Create Connection Cancel as the spec has it
-    (Core Vol 4 Part E 7.8.13: Command Complete, then LE Connection Complete with status
-    Unknown Connection Identifier). Bumble 0.0.236 answers success but keeps the connection
-    pending forever, so a phone whose direct connect to a known charger timed out could never
-    connect again on that controller."""
+    """Bumble's virtual controller, with two things as the spec has them:
+
+    - LE Create Connection Cancel (Core Vol 4 Part E 7.8.13: Command Complete, then LE
+      Connection Complete with status Unknown Connection Identifier). Bumble 0.0.236 answers
+      success but keeps the connection pending forever, so a phone whose direct connect to a
+      known charger timed out could never connect again on that controller.
+    - Scan responses: Bumble 0.0.236 reports the advertising data again as the SCAN_RSP, so
+      a scanner never sees what the advertiser set as its scan response (the charger's
+      service UUID, docs/ble-protocol.md section 2); here a SCAN_RSP report carries the
+      advertiser's scan response data."""
 
     def on_hci_le_create_connection_cancel_command(
         self, command: hci.HCI_LE_Create_Connection_Cancel_Command
@@ -57,6 +62,29 @@ class VirtualController(Controller):
         )
         asyncio.get_running_loop().call_soon(self.send_hci_packet, event)
         return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if isinstance(packet, hci.HCI_LE_Advertising_Report_Event):
+            for report in packet.reports:
+                if report.event_type == hci.HCI_LE_Advertising_Report_Event.EventType.SCAN_RSP:
+                    report.data = self._scan_response_of(report.address)
+        elif isinstance(packet, hci.HCI_LE_Extended_Advertising_Report_Event):
+            scan_response = hci.HCI_LE_Extended_Advertising_Report_Event.EventType.SCAN_RESPONSE
+            for ext_report in packet.reports:
+                if ext_report.event_type & scan_response:
+                    ext_report.data = self._scan_response_of(ext_report.address)
+        super().send_hci_packet(packet)
+
+    def _scan_response_of(self, address: hci.Address) -> bytes:
+        """The scan response data the advertiser at ``address`` set (legacy or extended)."""
+        for controller in self.link.controllers:
+            legacy = controller.le_legacy_advertiser
+            if legacy.enabled and legacy.address == address:
+                return bytes(legacy.scan_response_data)
+            for adv_set in controller.advertising_sets.values():
+                if adv_set.enabled and adv_set.address == address:
+                    return bytes(adv_set.scan_response_data)
+        return b""
 
 
 class _HostSink:

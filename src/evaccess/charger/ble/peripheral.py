@@ -33,7 +33,12 @@ from evaccess.charger.ble.advertising import AdvertisingSupervisor
 from evaccess.charger.ble.guard import ATTEMPT_TIMEOUT_S, PinGuard
 from evaccess.charger.ble.settings import SETTINGS, ChargerSettings, Setting
 from evaccess.charger.ble.smp_policy import policy_session
-from evaccess.charger.ble.store import IssuedCredentials, LockoutStore, load_identity
+from evaccess.charger.ble.store import (
+    IssuedCredentials,
+    LockoutStore,
+    SettingsStore,
+    load_identity,
+)
 from evaccess.charger.ble.timers import ClockTimers
 from evaccess.charger.ports import BluetoothControl, BluetoothPinSettings, ServerLink
 from evaccess.domain.clock import Clock, RandomSource
@@ -103,7 +108,7 @@ class BlePeripheral:
             timers=self.timers,
             end_link=self._end_link,
         )
-        self.config = ChargerSettings(server, self.guard)
+        self.config = ChargerSettings(server, self.guard, SettingsStore(state_dir))
         self.links: dict[Connection, proto.ChargerLink] = {}
         self._connections: dict[proto.ChargerLink, Connection] = {}
         self._replies: dict[Connection, bytes] = {}
@@ -150,6 +155,7 @@ class BlePeripheral:
         await device.power_on()
         async with self.advertising.lock:
             await self._advertise()
+        await self.config.report_stored()
         log.info(
             "advertising as %s (PIN %s, checked by %s)",
             proto.advertised_name(self.serial),

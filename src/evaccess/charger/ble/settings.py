@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaccess.charger.ble.guard import PinGuard
+from evaccess.charger.ble.store import SettingsStore
 from evaccess.charger.ports import BluetoothPinSettings, ServerLink
 from evaccess.domain.errors import InvalidInput, PermissionDenied
 from evaccess.domain.pins import validate_bluetooth_pin
@@ -20,14 +21,29 @@ DEFAULT_CURRENT_LIMIT_A = 16
 
 
 class ChargerSettings:
-    """What phones set: non-secret values (what the OCPP half may report) in ``values``; the
-    Wi-Fi password in memory only (never logged, reported or stored)."""
+    """What phones set: non-secret values (what the OCPP half may report) in ``values``, the
+    Wi-Fi SSID and current limit kept in ``store`` across restarts; the Wi-Fi password in
+    memory only (never logged, reported or stored)."""
 
-    def __init__(self, server: ServerLink, guard: PinGuard) -> None:
+    def __init__(self, server: ServerLink, guard: PinGuard, store: SettingsStore) -> None:
         self.server = server
         self.guard = guard
+        self.store = store
         self.values: dict[str, Any] = {"current_limit_a": DEFAULT_CURRENT_LIMIT_A}
+        self.values.update(store.load())
         self.wifi_password: str | None = None
+
+    async def report_stored(self) -> None:
+        """At start: tell the server what the charger has now (settings written before the
+        restart), so the server's view follows the charger's."""
+        stored = self.store.load()
+        report = {_REPORTED[key]: str(value) for key, value in stored.items()}
+        if report:
+            await self.server.report_configuration(report)
+
+
+_REPORTED = {"wifi_ssid": "WifiSsid", "current_limit_a": "CurrentLimit"}
+"""The OCPP configuration names the server knows these settings by."""
 
 
 Reader = Callable[[ChargerSettings], dict[str, Any]]
@@ -46,12 +62,14 @@ async def _write_wifi(s: ChargerSettings, request: Mapping[str, Any]) -> None:
     ssid, password = proto.check_wifi(request.get("ssid"), request.get("password"))
     s.values["wifi_ssid"] = ssid
     s.wifi_password = password
+    s.store.save(s.values)
     await s.server.report_configuration({"WifiSsid": ssid})
 
 
 async def _write_current_limit(s: ChargerSettings, request: Mapping[str, Any]) -> None:
     amps = proto.check_current_limit(request.get("amps"))
     s.values["current_limit_a"] = amps
+    s.store.save(s.values)
     await s.server.report_configuration({"CurrentLimit": str(amps)})
 
 

@@ -4,6 +4,8 @@
   check the phone's HMAC (docs/ble-protocol.md section 5.4), so the secrets are stored as-is;
   the file is created 0600 in a 0700 directory and replaced atomically.
 - ``ble-lockout.json``: the PIN lockout state (``domain.lockout``), times in epoch seconds.
+- ``ble-settings.json``: the settings phones wrote that are not secret (Wi-Fi SSID, current
+  limit); the Wi-Fi password is never stored (``charger.ble.settings``).
 - ``ble-identity.json``: the charger's static random address and IRK, kept across restarts
   (Core Vol 6 Part B 1.3.2.1: a static address does not change while powered; phones find a
   charger they know without scanning, and resolve its private addresses with the IRK).
@@ -119,6 +121,24 @@ class LockoutStore:
         data = asdict(state)
         data["failures"] = list(state.failures)
         write_private(self._path, data)
+
+
+class SettingsStore:
+    """The non-secret settings phones wrote (``ChargerSettings.values`` of ``PERSISTED`` keys)."""
+
+    PERSISTED = ("wifi_ssid", "current_limit_a")
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / "ble-settings.json"
+
+    def load(self) -> dict[str, Any]:
+        raw = _read(self._path)
+        if not isinstance(raw, dict):
+            return {}
+        return {key: raw[key] for key in self.PERSISTED if key in raw}
+
+    def save(self, values: dict[str, Any]) -> None:
+        write_private(self._path, {k: values[k] for k in self.PERSISTED if k in values})
 
 
 def load_identity(state_dir: Path, rng: RandomSource) -> tuple[bytes, bytes]:

@@ -24,7 +24,9 @@ PROTOCOL_VERSION = 2
 """Version 2: the PIN exchange is CPace (section 5.2). Version 1 (SPAKE2) is refused (3.4)."""
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
 HEADER = struct.Struct(">BBH")  # version, message type, body length
-MAX_BODY = 512
+MAX_BODY = 508
+"""A whole frame (4-byte header and body) fits one ATT value, which is at most 512 bytes
+(Core Vol 3 Part F 3.2.9): section 3.1."""
 
 
 class MessageType(IntEnum):
