@@ -1,6 +1,8 @@
 """A Hypothesis state machine over one keypad charger with a changeable Bluetooth PIN:
 invite, grant service, reveal, start a transfer, accept (by the right and the wrong
-account), cancel, release, and let time pass (transfers and service access expire).
+account), cancel, release, file a claim through support, approve it (by the same agent
+twice, or two), object to it, and let time pass (transfers and service access expire,
+approved claims are handed over once the objection window closes).
 
 At every step: the charger has exactly one owner or none, as the model says; exactly the
 people of the current ownership can see, control, reveal and use the keypad; nobody of a
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,8 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from evaccess.domain.access import SERVICE_ACCESS_TTL, ChargerAction, GrantKind, Role
+from evaccess.domain.access import SERVICE_ACCESS_TTL, ChargerAction, GrantKind, Role, StaffRole
+from evaccess.domain.claim import CLAIMS_PER_CHARGER, CLAIMS_PERIOD, OBJECTION_WINDOW
 from evaccess.domain.clock import ManualClock
 from evaccess.domain.errors import EvAccessError, NotFound
 from evaccess.server.context import Context
@@ -35,6 +39,7 @@ from evaccess.server.db.models import BluetoothPin, OutboxCommand, Ownership
 from evaccess.server.services import (
     accounts,
     bluetooth_pins,
+    claims,
     invitations,
     keypad_pins,
     organisations,
@@ -48,9 +53,18 @@ from tests.conftest import ALL_CANARIES, SeededRandom
 from tests.server.support import PASSWORD, as_system, confirm_pin_push, make_context
 
 PEOPLE = ("ann", "bob", "cat", "dan")
+AGENTS = ("sue", "tom")
 CODES = {"ann": "4821", "bob": "5932", "cat": "6043", "dan": "7154"}
 SERIAL = "WB-900009"
 ALL_CANARIES.add(*CODES.values())
+
+
+@dataclass
+class ModelClaim:
+    claimant: str
+    owner_at_filing: str | None
+    until: datetime | None
+    approvals: list[str] = field(default_factory=list)
 
 
 class OwnershipMachine(RuleBasedStateMachine):
@@ -82,6 +96,8 @@ class OwnershipMachine(RuleBasedStateMachine):
         self.open_transfer: tuple[str, str] | None = None  # (id, recipient)
         self.shown: dict[str, set[str]] = {p: set() for p in PEOPLE}
         self.handovers = 0
+        self.claims: dict[str, ModelClaim] = {}  # the open ones
+        self.claims_filed: list[datetime] = []
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -115,6 +131,12 @@ class OwnershipMachine(RuleBasedStateMachine):
             )  # fmt: skip
             self.charger_id = reg.charger.id
             await confirm_pin_push(ctx, SERIAL)
+            for name in AGENTS:
+                user = await accounts.create_user(ctx, f"{name}@support.example", PASSWORD)
+                await accounts.set_staff_role(ctx, user.email, StaffRole.SUPPORT)
+                self.actors[name] = Actor(
+                    user_id=user.id, email=user.email, staff_role=StaffRole.SUPPORT
+                )
 
         self.run(build())
 
@@ -134,6 +156,7 @@ class OwnershipMachine(RuleBasedStateMachine):
     def handed_over(self, new_owner: str | None) -> None:
         self.owner = new_owner
         self.grants, self.service_until, self.open_transfer = {}, {}, None
+        self.claims = {}  # every open claim is superseded (or, one, completed)
         self.handovers += 1
         assert self.run(confirm_pin_push(self.ctx, SERIAL)) is not None  # the rotated PIN
 
@@ -210,10 +233,77 @@ class OwnershipMachine(RuleBasedStateMachine):
         else:
             assert isinstance(result, EvAccessError)
 
+    @rule(person=st.sampled_from(PEOPLE))
+    def file_claim(self, person: str) -> None:
+        result = self.attempt(
+            claims.file_claim(
+                self.ctx, self.actors[person], SERIAL, installation_address="1 Quay St",
+                installer_name="Volt", document=b"%PDF-1.7\n%%EOF\n",
+            )
+        )  # fmt: skip
+        now = self.clock.now()
+        recent = [t for t in self.claims_filed if t > now - CLAIMS_PERIOD]
+        pending = any(c.claimant == person for c in self.claims.values())
+        if person == self.owner or pending or len(recent) >= CLAIMS_PER_CHARGER:
+            assert isinstance(result, EvAccessError), result
+            return
+        assert not isinstance(result, EvAccessError), result
+        self.claims_filed.append(now)
+        until = now + OBJECTION_WINDOW if self.owner else None
+        self.claims[result.id] = ModelClaim(person, self.owner, until)
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(
+        agents=st.sampled_from([("sue",), ("tom",), ("sue", "tom"), ("tom", "tom")]),
+        pick=st.integers(0, 3),
+    )
+    def approve(self, agents: tuple[str, ...], pick: int) -> None:
+        """One approval, or two in a row (by two agents, or the same one twice)."""
+        claim_id = sorted(self.claims)[pick % len(self.claims)]
+        claim = self.claims[claim_id]
+        for agent in agents:
+            result = self.attempt(claims.approve(self.ctx, self.actors[agent], claim_id))
+            if agent in claim.approvals or len(claim.approvals) == 2:
+                assert isinstance(result, EvAccessError), result
+                continue
+            assert not isinstance(result, EvAccessError), result
+            claim.approvals.append(agent)
+            if len(claim.approvals) == 2 and claim.owner_at_filing is None:
+                assert result.handover is not None
+                self.handed_over(claim.claimant)
+                return
+            assert result.handover is None
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(person=st.sampled_from(PEOPLE), pick=st.integers(0, 3))
+    def object_to_claim(self, person: str, pick: int) -> None:
+        claim_id = sorted(self.claims)[pick % len(self.claims)]
+        claim = self.claims[claim_id]
+        result = self.attempt(claims.object_to(self.ctx, self.actors[person], claim_id))
+        in_time = claim.until is not None and self.clock.now() < claim.until
+        if person == claim.owner_at_filing and in_time:
+            assert not isinstance(result, EvAccessError), result
+            del self.claims[claim_id]
+        else:
+            assert isinstance(result, EvAccessError), result
+
     @rule(days=st.sampled_from([1, 7, 14]))
     def time_passes(self, days: int) -> None:
         self.clock.advance(timedelta(days=days).total_seconds())
         now = self.clock.now()
+        due = {
+            c.claimant
+            for c in self.claims.values()
+            if len(c.approvals) == 2 and c.until is not None and c.until <= now
+        }
+        settled = self.run(claims.complete_due(self.ctx))
+        if due:
+            assert settled >= 1
+            owner_id = self.run(self._owner_id())
+            [new_owner] = [p for p in due if self.actors[p].user_id == owner_id]
+            self.handed_over(new_owner)
+        else:
+            assert settled == 0
         if self.open_transfer is not None:
             transfer_id, recipient = self.open_transfer
             offered = self.run(transfers.list_transfers(self.ctx, self.actors[recipient]))
@@ -228,7 +318,31 @@ class OwnershipMachine(RuleBasedStateMachine):
                     del self.grants[person]
         self.run(transfers.expire_transfers(self.ctx))
 
+    async def _owner_id(self) -> str | None:
+        async with self.ctx.db.read() as session:
+            owned = await ownership.current(session, self.charger_id)
+            return owned.owner_id if owned else None
+
     # --- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def support_agents_never_get_in(self) -> None:
+        if not self.actors:
+            return
+
+        async def check(agent: str) -> None:
+            async with self.ctx.db.read() as session:
+                try:
+                    await charger_for(
+                        session, self.actors[agent], self.charger_id, ChargerAction.VIEW,
+                        self.clock,
+                    )  # fmt: skip
+                except NotFound:
+                    return
+                raise AssertionError(f"{agent} sees the charger")
+
+        for agent in AGENTS:
+            self.run(check(agent))
 
     @invariant()
     def exactly_one_owner_or_none(self) -> None:
@@ -319,8 +433,8 @@ def test_ownership_invariants_hold_at_every_step(sqlite_template: Path, tmp_path
     run_state_machine_as_test(
         OwnershipMachine,
         settings=settings(
-            max_examples=8,
-            stateful_step_count=12,
+            max_examples=25,
+            stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
             derandomize=True,
