@@ -4,6 +4,7 @@ line."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from PIL import Image, ImageFilter
@@ -13,7 +14,7 @@ from evaccess.protocol import sticker
 from evaccess.server.context import Context
 from evaccess.server.services import registration
 from tests.app import test_access_commands as access
-from tests.conftest import Canaries
+from tests.conftest import Canaries, ManualClock
 from tests.e2e.conftest import one_line_error
 from tests.server.support import build_world
 
@@ -74,3 +75,38 @@ async def test_scan_svg_and_text_and_errors(
     assert "A" * 20 not in error
     done = await app.json("scan", str(svg))
     assert done["bluetooth_pin"]["pin"] == ZAPTEC_PIN
+
+
+async def test_an_installer_scans_for_a_customer_and_keeps_service_access(
+    app_env: Any, ctx: Context, canaries: Canaries, clock: ManualClock
+) -> None:
+    """The installer path: the installer's scan commissions the charger and offers it to the
+    customer; after the customer accepts, the installer has service access that ends after
+    14 days (the customer may extend or end it)."""
+    world = await build_world(ctx)
+    payload = await _new_charger(ctx, world, "ZAP-700003", canaries)
+    app = await make_app(app_env, world)
+    await app.login("service")  # the installer
+    assert "--for names the customer" in one_line_error(
+        await app("scan", payload, "--for", "service@example.com"), 2
+    )
+    shown = await app.ok("scan", payload, "--for", "stranger@example.com")
+    assert f"Bluetooth PIN: {ZAPTEC_PIN}" in shown.stdout
+    assert "offered to stranger@example.com" in shown.stdout
+    [offer] = await app.json("transfer", "list")
+    assert offer["keep_service_access"] is True
+
+    await app.login("stranger")
+    await app.ok("transfer", "accept", offer["id"])
+    [charger] = [c for c in await app.json("chargers") if c["serial"] == "ZAP-700003"]
+    assert charger["access"] == ["owner"]
+    grants_shown = await app.json("grants", "ZAP-700003")
+    kept = [g for g in grants_shown if g["email"] == "service@example.com"]
+    assert [g["kind"] for g in kept] == ["service"]
+    assert kept[0]["expires_at"] is not None
+
+    await app.login("service")
+    assert "ZAP-700003" in (await app.ok("charger-info", "ZAP-700003")).stdout
+    clock.advance(timedelta(days=14).total_seconds())
+    await app.login("service")  # a fresh session: the old one expired with the access
+    assert "no charger" in one_line_error(await app("charger-info", "ZAP-700003"), 5)

@@ -244,12 +244,11 @@ class ApiClient:
 
     # --- ownership ------------------------------------------------------------------------
 
-    async def start_transfer(self, charger_id: str, email: str) -> dict[str, Any]:
-        return dict(
-            await self.request(
-                "POST", f"/api/chargers/{charger_id}/transfers", json={"email": email}
-            )
-        )
+    async def start_transfer(
+        self, charger_id: str, email: str, *, keep_service_access: bool = False
+    ) -> dict[str, Any]:
+        body = {"email": email, "keep_service_access": keep_service_access}
+        return dict(await self.request("POST", f"/api/chargers/{charger_id}/transfers", json=body))
 
     async def transfers(self) -> list[dict[str, Any]]:
         return list(await self.request("GET", "/api/transfers"))

@@ -526,6 +526,14 @@ async def grant_extend(
 # --- ownership --------------------------------------------------------------------------------
 
 TRANSFER_COLUMNS = ("transfer", "charger", "from", "to", "state", "expires")
+KeepServiceOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-service-access",
+        help="An installer handing over to the customer: keep service access after the "
+        "acceptance (14 days, which the new owner extends or ends).",
+    ),
+]
 TransferId = Annotated[str, typer.Argument(help="As `transfer list` shows it.")]
 
 
@@ -554,11 +562,16 @@ def _handover_lines(result: dict[str, Any]) -> list[str]:
 async def transfer_start(
     serial: Serial,
     email: Annotated[str, typer.Argument(help="The new owner's account email.")],
+    keep_service_access: KeepServiceOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Offer your charger to another account; you keep full access until it accepts."""
     async with _client(load_session()) as api:
-        transfer = await api.start_transfer((await api.charger_by_serial(serial))["id"], email)
+        transfer = await api.start_transfer(
+            (await api.charger_by_serial(serial))["id"],
+            email,
+            keep_service_access=keep_service_access,
+        )
     if json_output:
         console.print_json(transfer)
         return
@@ -758,19 +771,45 @@ async def scan(
             "text in the code (EVA1:...)."
         ),
     ],
+    customer: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            help="You are the installer: offer the charger to this customer's account at "
+            "once; you keep service access (14 days) after they accept.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Commission a new charger from its QR sticker: your account becomes its owner and its
-    Bluetooth PIN is shown at once (audited), ready for `evaccess app pair`."""
+    Bluetooth PIN is shown at once (audited), ready for `evaccess app pair`. An installer
+    adds --for CUSTOMER_EMAIL: the charger is then offered to the customer."""
 
     payload = _sticker_payload(sticker)
     serial = sticker_payload.parse(payload).serial  # a wrong picture fails here, offline
-    async with _client(load_session()) as api:
+    transfer: dict[str, Any] | None = None
+    session = load_session()
+    if customer is not None and (
+        "@" not in customer or customer.strip().casefold() == session.email.casefold()
+    ):
+        raise InvalidInput(f"--for names the customer's account email, not {customer!r}")
+    async with _client(session) as api:
         done = await api.request("POST", "/api/commissioning/scan", json={"payload": payload})
+        if customer is not None:
+            transfer = await api.start_transfer(
+                done["charger_id"], customer, keep_service_access=True
+            )
     if json_output:
-        console.print_json(done)
+        console.print_json(done if transfer is None else {**done, "transfer": transfer})
         return
     console.out.print(f"charger {serial} is yours now (owner)", markup=False)
+    if transfer is not None:
+        console.out.print(
+            f"offered to {transfer['to_email']}: they run `evaccess app transfer accept "
+            f"{transfer['id']}`; you keep service access for 14 days after that",
+            soft_wrap=True,
+            markup=False,
+        )
     pin = done.get("bluetooth_pin")
     if pin is None:
         console.out.print("it has no Bluetooth PIN", markup=False)

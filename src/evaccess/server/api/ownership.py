@@ -22,6 +22,11 @@ router = APIRouter(prefix="/api", tags=["ownership"], responses=documented(500))
 
 class TransferIn(s.In):
     email: s.Text = Field(max_length=320, description="The recipient's account email.")
+    keep_service_access: s.Flag = Field(
+        default=False,
+        description="An installer handing over to the customer: keep service access "
+        "(14 days, which the new owner extends or ends) after acceptance.",
+    )
 
 
 class TransferOut(s.Out):
@@ -30,6 +35,7 @@ class TransferOut(s.Out):
     serial: str
     from_email: str
     to_email: str
+    keep_service_access: bool
     state: TransferState
     created_at: datetime
     expires_at: datetime
@@ -65,7 +71,9 @@ async def start_transfer(
 ) -> TransferOut:
     """Offer your charger to another account; you keep full access until it is accepted
     (open for 14 days)."""
-    view = await transfers.start_transfer(ctx, actor, charger_id, body.email)
+    view = await transfers.start_transfer(
+        ctx, actor, charger_id, body.email, keep_service_access=body.keep_service_access
+    )
     return TransferOut.model_validate(view)
 
 

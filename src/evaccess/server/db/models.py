@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -195,6 +196,11 @@ class OwnershipTransfer(Base):
     ownership_id: Mapped[str] = mapped_column(ForeignKey("ownerships.id"), index=True)
     from_user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     to_email: Mapped[str] = mapped_column(String(320), index=True)
+    keep_service_access: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    """The installer's handover: on acceptance the sender keeps service access (expiring
+    like any service grant) under the new ownership."""
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

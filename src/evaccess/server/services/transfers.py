@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.access import ChargerAction
+from evaccess.domain.access import ChargerAction, GrantKind
 from evaccess.domain.errors import Conflict, InvalidInput, NotFound
 from evaccess.domain.ownership_transfer import (
     TRANSFER_TTL,
@@ -22,7 +22,7 @@ from evaccess.domain.ownership_transfer import (
 )
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, OwnershipTransfer, User
-from evaccess.server.services import ownership
+from evaccess.server.services import grants, ownership
 from evaccess.server.services.accounts import normalise_email
 from evaccess.server.services.ownership import HandOver, HandOverReason
 from evaccess.server.services.relations import Actor, charger_for
@@ -35,6 +35,7 @@ class TransferView:
     serial: str
     from_email: str
     to_email: str
+    keep_service_access: bool
     state: TransferState
     """As of now: an open transfer past its time shows as expired."""
     created_at: datetime
@@ -70,6 +71,7 @@ async def _view(session: AsyncSession, ctx: Context, row: OwnershipTransfer) -> 
         serial=serial or "",
         from_email=sender or "",
         to_email=row.to_email,
+        keep_service_access=row.keep_service_access,
         state=_lifecycle(row).state_at(ctx.clock.now()),
         created_at=row.created_at,
         expires_at=row.expires_at,
@@ -97,10 +99,20 @@ async def _open_of(
 
 
 async def start_transfer(
-    ctx: Context, actor: Actor, charger_id: str, email: str, *, ttl: timedelta = TRANSFER_TTL
+    ctx: Context,
+    actor: Actor,
+    charger_id: str,
+    email: str,
+    *,
+    ttl: timedelta = TRANSFER_TTL,
+    keep_service_access: bool = False,
 ) -> TransferView:
     """The owner offers the charger to ``email``; they keep full access until it is accepted.
-    One open transfer per charger (cancel it to offer the charger to someone else)."""
+    One open transfer per charger (cancel it to offer the charger to someone else).
+
+    ``keep_service_access``: the installer's handover (they commissioned the charger by its
+    sticker for a customer): on acceptance they keep a service grant under the customer's
+    ownership, which expires like any (14 days) and which the customer extends or ends."""
     to_email = normalise_email(email)
     if not to_email or "@" not in to_email:
         raise InvalidInput("a transfer goes to an email address")
@@ -125,6 +137,7 @@ async def start_transfer(
             ownership_id=owned.id,
             from_user_id=actor.user_id,
             to_email=to_email,
+            keep_service_access=keep_service_access,
             state=lifecycle.state.value,
             created_at=lifecycle.created_at,
             expires_at=lifecycle.expires_at,
@@ -137,7 +150,11 @@ async def start_transfer(
                 "ownership_transfer.started",
                 charger=charger,
                 basis=access.basis,
-                details={"transfer": row.id, "expires_at": row.expires_at.isoformat()},
+                details={
+                    "transfer": row.id,
+                    "expires_at": row.expires_at.isoformat(),
+                    "keep_service_access": keep_service_access,
+                },
             ),
         )
         return await _view(session, ctx, row)
@@ -173,6 +190,10 @@ async def accept_transfer(ctx: Context, actor: Actor, transfer_id: str) -> Accep
             session, ctx, charger, to_user_id=actor.user_id, actor=actor,
             reason=HandOverReason.TRANSFER,
         )  # fmt: skip
+        if row.keep_service_access:
+            await grants.add(
+                session, ctx, actor, charger, row.from_user_id, GrantKind.SERVICE, None
+            )
         view = await _view(session, ctx, row)
     ownership.access_changed(ctx, charger)
     return Accepted(transfer=view, handover=handover)

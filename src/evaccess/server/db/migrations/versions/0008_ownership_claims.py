@@ -1,4 +1,5 @@
-"""claims through support, and the staff roles of the operator's own people
+"""claims through support, the staff roles of the operator's own people, and the
+installer's transfer that keeps service access
 
 Revision ID: 0008
 Revises: 0007
@@ -21,6 +22,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("staff_role", sa.String(length=20), nullable=True))
+    with op.batch_alter_table("ownership_transfers") as batch:
+        batch.add_column(
+            sa.Column(
+                "keep_service_access", sa.Boolean(), server_default=sa.false(), nullable=False
+            )
+        )
     op.create_table(
         "ownership_claims",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -78,5 +85,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("ownership_claims")
+    with op.batch_alter_table("ownership_transfers") as batch:
+        batch.drop_column("keep_service_access")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("staff_role")
