@@ -84,7 +84,11 @@ def test_scan_pair_transfer_and_the_old_access_is_gone(
 
         def pin_status(home: Path | None = None) -> str:
             info = cli("app", "charger-info", SERIAL, "--json", home=home)
-            return str(json.loads(info.stdout)["bluetooth_pin"]["status"]) if info.returncode == 0 else ""
+            return (
+                str(json.loads(info.stdout)["bluetooth_pin"]["status"])
+                if info.returncode == 0
+                else ""
+            )
 
         def type_code(code: str) -> None:
             assert charger.stdin is not None
@@ -129,9 +133,7 @@ def test_scan_pair_transfer_and_the_old_access_is_gone(
         assert "error: wrong PIN" in wrong.stderr, wrong.output
 
         # The buyer pairs with the new PIN the server gives them.
-        paired = succeeded(
-            cli("app", "pair", SERIAL, "--ble-transport", phone, home=buyer_home)
-        )
+        paired = succeeded(cli("app", "pair", SERIAL, "--ble-transport", phone, home=buyer_home))
         assert "with its PIN" in paired.stdout
     finally:
         outputs = []
