@@ -256,10 +256,16 @@ class Crashes:
         )
 
     def crashed_at(self, step: int) -> str:
+        """The kind of step the last run crashed at (it was the last one it wrote down)."""
+        number, kind, *_ = self.journal.read_text().splitlines()[-1].split(" ", 2)
+        assert int(number) == step, number
+        return kind
+
+    def last_run(self) -> list[str]:
+        """Every step of the last run (the one that reached the return): ``kind what``."""
         lines = self.journal.read_text().splitlines()
-        last = lines[-1].split(" ", 2)
-        assert int(last[0]) == step, lines[-3:]
-        return last[1]
+        first = max(i for i, line in enumerate(lines) if line.startswith("1 "))
+        return [line.split(" ", 1)[1] for line in lines[first:]]
 
 
 def _run(crashes: Crashes) -> list[str]:
@@ -291,13 +297,28 @@ def _run(crashes: Crashes) -> list[str]:
     written = crashes.log.read_text() + crashes.journal.read_text()
     assert "Traceback" not in written
     assert PASSWORD not in written and crashes.seeded.token not in written
+    _check_steps(kinds, crashes.last_run())
     return kinds
 
 
-def _check_kinds(kinds: list[str]) -> None:
-    # Every statement of the acceptance, then its commit, then its return: each one crashed.
-    assert kinds[-2:] == ["commit", "returned"], kinds
-    assert kinds.count("statement") == len(kinds) - 2 >= 10, kinds
+def _check_steps(kinds: list[str], steps: list[str]) -> None:
+    """Each run crashed at the step it was armed for, and those steps were all of the
+    acceptance: its statements (the handover's writes among them), its commit, its return."""
+    assert [step.split(" ", 1)[0] for step in steps] == kinds, (kinds, steps)
+    assert kinds[-2:] == ["commit", "returned"], steps
+    assert kinds.count("commit") == 1 and kinds.count("statement") == len(kinds) - 2, steps
+    for write in (
+        "UPDATE ownerships",
+        "UPDATE grants",
+        "UPDATE invitations",
+        "UPDATE phone_credentials",
+        "UPDATE ownership_transfers",
+        "INSERT INTO ownerships",
+        "INSERT INTO charger_commands",
+        "UPDATE bluetooth_pins",
+        "INSERT INTO audit_records",
+    ):
+        assert any(step.startswith(f"statement {write}") for step in steps), (write, steps)
 
 
 @pytest.fixture
@@ -337,7 +358,7 @@ def test_sigkill_at_every_step_of_an_acceptance_on_sqlite(cli: Cli, tmp_path: Pa
     data = Path(cli.env["EVACCESS_DATA_DIR"])
     data.mkdir(mode=0o700)
     url = f"sqlite+aiosqlite:///{data / 'evaccess.db'}"
-    _check_kinds(_run(_crashes(cli, tmp_path, url, sqlite=True)))
+    _run(_crashes(cli, tmp_path, url, sqlite=True))
 
 
 @pytest.mark.postgres
@@ -345,4 +366,4 @@ def test_sigkill_at_every_step_of_an_acceptance_on_postgres(
     cli: Cli, tmp_path: Path, postgres_url: str
 ) -> None:
     Path(cli.env["EVACCESS_DATA_DIR"]).mkdir(mode=0o700)
-    _check_kinds(_run(_crashes(cli, tmp_path, postgres_url, sqlite=False)))
+    _run(_crashes(cli, tmp_path, postgres_url, sqlite=False))
