@@ -293,7 +293,8 @@ def _run(crashes: Crashes) -> list[str]:
         assert crashes.state() == "new"
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        stopped = process.wait(timeout=30)
+    assert stopped == 0  # a clean shutdown: the background tasks stop, the database closes
     written = crashes.log.read_text() + crashes.journal.read_text()
     assert "Traceback" not in written
     assert PASSWORD not in written and crashes.seeded.token not in written
