@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -24,11 +24,15 @@ from evaccess.server.bootstrap import (
 from evaccess.server.context import Context
 from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
-from evaccess.server.services import notifications
+from evaccess.server.services import notifications, transfers
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
 log = logging.getLogger("evaccess.server")
+
+TRANSFER_EXPIRY_INTERVAL_S = 60.0
+"""How often the server records the lapse of open transfers past their time (an open
+transfer already reads as expired the moment its time is up; this makes the row say so)."""
 
 
 class _TypeOnly(logging.Filter):
@@ -71,6 +75,48 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_sql_loggers()
     quiet_uvicorn_errors()
+
+
+async def periodically(
+    name: str, work: Callable[[Context], Awaitable[object]], ctx: Context, *, interval_s: float
+) -> None:
+    """Run ``work(ctx)`` every ``interval_s`` until cancelled; a failed pass is logged (its
+    type only: a database error's message quotes parameters) and the next one tries again."""
+    while True:
+        try:
+            await work(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a database hiccup must not end the task
+            log.warning("%s pass failed: %s", name, type(exc).__name__)
+        await asyncio.sleep(interval_s)
+
+
+def start_background_tasks(
+    ctx: Context, *, transfer_expiry_interval_s: float = TRANSFER_EXPIRY_INTERVAL_S
+) -> list[asyncio.Task[None]]:
+    """The server's periodic work, on ``ctx`` (its clock decides what is due): notification
+    delivery, and the expiry of open ownership transfers. The caller cancels them."""
+    return [
+        asyncio.create_task(notifications.run_delivery(ctx), name="notifications"),
+        asyncio.create_task(
+            periodically(
+                "transfer expiry",
+                transfers.expire_transfers,
+                ctx,
+                interval_s=transfer_expiry_interval_s,
+            ),
+            name="transfer expiry",
+        ),
+    ]
+
+
+async def stop_background_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _listen(host: str, port: int, setting: str) -> socket.socket:
@@ -163,13 +209,11 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     announce(settings, admin)
-    delivery = asyncio.create_task(notifications.run_delivery(ctx), name="notifications")
+    background = start_background_tasks(ctx)
     try:
         await server.serve(sockets=[http_socket])
     finally:
-        delivery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await delivery
+        await stop_background_tasks(background)
         ctx.notifier.target = None
         await ocpp.close()
         await ctx.db.dispose()
