@@ -24,7 +24,7 @@ from evaccess.server.bootstrap import (
 from evaccess.server.context import Context
 from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
-from evaccess.server.services import notifications, transfers
+from evaccess.server.services import claims, notifications, transfers
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
@@ -96,7 +96,8 @@ def start_background_tasks(
     ctx: Context, *, transfer_expiry_interval_s: float = TRANSFER_EXPIRY_INTERVAL_S
 ) -> list[asyncio.Task[None]]:
     """The server's periodic work, on ``ctx`` (its clock decides what is due): notification
-    delivery, and the expiry of open ownership transfers. The caller cancels them."""
+    delivery, the expiry of open ownership transfers, and the handover of approved claims
+    whose objection window has closed (same interval). The caller cancels them."""
     return [
         asyncio.create_task(notifications.run_delivery(ctx), name="notifications"),
         asyncio.create_task(
@@ -107,6 +108,12 @@ def start_background_tasks(
                 interval_s=transfer_expiry_interval_s,
             ),
             name="transfer expiry",
+        ),
+        asyncio.create_task(
+            periodically(
+                "claim handover", claims.complete_due, ctx, interval_s=transfer_expiry_interval_s
+            ),
+            name="claim handover",
         ),
     ]
 
