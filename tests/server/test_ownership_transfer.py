@@ -19,6 +19,7 @@ from evaccess.server.db.models import (
     AuditRecord,
     Grant,
     Invitation,
+    Notification,
     OutboxCommand,
     Ownership,
     Transaction,
@@ -444,3 +445,28 @@ async def test_an_expired_service_grant_is_refused_at_the_keypad(
     # Invited again, with the default: a fresh 14 days from acceptance.
     await share(world, "old", "service", GrantKind.SERVICE)
     assert await keypad_pins.resolve(ctx, old, "3916") == world.users["service"].id
+
+
+async def test_the_people_concerned_are_told_of_each_step_of_a_transfer(
+    ctx: Context, world: World
+) -> None:
+    async def subjects(email: str) -> list[str]:
+        async with ctx.db.read() as session:
+            rows = await session.scalars(
+                select(Notification.subject)
+                .where(Notification.email == email)
+                .order_by(Notification.created_at, Notification.id)
+            )
+            return list(rows.all())
+
+    offered = await transfers.start_transfer(
+        ctx, world.actor("owner"), cid(world, "wallbox"), "Buyer@Example.com"
+    )
+    await transfers.cancel_transfer(ctx, world.actor("owner"), offered.id)
+    assert await subjects("buyer@example.com") == [
+        "You are offered charger WB-100001",
+        "The offer of charger WB-100001 was withdrawn",
+    ]
+    await transfer_to(world, "wallbox", "stranger")
+    assert await subjects("stranger@example.com") == ["You are offered charger WB-100001"]
+    assert await subjects("owner@example.com") == ["Charger WB-100001 has a new owner"]

@@ -22,10 +22,13 @@ from evaccess.domain.ownership_transfer import (
 )
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, OwnershipTransfer, User
-from evaccess.server.services import grants, ownership
+from evaccess.server.services import grants, notifications, ownership
 from evaccess.server.services.accounts import normalise_email
 from evaccess.server.services.ownership import HandOver, HandOverReason
 from evaccess.server.services.relations import Actor, charger_for
+
+TRANSFER_OFFERED = "ownership_transfer.offered"
+TRANSFER_DECIDED = "ownership_transfer.decided"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,6 +147,17 @@ async def start_transfer(
         )
         session.add(row)
         await session.flush()
+        await notifications.notify(
+            session,
+            to_email,
+            TRANSFER_OFFERED,
+            f"You are offered charger {charger.serial}",
+            f"{actor.email} offers you the ownership of charger {charger.serial}. Log in to "
+            "the app and run `evaccess app transfer list` to accept it (open for "
+            f"{ttl.days} days). If you do not know this, ignore this message.",
+            now=now,
+            known=(charger.serial,),
+        )
         await ctx.audit.append(
             session,
             actor.audit_entry(
@@ -190,6 +204,16 @@ async def accept_transfer(ctx: Context, actor: Actor, transfer_id: str) -> Accep
             session, ctx, charger, to_user_id=actor.user_id, actor=actor,
             reason=HandOverReason.TRANSFER,
         )  # fmt: skip
+        await notifications.notify(
+            session,
+            row.from_user_id,
+            TRANSFER_DECIDED,
+            f"Charger {charger.serial} has a new owner",
+            f"{actor.email} accepted your transfer of charger {charger.serial}; your access "
+            "to it, and that of everyone you shared it with, ended.",
+            now=now,
+            known=(charger.serial,),
+        )
         if row.keep_service_access:
             await grants.add(
                 session, ctx, actor, charger, row.from_user_id, GrantKind.SERVICE, None
@@ -211,6 +235,15 @@ async def cancel_transfer(ctx: Context, actor: Actor, transfer_id: str) -> Trans
             actor.audit_entry(
                 "ownership_transfer.cancelled", charger=charger, details={"transfer": row.id}
             ),
+        )
+        await notifications.notify(
+            session,
+            row.to_email,
+            TRANSFER_DECIDED,
+            f"The offer of charger {charger.serial} was withdrawn",
+            f"{actor.email} withdrew the transfer of charger {charger.serial} to you.",
+            now=now,
+            known=(charger.serial,),
         )
         return await _view(session, ctx, row)
 
