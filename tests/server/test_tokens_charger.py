@@ -23,7 +23,7 @@ from evaccess.protocol.ocpp_frames import OcppVersion
 from evaccess.server.context import Context
 from evaccess.server.db.models import OutboxCommand
 from evaccess.server.ocpp.server import OcppServer, serve_ocpp
-from evaccess.server.services import outbox, tokens
+from evaccess.server.services import organisations, outbox, tokens
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from tests.charger.conftest import SeededRandom
 from tests.conftest import Canaries
@@ -82,15 +82,16 @@ async def start_charger(
     version: OcppVersion,
     *,
     session_s: float = 0.2,
+    key: str = "wallbox",
 ) -> tuple[RunningCharger, asyncio.Task[Any]]:
-    charger = world.chargers["wallbox"]
+    charger = world.chargers[key]
     config = ChargerConfig(
         serial=charger.serial,
         vendor=charger.vendor,
         model=charger.model,
         firmware=charger.firmware or "1.0",
         server=f"ws://127.0.0.1:{endpoint.port}/ocpp",
-        password=world.ocpp_passwords["wallbox"],
+        password=world.ocpp_passwords[key],
         protocol=version,
         state_dir=tmp_path / "charger",
         session_s=session_s,
@@ -268,6 +269,36 @@ async def test_16j_has_no_master_pass_key_the_command_completes_without_a_call(
             lambda: completed(ctx, outbox.CommandKind.SET_MASTER_PASS_GROUP), what="completed"
         )
         assert running.firmware.authorization.master_pass_group_id is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V201, OcppVersion.V16])
+async def test_a_card_on_the_local_list_works_offline_in_both_versions(
+    ctx: Context, world: World, endpoint: Endpoint, tmp_path: Path, version: OcppVersion
+) -> None:
+    """An organisation that opted in to offline use: the card reaches the charger's local
+    list, and the charger finds it there offline (a 1.6J idTag has no type: the entry
+    answers for a card as for a keypad code)."""
+    assert world.org is not None
+    sa = world.actor("super_admin")
+    await organisations.update_settings(ctx, sa, world.org.id, offline_keypad=True)
+    await share(world, "old", "member", GrantKind.USER)
+    await tokens.add_card(
+        ctx, sa, world.org.id, user_id=world.users["member"].id,
+        token_type=TokenType.ISO14443, number=CARD,
+    )  # fmt: skip
+    running, task = await start_charger(ctx, world, endpoint, tmp_path, version, key="old")
+    try:
+        await eventually(
+            lambda: any(e.id_token == CARD for e in running.firmware.local_list.entries),
+            what="the card on the local list",
+        )
+        await offline(endpoint, running)
+        assert running.firmware.authorization.cache == ()  # never presented online
+        assert await present(running, CARD) is KeypadOutcome.ACCEPTED
+        assert await present(running, "04A2B3C4D5E681") is KeypadOutcome.REJECTED
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

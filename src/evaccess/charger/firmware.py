@@ -94,12 +94,17 @@ class LocalListStatus(StrEnum):
     VERSION_MISMATCH = "VersionMismatch"
 
 
+UNTYPED = ""
+"""The type of a local-list entry that came as a 1.6J idTag, which has none."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LocalListUpdate:
     """One entry of a SendLocalList; ``status`` ``None`` removes the token (differential)."""
 
     id_token: str
     token_type: str
+    """``UNTYPED`` for a 1.6J idTag: it answers for a keypad code and a card alike."""
     status: str | None
     group_id_token: str | None = None
 
@@ -346,7 +351,7 @@ class Firmware:
         for entry in self.local_list.entries:
             # Constant-time comparison: the time taken must not hint at a stored code.
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())
-            if same and entry.token_type == token_type:
+            if same and entry.token_type in (token_type, UNTYPED):
                 found = TokenInfo(status=entry.status, group_id_token=entry.group_id_token)
         return found
 

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from evaccess.charger.config import ChargerConfig
 from evaccess.charger.firmware import (
+    UNTYPED,
     Firmware,
     LinkDown,
     LocalListUpdate,
@@ -31,7 +32,6 @@ from evaccess.domain.errors import ConfigurationError
 from evaccess.protocol.ocpp_components import (
     AUTH_CTRLR_COMPONENT,
     BLUETOOTH_COMPONENT,
-    KEYCODE_TOKEN_TYPE,
     MASTER_PASS_GROUP_VARIABLE,
     V16_CONFIGURATION_KEYS,
     BluetoothVariable,
@@ -233,11 +233,11 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
         local_authorization_list: list[dict[str, Any]] | None = None,
         **_: Any,
     ) -> Any:
-        # 1.6 idTags have no type; the keypad looks them up as KeyCode.
+        # 1.6 idTags have no type: an entry answers for a keypad code and a card alike.
         entries = [
             LocalListUpdate(
                 id_token=entry["id_tag"],
-                token_type=KEYCODE_TOKEN_TYPE,
+                token_type=UNTYPED,
                 status=(entry.get("id_tag_info") or {}).get("status"),
                 group_id_token=(entry.get("id_tag_info") or {}).get("parent_id_tag"),
             )
