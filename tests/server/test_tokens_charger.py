@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,12 +276,12 @@ async def test_16j_has_no_master_pass_key_the_command_completes_without_a_call(
 
 
 @pytest.mark.parametrize("version", [OcppVersion.V201, OcppVersion.V16])
-async def test_a_card_on_the_local_list_works_offline_in_both_versions(
+async def test_a_card_on_the_local_list_works_offline_until_its_expiry_in_both_versions(
     ctx: Context, world: World, endpoint: Endpoint, tmp_path: Path, version: OcppVersion
 ) -> None:
     """An organisation that opted in to offline use: the card reaches the charger's local
     list, and the charger finds it there offline (a 1.6J idTag has no type: the entry
-    answers for a card as for a keypad code)."""
+    answers for a card as for a keypad code), until the card's own expiry."""
     assert world.org is not None
     sa = world.actor("super_admin")
     await organisations.update_settings(ctx, sa, world.org.id, offline_keypad=True)
@@ -288,6 +289,7 @@ async def test_a_card_on_the_local_list_works_offline_in_both_versions(
     await tokens.add_card(
         ctx, sa, world.org.id, user_id=world.users["member"].id,
         token_type=TokenType.ISO14443, number=CARD,
+        expires_at=ctx.clock.now() + timedelta(days=2),
     )  # fmt: skip
     running, task = await start_charger(ctx, world, endpoint, tmp_path, version, key="old")
     try:
@@ -299,6 +301,8 @@ async def test_a_card_on_the_local_list_works_offline_in_both_versions(
         assert running.firmware.authorization.cache == ()  # never presented online
         assert await present(running, CARD) is KeypadOutcome.ACCEPTED
         assert await present(running, "04A2B3C4D5E681") is KeypadOutcome.REJECTED
+        ctx.clock.advance(timedelta(days=2).total_seconds())  # type: ignore[attr-defined]
+        assert await present(running, CARD) is KeypadOutcome.REJECTED  # expired, offline
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

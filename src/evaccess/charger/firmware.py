@@ -19,7 +19,7 @@ import hmac
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -94,6 +94,15 @@ class LocalListStatus(StrEnum):
     VERSION_MISMATCH = "VersionMismatch"
 
 
+EXPIRED = "Expired"
+
+
+def _instant(text: str) -> datetime:
+    """An OCPP date-time (``Z`` or an offset; a naive one is taken as UTC)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 UNTYPED = ""
 """The type of a local-list entry that came as a 1.6J idTag, which has none."""
 
@@ -107,6 +116,8 @@ class LocalListUpdate:
     """``UNTYPED`` for a 1.6J idTag: it answers for a keypad code and a card alike."""
     status: str | None
     group_id_token: str | None = None
+    expires_at: str | None = None
+    """The entry's ``cacheExpiryDateTime`` / ``expiryDate`` (ISO 8601), if any."""
 
 
 class KeypadOutcome(StrEnum):
@@ -340,6 +351,7 @@ class Firmware:
                     token_type=entry.token_type,
                     status=entry.status,
                     group_id_token=entry.group_id_token,
+                    expires_at=entry.expires_at,
                 )
         self.local_list = LocalList(version=version, entries=tuple(by_token.values()))
         self.store.save_local_list(self.local_list)
@@ -352,7 +364,11 @@ class Firmware:
             # Constant-time comparison: the time taken must not hint at a stored code.
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())
             if same and entry.token_type in (token_type, UNTYPED):
-                found = TokenInfo(status=entry.status, group_id_token=entry.group_id_token)
+                lapsed = entry.expires_at is not None and (
+                    _instant(entry.expires_at) <= self.clock.now()
+                )
+                status = EXPIRED if lapsed and entry.status == ACCEPTED else entry.status
+                found = TokenInfo(status=status, group_id_token=entry.group_id_token)
         return found
 
     # -- authorization cache (2.0.1 C10/C11, 1.6 §3.5.1/§5.4) and master pass (C16) --------
@@ -392,7 +408,7 @@ class Firmware:
         found: TokenInfo | None = None
         live: list[CachedAuthorization] = []
         for entry in self.authorization.cache:
-            if datetime.fromisoformat(entry.expires_at) <= now:
+            if _instant(entry.expires_at) <= now:
                 continue
             live.append(entry)
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())

@@ -162,6 +162,7 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
                 group_id_token=((entry.get("id_token_info") or {}).get("group_id_token") or {}).get(
                     "id_token"
                 ),
+                expires_at=(entry.get("id_token_info") or {}).get("cache_expiry_date_time"),
             )
             for entry in local_authorization_list or []
         ]
@@ -240,6 +241,7 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
                 token_type=UNTYPED,
                 status=(entry.get("id_tag_info") or {}).get("status"),
                 group_id_token=(entry.get("id_tag_info") or {}).get("parent_id_tag"),
+                expires_at=(entry.get("id_tag_info") or {}).get("expiry_date"),
             )
             for entry in local_authorization_list or []
         ]

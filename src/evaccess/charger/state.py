@@ -81,6 +81,9 @@ class LocalAuthorization:
     token_type: str
     status: str
     group_id_token: str | None = None
+    expires_at: str | None = None
+    """``cacheExpiryDateTime`` / ``expiryDate`` of the entry (ISO 8601): answered Expired
+    afterwards (a card's own expiry)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -163,6 +166,7 @@ class StateStore:
                     "token_type": e.token_type,
                     "status": e.status,
                     "group_id_token": e.group_id_token,
+                    "expires_at": e.expires_at,
                 }
                 for e in local_list.entries
             ],
