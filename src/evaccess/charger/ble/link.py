@@ -42,11 +42,15 @@ class VirtualController(Controller):
       service UUID, docs/ble-protocol.md section 2); here a SCAN_RSP report carries the
       advertiser's scan response data.
 
-    And one shortcut of the virtual link: on air a scanner or initiator hears an advertiser's
-    next PDU at some point within its advertising interval; here, when a controller starts
-    scanning or connecting, every advertiser on the link sends its next PDU at once (the
-    earliest such point), so programs on the link wait on the radio no longer than needed.
-    Only advertisers that are enabled send; the interval between PDUs is unchanged."""
+    And, with ``prompt_advertising`` (the test suite's links; off for ``ble-link`` and the
+    bench, whose timings stay those of the advertising interval), one shortcut: on air a
+    scanner or initiator hears an advertiser's next PDU at some point within its advertising
+    interval; here, when a controller starts scanning or connecting, every advertiser on the
+    link sends its next PDU at once (the earliest such point), so tests do not wait on the
+    interval in real time. Only enabled advertisers send; the interval between PDUs is
+    unchanged."""
+
+    prompt_advertising = False
 
     def on_hci_le_set_scan_enable_command(self, command: Any) -> Any:
         if command.le_scan_enable:
@@ -70,6 +74,8 @@ class VirtualController(Controller):
         """Bring each enabled advertiser's next PDU forward to now (after this command's
         own reply). Only an advertiser waiting out its interval (a ``TimerHandle``) is
         rescheduled, so each keeps a single timer chain."""
+        if not self.prompt_advertising:
+            return
         loop = asyncio.get_running_loop()
         for controller in self.link.controllers:
             if controller is self:
@@ -168,9 +174,11 @@ class _HciOverTcp(asyncio.Protocol):
 
 @dataclass(kw_only=True, slots=True)
 class VirtualLink:
-    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to."""
+    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to.
+    ``prompt_advertising``: see ``VirtualController`` (tests only)."""
 
     count: int = 2
+    prompt_advertising: bool = False
     host: str = "127.0.0.1"
     ports: tuple[int, ...] = ()
     transports: list[str] = field(default_factory=list)
@@ -191,9 +199,11 @@ class VirtualLink:
                 functools.partial(_HciOverTcp, source, sink), sock=sock
             )
             self._servers.append(server)
-            self._controllers.append(
-                VirtualController(f"C{index}", host_source=source, host_sink=sink, link=link)
+            controller = VirtualController(
+                f"C{index}", host_source=source, host_sink=sink, link=link
             )
+            controller.prompt_advertising = self.prompt_advertising
+            self._controllers.append(controller)
             self.transports.append(f"tcp-client:{self.host}:{bound}")
 
     async def close(self) -> None:
