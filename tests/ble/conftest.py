@@ -83,7 +83,7 @@ def make_charger(rig: Rig, **overrides: object) -> BlePeripheral:
 
 
 async def start_rig(tmp_path: Path, devices: int = 3, **overrides: object) -> Rig:
-    link = VirtualLink(count=devices)
+    link = VirtualLink(count=devices, prompt_advertising=True)
     await link.start()
     rig = Rig(link=link, tmp=tmp_path, clock=ManualClock(), server=RecordingServer(), charger=None)  # type: ignore[arg-type]
     rig.charger = make_charger(rig, **overrides)

@@ -70,9 +70,10 @@ async def test_a_refused_advertising_start_is_retried(rig: Rig) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(60 + 3 * SOAK_ROUNDS)
+@pytest.mark.timeout(max(60, SOAK_ROUNDS * 60 // 500))
 async def test_soak_connection_churn_with_two_phones(rig: Rig) -> None:
-    """``EVACCESS_BLE_SOAK_ROUNDS`` rounds (500 by default)."""
+    """``EVACCESS_BLE_SOAK_ROUNDS`` rounds (500 by default), bounded: 500 rounds in under 60 s
+    (about 25 s on two busy cores; issue 12)."""
     await churn(rig, rounds=SOAK_ROUNDS, refusals=1)
 
 
@@ -99,7 +100,7 @@ async def test_restarts_never_overlap_and_failures_back_off() -> None:
     for _ in range(10):  # a burst of connections and disconnections
         supervisor.kick()
     await asyncio.wait_for(done.wait(), 5)
-    assert slept == [0.05, 0.1, 0.2] and supervisor.failures == 3
+    assert slept == [0.0, 0.05, 0.1] and supervisor.failures == 3
     supervisor.kick()  # already advertising: nothing to do
     supervisor.stop()
 
@@ -134,3 +135,29 @@ async def test_the_scan_response_lists_the_service_uuid_as_section_2_says(rig: R
     assert advertising.get(AdvertisingData.COMPLETE_LOCAL_NAME) == proto.advertised_name(SERIAL)
     assert bytes(response) != bytes(advertising)
     assert [UUID(str(u)) for u in response.get(uuids)] == [proto.SERVICE_UUID]
+
+
+@pytest.mark.parametrize("step", ["scan", "connect"])
+async def test_the_virtual_link_brings_an_advertisers_next_pdu_forward(rig: Rig, step: str) -> None:
+    """A scanner or initiator on the virtual link hears an advertiser at once, not after its
+    advertising interval: with a 5 s interval, the phone finds and connects within 2 s."""
+    async with (
+        PhoneCentral(rig.link.transports[1], rng=rig.rng, name="phone") as phone,
+        PhoneCentral(rig.link.transports[2], rng=rig.rng, name="slow") as slow,
+    ):
+        assert slow.device is not None and phone.device is not None
+        await slow.device.start_advertising(
+            advertising_data=bytes(
+                AdvertisingData(
+                    [(AdvertisingData.COMPLETE_LOCAL_NAME, proto.advertised_name("SLOW").encode())]
+                )
+            ),
+            advertising_interval_min=5000,
+            advertising_interval_max=5000,
+        )
+        # the first PDU went out when advertising was enabled: the next is due in 5 s
+        if step == "scan":
+            await phone.find("SLOW", within_s=2.0)  # NotFound fails the test
+        else:  # straight to the known address, no scan first
+            connection = await phone._try_connect(slow.device.random_address, within_s=2.0)
+            assert connection is not None

@@ -1,8 +1,9 @@
 """Supervised advertising: the charger advertises again after every connection and every
 disconnection (several phones may be connected; one idling must not hide the charger), one
 start at a time under a lock (Bumble's advertising code asserts when two overlap), and after
-a failed start (e.g. an HCI error at the controller's connection limit) again with back-off
-until it succeeds."""
+a failed start (e.g. an HCI error at the controller's connection limit) again: the first retry
+at once (a controller often refuses only while it is still busy with the connection or
+disconnection that triggered the restart), then with back-off until it succeeds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_S = 0.05
+FIRST_BACKOFF_S = 0.05
+"""Wait before the second retry; doubled after every further failure up to ``MAX_RETRY_S``."""
 MAX_RETRY_S = 2.0
 
 
@@ -47,7 +49,7 @@ class AdvertisingSupervisor:
             self._task = None
 
     async def _run(self) -> None:
-        delay = FIRST_RETRY_S
+        delay = 0.0  # the first retry after a failure: at once (after yielding to the loop)
         while self._wanted:
             self._wanted = False
             async with self.lock:
@@ -62,7 +64,7 @@ class AdvertisingSupervisor:
                         "cannot advertise now (%s): retrying in %.2f s", type(exc).__name__, delay
                     )
                 else:
-                    delay = FIRST_RETRY_S
+                    delay = 0.0
                     continue
             await self._sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_S)
+            delay = min(max(delay * 2, FIRST_BACKOFF_S), MAX_RETRY_S)

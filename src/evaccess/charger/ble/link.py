@@ -13,7 +13,7 @@ import functools
 import socket
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 import typer
 from bumble import hci
@@ -40,7 +40,56 @@ class VirtualController(Controller):
     - Scan responses: Bumble 0.0.236 reports the advertising data again as the SCAN_RSP, so
       a scanner never sees what the advertiser set as its scan response (the charger's
       service UUID, docs/ble-protocol.md section 2); here a SCAN_RSP report carries the
-      advertiser's scan response data."""
+      advertiser's scan response data.
+
+    And, with ``prompt_advertising`` (the test suite's links; off for ``ble-link`` and the
+    bench, whose timings stay those of the advertising interval), one shortcut: on air a
+    scanner or initiator hears an advertiser's next PDU at some point within its advertising
+    interval; here, when a controller starts scanning or connecting, every advertiser on the
+    link sends its next PDU at once (the earliest such point), so tests do not wait on the
+    interval in real time. Only enabled advertisers send; the interval between PDUs is
+    unchanged."""
+
+    prompt_advertising = False
+
+    def on_hci_le_set_scan_enable_command(self, command: Any) -> Any:
+        if command.le_scan_enable:
+            self._advertisers_now()
+        return super().on_hci_le_set_scan_enable_command(command)
+
+    def on_hci_le_set_extended_scan_enable_command(self, command: Any) -> Any:
+        if command.enable:
+            self._advertisers_now()
+        return super().on_hci_le_set_extended_scan_enable_command(command)
+
+    def on_hci_le_create_connection_command(self, command: Any) -> Any:
+        self._advertisers_now()
+        return super().on_hci_le_create_connection_command(command)
+
+    def on_hci_le_extended_create_connection_command(self, command: Any) -> Any:
+        self._advertisers_now()
+        return super().on_hci_le_extended_create_connection_command(command)
+
+    def _advertisers_now(self) -> None:
+        """Bring each enabled advertiser's next PDU forward to now (after this command's
+        own reply). Only an advertiser waiting out its interval (a ``TimerHandle``) is
+        rescheduled, so each keeps a single timer chain."""
+        if not self.prompt_advertising:
+            return
+        loop = asyncio.get_running_loop()
+        for controller in self.link.controllers:
+            if controller is self:
+                continue
+            legacy = controller.le_legacy_advertiser
+            if legacy.enabled and isinstance(legacy.timer_handle, asyncio.TimerHandle):
+                legacy.timer_handle.cancel()
+                legacy.timer_handle = loop.call_soon(legacy._on_timer_fired)
+            for adv_set in controller.advertising_sets.values():
+                if adv_set.enabled and isinstance(adv_set.timer_handle, asyncio.TimerHandle):
+                    adv_set.timer_handle.cancel()
+                    adv_set.timer_handle = loop.call_soon(
+                        adv_set._on_extended_advertising_timer_fired
+                    )
 
     def on_hci_le_create_connection_cancel_command(
         self, command: hci.HCI_LE_Create_Connection_Cancel_Command
@@ -125,9 +174,11 @@ class _HciOverTcp(asyncio.Protocol):
 
 @dataclass(kw_only=True, slots=True)
 class VirtualLink:
-    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to."""
+    """``count`` controllers on one ``LocalLink``; ``transports`` are what programs attach to.
+    ``prompt_advertising``: see ``VirtualController`` (tests only)."""
 
     count: int = 2
+    prompt_advertising: bool = False
     host: str = "127.0.0.1"
     ports: tuple[int, ...] = ()
     transports: list[str] = field(default_factory=list)
@@ -148,9 +199,11 @@ class VirtualLink:
                 functools.partial(_HciOverTcp, source, sink), sock=sock
             )
             self._servers.append(server)
-            self._controllers.append(
-                VirtualController(f"C{index}", host_source=source, host_sink=sink, link=link)
+            controller = VirtualController(
+                f"C{index}", host_source=source, host_sink=sink, link=link
             )
+            controller.prompt_advertising = self.prompt_advertising
+            self._controllers.append(controller)
             self.transports.append(f"tcp-client:{self.host}:{bound}")
 
     async def close(self) -> None:
