@@ -6,6 +6,7 @@ skipped, saying so, when it is not reachable. The outage test starts a Redis of 
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -29,7 +30,9 @@ from evaccess.server.throttle import Throttle, ThrottleRegistry
 from tests.server.support import PASSWORD, build_world, client_for, make_context
 from tests.support import eventually
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REQUIRED = os.environ.get("EVACCESS_TEST_REDIS_URL")
+"""Set (CI): the Redis to use, and a missing one fails the tests instead of skipping them."""
+REDIS_URL = REQUIRED or "redis://127.0.0.1:6379/0"
 
 
 def _reachable(url: str) -> str | None:
@@ -45,6 +48,8 @@ def prefix() -> Iterator[str]:
     """A key prefix of this test's own on the shared Redis, its keys deleted after."""
     reason = _reachable(REDIS_URL)
     if reason is not None:
+        if REQUIRED:
+            pytest.fail(f"EVACCESS_TEST_REDIS_URL is set but Redis does not answer ({reason})")
         pytest.skip(f"no Redis on 127.0.0.1:6379 ({reason}): cluster tests need one")
     mine = f"evaccess-test-{uuid.uuid4().hex}:"
     yield mine
