@@ -6,6 +6,7 @@ skipped, saying so, when it is not reachable. The outage test starts a Redis of 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -309,6 +310,7 @@ async def test_redis_down_fails_closed_and_the_node_recovers_by_itself(
     canaries: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "evaccess.cluster")
     node = await _node(
         database_url, tmp_path / "keys", clock, rng, redis_url=own_redis.url, node_id="a"
     )

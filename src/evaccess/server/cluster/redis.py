@@ -132,7 +132,7 @@ class RedisCluster:
             ) from None
         if not self._up:
             self._up = True
-            log.warning("Redis reachable again: security counters shared again")
+            log.info("Redis reachable again: security counters shared again")
         return result
 
 
