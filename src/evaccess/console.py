@@ -38,6 +38,7 @@ EXIT_CODES: tuple[tuple[type[errors.EvAccessError], int], ...] = (
     (errors.IntegrityFailure, 8),
     (errors.AuditUnavailable, 9),
     (errors.ConfigurationError, 10),
+    (errors.ClusterUnavailable, 11),
 )
 UNEXPECTED_EXIT = 1
 

@@ -188,13 +188,13 @@ async def test_answers_at_chargers(ctx: Context, world: World) -> None:
 async def test_unknown_cards_count_against_the_keypad_throttle(ctx: Context, world: World) -> None:
     wallbox = world.chargers["wallbox"].id
     for n in range(50):
-        if ctx.keypad_throttle.is_locked(f"keypad:{wallbox}"):
+        if await ctx.keypad_throttle.is_locked(f"keypad:{wallbox}"):
             break
         assert await tokens.resolve(ctx, wallbox, f"{n:08X}", "ISO14443", Purpose.START) is None
     with pytest.raises(LockedOut):
         await tokens.resolve(ctx, wallbox, CARD, "ISO14443", Purpose.START)
     # the keypad is locked alike: one throttle for every token of the charger
-    assert ctx.keypad_throttle.is_locked(f"keypad:{wallbox}")
+    assert await ctx.keypad_throttle.is_locked(f"keypad:{wallbox}")
 
 
 async def test_revoking_access_clears_the_chargers_cache(ctx: Context, world: World) -> None:

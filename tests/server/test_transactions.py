@@ -297,15 +297,15 @@ async def test_a_transaction_start_after_its_authorize_is_not_a_second_keypad_at
     old = world.chargers["old"]
     _, typed, started = _keypad(ctx, old.serial)
     locked = f"keypad:{old.id}"
-    ctx.keypad_throttle.success(locked)  # the world's unknown card counted as one miss
+    await ctx.keypad_throttle.success(locked)  # the world's unknown card counted as one miss
     for _ in range(ctx.keypad_throttle.rules.max_failures - 1):
         assert await typed(WRONG_CODE) == "Invalid"
     # A charger that started the transaction on plug-in reports it with the code it just
     # asked about: the same answer, and no further failure.
     assert await started("tx-plugged-in", WRONG_CODE) == "Invalid"
-    assert ctx.keypad_throttle.is_locked(locked) is None
+    assert await ctx.keypad_throttle.is_locked(locked) is None
     assert await typed(WRONG_CODE) == "Invalid"  # the next typed code locks the keypad
-    assert ctx.keypad_throttle.is_locked(locked) is not None
+    assert await ctx.keypad_throttle.is_locked(locked) is not None
 
 
 async def test_a_transaction_start_is_answered_from_its_authorize(

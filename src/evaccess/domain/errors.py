@@ -17,6 +17,7 @@ translates it (HTTP problem document, OCPP CallError, ATT error, CLI exit code):
     ├── IntegrityFailure             stored data failed authentication (tampering, wrong key)
     │   └── AuditChainBroken         the audit log chain does not verify
     ├── AuditUnavailable             the audit log could not be written: nothing is revealed
+    ├── ClusterUnavailable           the shared security counters (Redis) are unreachable
     └── ConfigurationError           settings are missing or inconsistent (fail fast)
 
 Messages never contain a PIN, keypad code, password or key: they are shown to users.
@@ -94,6 +95,13 @@ class AuditChainBroken(IntegrityFailure):
 
 class AuditUnavailable(EvAccessError):
     code = "audit_unavailable"
+
+
+class ClusterUnavailable(EvAccessError):
+    """The security counters shared by the server nodes cannot be read or counted: the
+    attempt is refused (fail closed), never let through uncounted."""
+
+    code = "cluster_unavailable"
 
 
 class ConfigurationError(EvAccessError):

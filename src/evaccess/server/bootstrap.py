@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from evaccess.domain.access import Role
 from evaccess.domain.clock import Clock, RandomSource, SystemClock, SystemRandom
 from evaccess.domain.errors import ConfigurationError
-from evaccess.domain.lockout import KEYPAD_RULES
+from evaccess.domain.lockout import KEYPAD_RULES, LockoutRules
 from evaccess.server.audit import AuditEntry, AuditLog
+from evaccess.server.cluster.redis import RedisCluster
 from evaccess.server.context import (
     COMMISSIONING_RULES,
     LOGIN_ACCOUNT_RULES,
@@ -35,7 +36,7 @@ from evaccess.server.keys import EnvKeyProvider, FileKeyProvider, KeyProvider
 from evaccess.server.mail import delivery_from_url
 from evaccess.server.services.accounts import create_user, normalise_email
 from evaccess.server.settings import Settings
-from evaccess.server.throttle import ThrottleRegistry
+from evaccess.server.throttle import Throttle, ThrottleRegistry
 from evaccess.server.vault import KeypadHasher, PinVault
 
 
@@ -57,6 +58,21 @@ def build_context(
     rng = rng or SystemRandom()
     keys = key_provider(settings, rng)
     keys.load()  # fail fast: create or check key files before serving
+    cluster = (
+        RedisCluster(
+            settings.redis_url.get_secret_value(),
+            prefix=settings.redis_prefix,
+            node_id=settings.node_id,
+            clock=clock,
+        )
+        if settings.redis_url is not None
+        else None
+    )
+
+    def throttle(name: str, rules: LockoutRules) -> Throttle:
+        assert clock is not None
+        return ThrottleRegistry(rules, clock) if cluster is None else cluster.throttle(name, rules)
+
     return Context(
         db=database or Database(settings.resolved_database_url),
         clock=clock,
@@ -68,18 +84,19 @@ def build_context(
         passwords=passwords or PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY),
         token_ttl_s=settings.token_ttl_hours * 3600,
         allow_signup=settings.allow_signup,
-        keypad_throttle=ThrottleRegistry(KEYPAD_RULES, clock),
-        login_throttle=ThrottleRegistry(LOGIN_RULES, clock),
-        login_account_throttle=ThrottleRegistry(LOGIN_ACCOUNT_RULES, clock),
-        login_client_throttle=ThrottleRegistry(LOGIN_CLIENT_RULES, clock),
-        pin_set_throttle=ThrottleRegistry(PIN_SET_RULES, clock),
+        keypad_throttle=throttle("keypad", KEYPAD_RULES),
+        login_throttle=throttle("login", LOGIN_RULES),
+        login_account_throttle=throttle("login-account", LOGIN_ACCOUNT_RULES),
+        login_client_throttle=throttle("login-client", LOGIN_CLIENT_RULES),
+        pin_set_throttle=throttle("pin-set", PIN_SET_RULES),
         keypad_index=KeypadIndex(clock),
         auth_cache_ttl_s=settings.auth_cache_ttl_s,
-        commissioning_throttle=ThrottleRegistry(COMMISSIONING_RULES, clock),
+        commissioning_throttle=throttle("commissioning", COMMISSIONING_RULES),
         commissioning_code_ttl_s=settings.commissioning_code_ttl_days * 86400,
         documents=DocumentStore(settings.resolved_claim_dir),
         claim_objection_s=settings.claim_objection_days * 86400,
         claim_document_max_bytes=int(settings.claim_document_max_mb * 1024 * 1024),
+        cluster=cluster,
         delivery=delivery_from_url(
             settings.smtp_url.get_secret_value() if settings.smtp_url else None,
             settings.smtp_from,

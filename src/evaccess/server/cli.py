@@ -122,7 +122,7 @@ async def _admin() -> AsyncIterator[Context]:
     try:
         yield ctx
     finally:
-        await ctx.db.dispose()
+        await ctx.close()
     console.err.print(f"database: {database_label(settings)}", style="dim", markup=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from argon2 import PasswordHasher
 
@@ -15,7 +16,7 @@ from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
 from evaccess.server.mail import DeliveryPort, LogDelivery
 from evaccess.server.ocpp.backend import ChargerNotifier
-from evaccess.server.throttle import ThrottleRegistry
+from evaccess.server.throttle import Throttle
 from evaccess.server.vault import KeypadHasher, PinVault
 
 
@@ -29,6 +30,14 @@ class NotifierSlot:
     def poke(self, charger_id: str) -> None:
         if self.target is not None:
             self.target.poke(charger_id)
+
+
+class ClusterLink(Protocol):
+    """The node's connection to the other nodes (cluster mode); closed at shutdown."""
+
+    node_id: str
+
+    async def aclose(self) -> None: ...
 
 
 LOGIN_RULES = LockoutRules(max_failures=5, window_s=60.0, lockout_s=60.0, escalation=2.0)
@@ -69,13 +78,13 @@ class Context:
     token_ttl_s: float
     allow_signup: bool = False
     """Self sign-up through ``POST /api/users`` (``EVACCESS_ALLOW_SIGNUP``); off by default."""
-    keypad_throttle: ThrottleRegistry
-    login_throttle: ThrottleRegistry
-    login_account_throttle: ThrottleRegistry
-    login_client_throttle: ThrottleRegistry
-    pin_set_throttle: ThrottleRegistry
+    keypad_throttle: Throttle
+    login_throttle: Throttle
+    login_account_throttle: Throttle
+    login_client_throttle: Throttle
+    pin_set_throttle: Throttle
     keypad_index: KeypadIndex
-    commissioning_throttle: ThrottleRegistry
+    commissioning_throttle: Throttle
     """Failed sticker scans, keyed ``account:<user id>`` and ``charger:<serial>``."""
     commissioning_code_ttl_s: float = 730 * 86400.0
     delivery: DeliveryPort = field(default_factory=LogDelivery)
@@ -87,3 +96,11 @@ class Context:
     """Claim documents (``EVACCESS_CLAIM_DIR``); ``None``: this server takes no claims."""
     claim_objection_s: float = 7 * 86400.0
     claim_document_max_bytes: int = 10 * 1024 * 1024
+    cluster: ClusterLink | None = None
+    """Cluster mode (``EVACCESS_REDIS_URL``): the throttles above live in Redis."""
+
+    async def close(self) -> None:
+        """Release the database and the cluster connection (at shutdown)."""
+        await self.db.dispose()
+        if self.cluster is not None:
+            await self.cluster.aclose()

@@ -189,7 +189,7 @@ async def serve(
                 ),
             )
         except OSError as exc:
-            await ctx.db.dispose()
+            await ctx.close()
             raise ConfigurationError(
                 _bind_failure(
                     ocpp_host, settings.ocpp_port, "EVACCESS_OCPP_PORT or --ocpp-port", exc
@@ -223,4 +223,4 @@ async def serve(
         await stop_background_tasks(background)
         ctx.notifier.target = None
         await ocpp.close()
-        await ctx.db.dispose()
+        await ctx.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Self
 
@@ -109,6 +110,21 @@ class Settings(BaseSettings):
         "[?starttls=true]. Unset: notifications are written to the server log.",
     )
     smtp_from: str = Field(default="evaccess@localhost", description="Sender of notifications.")
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Cluster mode: share the security counters (keypad lockouts, login "
+        "throttles, keypad-PIN rejections, sticker scans) with the other nodes through this "
+        "Redis (redis://[:password@]host[:port][/db], rediss:// for TLS). Unset: one node, "
+        "counters in memory.",
+    )
+    redis_prefix: str = Field(
+        default="evaccess:", min_length=1, description="Prefix of every Redis key of evaccess."
+    )
+    node_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        description="This node's name in the cluster; default: host name and process id.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

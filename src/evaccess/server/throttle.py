@@ -1,45 +1,74 @@
-"""Lockout state per key (charger, account, client address) kept in this process.
+"""Lockout state per key (charger, account, client address): the port and its in-process
+adapter.
 
-The rules and transitions are ``domain.lockout``; this only stores the states. Several
-server nodes share them through Redis (docs/architecture.md); one process keeps them here.
+The rules and transitions are ``domain.lockout``; an adapter only stores the states. One
+node keeps them here (``ThrottleRegistry``); in cluster mode (``EVACCESS_REDIS_URL``) every
+node shares them through Redis (``server.cluster.redis``), with the same results. An adapter
+that cannot reach its store raises ``ClusterUnavailable``: the attempt is refused, never let
+through uncounted (docs/security.md).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from evaccess.domain import lockout
 from evaccess.domain.clock import Clock
 
 
+class Throttle(Protocol):
+    """One throttle (one set of ``LockoutRules``) over many keys."""
+
+    @property
+    def rules(self) -> lockout.LockoutRules: ...
+
+    async def check(self, key: str) -> None:
+        """Raise ``LockedOut`` if ``key`` is locked now."""
+
+    async def is_locked(self, key: str) -> float | None:
+        """Seconds until ``key`` unlocks (``inf``: disabled), or ``None``."""
+
+    async def failure(self, key: str) -> lockout.LockoutEvent | None:
+        """Count one failure; the lockout it caused, if any."""
+
+    async def success(self, key: str) -> None:
+        """A success resets the counters (a lockout in force stays in force)."""
+
+
 class ThrottleRegistry:
+    """The in-process adapter: states in a dict, time from the clock's monotonic seconds."""
+
     def __init__(self, rules: lockout.LockoutRules, clock: Clock, max_keys: int = 100_000) -> None:
-        self.rules = rules
+        self._rules = rules
         self._clock = clock
         self._states: dict[str, lockout.LockoutState] = {}
         self._max_keys = max_keys
 
-    def check(self, key: str) -> None:
-        """Raise ``LockedOut`` if ``key`` is locked now (no other I/O)."""
+    @property
+    def rules(self) -> lockout.LockoutRules:
+        return self._rules
+
+    async def check(self, key: str) -> None:
         state = self._states.get(key)
         if state is not None:
             lockout.check(state, self._clock.monotonic())
 
-    def is_locked(self, key: str) -> float | None:
-        """Seconds until ``key`` unlocks, or ``None``."""
+    async def is_locked(self, key: str) -> float | None:
         state = self._states.get(key)
         now = self._clock.monotonic()
         if state is None or not state.is_locked(now):
             return None
         return float("inf") if state.disabled else state.locked_until - now
 
-    def failure(self, key: str) -> lockout.LockoutEvent | None:
+    async def failure(self, key: str) -> lockout.LockoutEvent | None:
         state = self._states.get(key, lockout.LockoutState())
-        new, event = lockout.record_failure(state, self._clock.monotonic(), self.rules)
+        new, event = lockout.record_failure(state, self._clock.monotonic(), self._rules)
         if len(self._states) >= self._max_keys and key not in self._states:
             self._evict()
         self._states[key] = new
         return event
 
-    def success(self, key: str) -> None:
+    async def success(self, key: str) -> None:
         state = self._states.get(key)
         if state is not None:
             reset = lockout.record_success(state)

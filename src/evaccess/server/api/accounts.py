@@ -8,14 +8,17 @@ from fastapi import APIRouter, Request, Response, status
 from evaccess.server.api import schemas as s
 from evaccess.server.api.common import NO_STORE
 from evaccess.server.api.deps import Ctx, CurrentActor, Token
-from evaccess.server.api.problems import documented
+from evaccess.server.api.problems import CLUSTER_UNAVAILABLE, documented
 from evaccess.server.services import accounts, organisations
 
 router = APIRouter(prefix="/api", responses=documented(500))
 
 
 @router.post(
-    "/auth/login", responses=documented(401, 422, 429), response_model=s.TokenOut, tags=["auth"]
+    "/auth/login",
+    responses=documented(401, 422, 429, 503, notes=CLUSTER_UNAVAILABLE),
+    response_model=s.TokenOut,
+    tags=["auth"],
 )
 async def login(body: s.LoginIn, request: Request, response: Response, ctx: Ctx) -> s.TokenOut:
     client = request.client.host if request.client else "unknown"
@@ -33,7 +36,7 @@ async def logout(ctx: Ctx, token: Token) -> None:
 
 @router.post(
     "/auth/password",
-    responses=documented(401, 422, 429),
+    responses=documented(401, 422, 429, 503, notes=CLUSTER_UNAVAILABLE),
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["auth"],
 )

@@ -60,7 +60,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
             yield
         finally:
             if owned:
-                await app.state.context.db.dispose()
+                await app.state.context.close()
 
     # Swagger UI (/docs) and ReDoc (/redoc) with their scripts, styles and icon served from
     # the fastapi-offline wheel under DOCS_ASSETS: the pages work without network access.

@@ -26,6 +26,7 @@ STATUS: tuple[tuple[type[errors.EvAccessError], int], ...] = (
     (errors.Throttled, 429),
     (errors.IntegrityFailure, 500),
     (errors.AuditUnavailable, 503),
+    (errors.ClusterUnavailable, 503),
     (errors.ConfigurationError, 500),
 )
 
@@ -57,6 +58,13 @@ DOCUMENTED = {
     429: "Too many attempts (`throttled`, `locked_out`): retry after `Retry-After` seconds.",
     500: "Internal error (`internal_error`, `integrity_failure`): quote the `request_id`.",
     503: "Unavailable (`audit_unavailable`): the action could not be audited, so it was not done.",
+}
+
+
+CLUSTER_UNAVAILABLE = {
+    503: "Unavailable (`cluster_unavailable`): in cluster mode the security counters shared "
+    "by the server nodes (Redis) cannot be reached, so the attempt was refused uncounted "
+    "(docs/security.md); retry later.",
 }
 
 

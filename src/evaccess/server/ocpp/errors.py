@@ -29,6 +29,7 @@ CALL_ERRORS: Final[tuple[tuple[type[errors.EvAccessError], RpcError], ...]] = (
     # The CSMS's own trouble.
     (errors.IntegrityFailure, RpcError.INTERNAL_ERROR),
     (errors.AuditUnavailable, RpcError.INTERNAL_ERROR),
+    (errors.ClusterUnavailable, RpcError.INTERNAL_ERROR),
     (errors.ConfigurationError, RpcError.INTERNAL_ERROR),
 )
 """Most specific first is not needed: no row's class derives from another row's."""

@@ -140,15 +140,15 @@ async def login(ctx: Context, email: str, password: str, *, client: str) -> Issu
         (ctx.login_client_throttle, client),
     )
     for throttle, key in throttles:
-        throttle.check(key)
+        await throttle.check(key)
     async with ctx.db.read() as session:
         user = await session.scalar(select(User).where(User.email == email))
     if not await _verify(ctx, user.password_hash if user else None, password):
         for throttle, key in throttles:
-            throttle.failure(key)
+            await throttle.failure(key)
         raise NotAuthenticated("wrong email or password")
     assert user is not None
-    ctx.login_throttle.success(f"{email}|{client}")
+    await ctx.login_throttle.success(f"{email}|{client}")
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     expires = now + timedelta(seconds=ctx.token_ttl_s)
@@ -218,11 +218,11 @@ async def logout(ctx: Context, token: str) -> None:
 async def change_password(ctx: Context, actor: Actor, current: str, new: str) -> None:
     """Change one's own password; every other token of the account is revoked."""
     check_password(new, actor.email)
-    ctx.login_account_throttle.check(actor.email)
+    await ctx.login_account_throttle.check(actor.email)
     async with ctx.db.read() as session:
         user = await session.get_one(User, actor.user_id)
     if not await _verify(ctx, user.password_hash, current):
-        ctx.login_account_throttle.failure(actor.email)
+        await ctx.login_account_throttle.failure(actor.email)
         raise NotAuthenticated("the current password is wrong")
     fresh = await asyncio.to_thread(ctx.passwords.hash, new)
     async with ctx.db.transaction() as session:
@@ -263,7 +263,7 @@ async def reset_password(ctx: Context, email: str) -> str:
         await ctx.audit.append(
             session, AuditEntry(action="user.password_reset", subject_id=user.id)
         )
-    ctx.login_account_throttle.success(user.email)
+    await ctx.login_account_throttle.success(user.email)
     return password
 
 

@@ -208,10 +208,10 @@ def _throttle_keys(actor: Actor, serial: str) -> tuple[str, str]:
     return f"account:{actor.user_id}", f"charger:{serial}"
 
 
-def _check_throttle(ctx: Context, actor: Actor, serial: str) -> None:
+async def _check_throttle(ctx: Context, actor: Actor, serial: str) -> None:
     for key in _throttle_keys(actor, serial):
         try:
-            ctx.commissioning_throttle.check(key)
+            await ctx.commissioning_throttle.check(key)
         except LockedOut as exc:
             what = "this account" if key.startswith("account:") else "this charger"
             raise LockedOut(
@@ -229,7 +229,7 @@ async def _failed(
     account when it (or the charger) is now locked."""
     locked = False
     for key in _throttle_keys(actor, serial):
-        if ctx.commissioning_throttle.failure(key) is not None:
+        if await ctx.commissioning_throttle.failure(key) is not None:
             locked = True
     async with ctx.db.transaction() as session:
         await ctx.audit.append(
@@ -256,7 +256,7 @@ async def scan(ctx: Context, actor: Actor, text: str) -> Commissioned:
     """Commission the charger on the sticker to ``actor`` (its owner from now on) and reveal
     its Bluetooth PIN."""
     payload = sticker.parse(text)
-    _check_throttle(ctx, actor, payload.serial)
+    await _check_throttle(ctx, actor, payload.serial)
     refusal: tuple[str, str, str] | None = None
     charger: Charger | None = None
     try:
@@ -295,7 +295,7 @@ async def scan(ctx: Context, actor: Actor, text: str) -> Commissioned:
         raise ScanRefused(message, code=code)
     assert charger is not None
     for key in _throttle_keys(actor, payload.serial):
-        ctx.commissioning_throttle.success(key)
+        await ctx.commissioning_throttle.success(key)
     ownership.access_changed(ctx, charger)
     pin: RevealedPin | None
     try:

@@ -144,7 +144,7 @@ async def set_pin(
     ctx: Context, actor: Actor, org_id: str, user_id: str, pin: str | None
 ) -> KeypadPinSet:
     """Set ``user_id``'s keypad PIN in the organisation's PIN space (``pin=None``: generate)."""
-    ctx.pin_set_throttle.check(f"setter:{actor.user_id}")
+    await ctx.pin_set_throttle.check(f"setter:{actor.user_id}")
     org = await _target_org(ctx, actor, org_id, user_id)
     return await _set(ctx, actor, PinSpace.of(org), user_id, pin)
 
@@ -152,7 +152,7 @@ async def set_pin(
 async def set_personal_pin(ctx: Context, actor: Actor, pin: str | None) -> KeypadPinSet:
     """Set the actor's PIN in their personal space (``pin=None``: generate). Only for a
     charger owner; it works at the chargers they own."""
-    ctx.pin_set_throttle.check(f"setter:{actor.user_id}")
+    await ctx.pin_set_throttle.check(f"setter:{actor.user_id}")
     async with ctx.db.read() as session:
         if not await _owned_roots(session, ctx, actor.user_id):
             raise PermissionDenied(NOT_AN_OWNER)
@@ -169,7 +169,7 @@ async def _set(
     if not pin.isascii() or not pin.isdigit() or len(pin) != rules.digits:
         rules.validate(pin)  # raises the specific format error: it reveals nothing
     if trivial_reasons(pin) or not await _store(ctx, actor, space, rules, user_id, pin):
-        _count_rejection(ctx, setter)
+        await _count_rejection(ctx, setter)
         raise PinRejected(REJECTED)
     return KeypadPinSet(user_id=user_id, digits=rules.digits)
 
@@ -233,9 +233,9 @@ async def _clashes(
     )
 
 
-def _count_rejection(ctx: Context, setter: str) -> None:
-    if ctx.pin_set_throttle.failure(setter) is not None:
-        retry = ctx.pin_set_throttle.is_locked(setter) or 0.0
+async def _count_rejection(ctx: Context, setter: str) -> None:
+    if await ctx.pin_set_throttle.failure(setter) is not None:
+        retry = await ctx.pin_set_throttle.is_locked(setter) or 0.0
         raise Throttled("too many rejected keypad PINs; try again later", retry_after=retry)
 
 
@@ -379,14 +379,14 @@ async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
     Throttled per charger: while the keypad is locked this raises ``LockedOut`` before any
     database lookup. Lockouts are recorded as security events by the caller's hook."""
     key = f"keypad:{charger_id}"
-    ctx.keypad_throttle.check(key)
+    await ctx.keypad_throttle.check(key)
     user_id = await _lookup(ctx, charger_id, pin)
     if user_id is None:
-        event = ctx.keypad_throttle.failure(key)
+        event = await ctx.keypad_throttle.failure(key)
         if event is not None:
             await _record_lockout(ctx, charger_id)
         return None
-    ctx.keypad_throttle.success(key)
+    await ctx.keypad_throttle.success(key)
     return user_id
 
 
@@ -541,7 +541,7 @@ async def _members_let_in(session: AsyncSession, root_id: str) -> dict[str, dict
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
     now = ctx.clock.now()
-    retry = ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
+    retry = await ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
     async with ctx.db.transaction() as session:
         charger = await session.get(Charger, charger_id)
         if charger is None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evaccess.domain.errors import LockedOut
+from evaccess.domain.errors import ClusterUnavailable, LockedOut
 from evaccess.domain.policy import Refusal, review_report
 from evaccess.domain.tokens import Purpose
 from evaccess.protocol.ocpp_components import KEYCODE_TOKEN_TYPE
@@ -223,6 +223,10 @@ class DbOcppBackend:
             user_id = await keypad_pins.resolve(self._ctx, internal, code)
         except LockedOut as exc:
             return port.AuthorizeResult(accepted=False, locked=True, retry_after_s=exc.retry_after)
+        except ClusterUnavailable:
+            # Fail closed: no code is tried that cannot be counted (docs/security.md); the
+            # charger's own local list still answers for its holders.
+            return port.AuthorizeResult(accepted=False)
         return port.AuthorizeResult(accepted=user_id is not None, user_id=user_id)
 
     async def authorize_token(
@@ -261,6 +265,8 @@ class DbOcppBackend:
             )
         except LockedOut as exc:
             return port.AuthorizeResult(accepted=False, locked=True, retry_after_s=exc.retry_after)
+        except ClusterUnavailable:
+            return port.AuthorizeResult(accepted=False)
         if answer is not None:
             return answer
         if token_type is None:

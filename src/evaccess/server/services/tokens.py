@@ -428,7 +428,7 @@ async def resolve(
     lookup; an unknown number counts as a failure (``count_miss``: not when the caller
     goes on to try it as a keypad code, which counts it then)."""
     key = f"keypad:{charger_id}"
-    ctx.keypad_throttle.check(key)
+    await ctx.keypad_throttle.check(key)
     now = ctx.clock.now()
     async with ctx.db.read() as session:
         charger = await session.get(Charger, charger_id)
@@ -449,12 +449,12 @@ async def resolve(
             )
             found = (card, decide(facts, purpose, now))
     if found is None:
-        if count_miss and ctx.keypad_throttle.failure(key) is not None:
+        if count_miss and await ctx.keypad_throttle.failure(key) is not None:
             await _record_lockout(ctx, charger_id)
         return None
     card, answer = found
     if answer is Answer.ACCEPTED:
-        ctx.keypad_throttle.success(key)
+        await ctx.keypad_throttle.success(key)
     return port.AuthorizeResult(
         accepted=answer is Answer.ACCEPTED,
         user_id=card.user_id if answer is Answer.ACCEPTED else None,
@@ -490,7 +490,7 @@ async def _find(
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:
     now = ctx.clock.now()
-    retry = ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
+    retry = await ctx.keypad_throttle.is_locked(f"keypad:{charger_id}")
     async with ctx.db.transaction() as session:
         charger = await session.get(Charger, charger_id)
         if charger is None:

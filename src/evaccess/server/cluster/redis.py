@@ -1,0 +1,204 @@
+"""The security counters of every node in Redis: the Redis adapter of ``throttle.Throttle``.
+
+One hash per key (``<prefix>throttle:<throttle>:<digest of the key>``: no email or address
+in Redis), changed by one Lua script per failure, so two nodes counting at once never lose
+a failure. The script is ``domain.lockout.record_failure`` line for line (failures in the
+window, lockout with escalation, the disabling cap), on the epoch seconds of the node's
+clock (the nodes keep their clocks in step with NTP): the results are the in-process
+adapter's. Every hash expires once nothing of it matters any more (its lockout is over and
+a window and the longest lockout have passed), except a disabled one, which stays.
+
+Redis unreachable: every call raises ``ClusterUnavailable`` (the attempt is refused, not
+let through uncounted); the client reconnects by itself on the next call once Redis is
+back. The log says so once per outage, naming the error's type only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from evaccess.domain import lockout
+from evaccess.domain.clock import Clock
+from evaccess.domain.errors import ClusterUnavailable
+
+log = logging.getLogger("evaccess.cluster")
+
+TIMEOUT_S = 1.0
+"""Connect and reply timeout: a node waits at most this long before failing closed."""
+
+_FAILURE = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local max_failures = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local lockout_s = tonumber(ARGV[4])
+local escalation = tonumber(ARGV[5])
+local max_lockout = tonumber(ARGV[6])
+local cap = tonumber(ARGV[7])
+local retain = tonumber(ARGV[8])
+local function fmt(x) return string.format('%.17g', x) end
+local s = redis.call('HMGET', key, 'f', 'u', 'l', 'c', 'd')
+local locked_until = tonumber(s[2]) or 0
+local level = tonumber(s[3]) or 0
+local consecutive = (tonumber(s[4]) or 0) + 1
+if cap and consecutive >= cap then
+  redis.call('HSET', key, 'f', '', 'u', fmt(locked_until), 'l', level, 'c', consecutive, 'd', '1')
+  redis.call('PERSIST', key)
+  return {'disabled', tostring(level), '', tostring(consecutive)}
+end
+local recent = {}
+if s[1] then
+  for t in string.gmatch(s[1], '%S+') do
+    if now - tonumber(t) < window then table.insert(recent, t) end
+  end
+end
+table.insert(recent, fmt(now))
+if #recent < max_failures then
+  redis.call('HSET', key, 'f', table.concat(recent, ' '), 'u', fmt(locked_until), 'l', level,
+    'c', consecutive)
+  if s[5] == '1' then
+    redis.call('PERSIST', key)
+  else
+    redis.call('EXPIRE', key, math.ceil(math.max(locked_until - now, 0) + retain))
+  end
+  return false
+end
+level = level + 1
+local duration = math.min(lockout_s * escalation ^ (level - 1), max_lockout)
+redis.call('HSET', key, 'f', '', 'u', fmt(now + duration), 'l', level, 'c', consecutive, 'd', '0')
+redis.call('EXPIRE', key, math.ceil(duration + retain))
+return {'locked', tostring(level), fmt(duration), tostring(consecutive)}
+"""
+
+_SUCCESS = """
+local s = redis.call('HMGET', KEYS[1], 'u', 'd')
+if (tonumber(s[1]) or 0) == 0 and s[2] ~= '1' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'f', '', 'l', 0, 'c', 0)
+end
+return 0
+"""
+
+
+class RedisCluster:
+    """The connection to Redis every throttle of a node shares; ``aclose`` at shutdown."""
+
+    def __init__(self, url: str, *, prefix: str, node_id: str, clock: Clock) -> None:
+        self.prefix = prefix
+        self.node_id = node_id
+        self.clock = clock
+        self.client: Redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=TIMEOUT_S,
+            socket_connect_timeout=TIMEOUT_S,
+            # One immediate retry: the first command on a connection that Redis closed
+            # (it restarted) fails, the retry reconnects.
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.failure_script = self.client.register_script(_FAILURE)
+        self.success_script = self.client.register_script(_SUCCESS)
+        self._up = True
+
+    def throttle(self, name: str, rules: lockout.LockoutRules) -> RedisThrottle:
+        return RedisThrottle(self, name, rules)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one Redis command; an error of Redis or of the network fails closed."""
+        try:
+            result = await fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            if self._up:
+                self._up = False
+                log.warning(
+                    "Redis unreachable (%s on %s): security counters fail closed",
+                    type(exc).__name__,
+                    what,
+                )
+            raise ClusterUnavailable(
+                "the security counters shared by the server nodes are unreachable; "
+                "try again shortly"
+            ) from None
+        if not self._up:
+            self._up = True
+            log.info("Redis reachable again: security counters shared again")
+        return result
+
+
+class RedisThrottle:
+    """One throttle of ``RedisCluster`` (``name`` keeps its keys apart from the others')."""
+
+    def __init__(self, cluster: RedisCluster, name: str, rules: lockout.LockoutRules) -> None:
+        self._cluster = cluster
+        self._name = name
+        self._rules = rules
+        self._retain = max(rules.window_s, rules.max_lockout_s)
+
+    @property
+    def rules(self) -> lockout.LockoutRules:
+        return self._rules
+
+    def redis_key(self, key: str) -> str:
+        digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        return f"{self._cluster.prefix}throttle:{self._name}:{digest}"
+
+    def _now(self) -> float:
+        return self._cluster.clock.now().timestamp()
+
+    async def _state(self, key: str) -> lockout.LockoutState:
+        client = self._cluster.client
+        until, disabled = await self._cluster.call(
+            "check", client.hmget, self.redis_key(key), ["u", "d"]
+        )
+        return lockout.LockoutState(locked_until=float(until or 0.0), disabled=disabled == "1")
+
+    async def check(self, key: str) -> None:
+        lockout.check(await self._state(key), self._now())
+
+    async def is_locked(self, key: str) -> float | None:
+        state = await self._state(key)
+        now = self._now()
+        if not state.is_locked(now):
+            return None
+        return float("inf") if state.disabled else state.locked_until - now
+
+    async def failure(self, key: str) -> lockout.LockoutEvent | None:
+        rules = self._rules
+        args = [
+            repr(self._now()),
+            rules.max_failures,
+            repr(rules.window_s),
+            repr(rules.lockout_s),
+            repr(rules.escalation),
+            repr(rules.max_lockout_s),
+            "" if rules.failure_cap is None else rules.failure_cap,
+            repr(self._retain),
+        ]
+        reply = await self._cluster.call(
+            "failure", self._cluster.failure_script, keys=[self.redis_key(key)], args=args
+        )
+        if reply is None:
+            return None
+        kind, level, duration, consecutive = reply
+        return lockout.LockoutEvent(
+            kind=lockout.LockoutKind(kind),
+            level=int(level),
+            duration_s=float(duration) if duration else None,
+            consecutive_failures=int(consecutive),
+        )
+
+    async def success(self, key: str) -> None:
+        await self._cluster.call(
+            "success", self._cluster.success_script, keys=[self.redis_key(key)]
+        )

@@ -1,0 +1,354 @@
+"""Cluster mode: the security counters shared by server nodes through Redis.
+
+Against the real Redis on 127.0.0.1:6379 (a key prefix of each test's own, deleted after);
+skipped, saying so, when it is not reachable. The outage test starts a Redis of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from evaccess.domain import lockout
+from evaccess.domain.clock import ManualClock
+from evaccess.domain.errors import ClusterUnavailable, LockedOut
+from evaccess.server.cluster.redis import RedisCluster
+from evaccess.server.context import Context
+from evaccess.server.services import keypad_pins
+from evaccess.server.services.ocpp_backend import DbOcppBackend
+from evaccess.server.throttle import Throttle, ThrottleRegistry
+from tests.server.support import PASSWORD, build_world, client_for, make_context
+from tests.support import eventually
+
+REQUIRED = os.environ.get("EVACCESS_TEST_REDIS_URL")
+"""Set (CI): the Redis to use, and a missing one fails the tests instead of skipping them."""
+REDIS_URL = REQUIRED or "redis://127.0.0.1:6379/0"
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis, its keys deleted after."""
+    reason = _reachable(REDIS_URL)
+    if reason is not None:
+        if REQUIRED:
+            pytest.fail(f"EVACCESS_TEST_REDIS_URL is set but Redis does not answer ({reason})")
+        pytest.skip(f"no Redis on 127.0.0.1:6379 ({reason}): cluster tests need one")
+    mine = f"evaccess-test-{uuid.uuid4().hex}:"
+    yield mine
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{mine}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def cluster(prefix: str, clock: ManualClock) -> AsyncIterator[RedisCluster]:
+    link = RedisCluster(REDIS_URL, prefix=prefix, node_id="test", clock=clock)
+    yield link
+    await link.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_throttle(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[Any]:
+    """Builds a throttle of one adapter: the same rule table runs against both."""
+    link: RedisCluster | None = None
+    if request.param == "redis":
+        link = RedisCluster(
+            REDIS_URL, prefix=request.getfixturevalue("prefix"), node_id="t", clock=clock
+        )
+
+    def make(rules: lockout.LockoutRules, name: str = "t") -> Throttle:
+        return ThrottleRegistry(rules, clock) if link is None else link.throttle(name, rules)
+
+    yield make
+    if link is not None:
+        await link.aclose()
+
+
+async def test_five_failures_lock_with_escalation_and_a_success_resets_the_level(
+    make_throttle: Any, clock: ManualClock
+) -> None:
+    throttle = make_throttle(lockout.KEYPAD_RULES)
+    for _ in range(4):
+        assert await throttle.failure("k") is None
+        clock.advance(1)
+    assert await throttle.is_locked("k") is None
+    await throttle.check("k")
+    event = await throttle.failure("k")
+    assert event == lockout.LockoutEvent(
+        kind=lockout.LockoutKind.LOCKED, level=1, duration_s=300.0, consecutive_failures=5
+    )
+    assert await throttle.is_locked("k") == pytest.approx(300)
+    with pytest.raises(LockedOut) as locked:
+        await throttle.check("k")
+    assert locked.value.retry_after == pytest.approx(300)
+    assert await throttle.is_locked("other") is None  # keys apart
+    clock.advance(300)
+    assert await throttle.is_locked("k") is None
+    for _ in range(4):
+        assert await throttle.failure("k") is None
+    event = await throttle.failure("k")  # the second lockout lasts twice as long
+    assert event is not None and (event.level, event.duration_s) == (2, 600.0)
+    assert event.consecutive_failures == 10
+    await throttle.success("k")  # a lockout in force stays in force ...
+    assert await throttle.is_locked("k") == pytest.approx(600)
+    clock.advance(600)
+    for _ in range(4):
+        assert await throttle.failure("k") is None
+    event = await throttle.failure("k")  # ... but the level starts afresh
+    assert event is not None and (event.level, event.duration_s) == (1, 300.0)
+    assert event.consecutive_failures == 5
+
+
+async def test_failures_outside_the_window_do_not_count(
+    make_throttle: Any, clock: ManualClock
+) -> None:
+    throttle = make_throttle(lockout.KEYPAD_RULES)
+    for _ in range(4):
+        assert await throttle.failure("k") is None
+    clock.advance(59.5)
+    assert await throttle.failure("k") is not None  # 5 within 60 s
+    throttle = make_throttle(lockout.KEYPAD_RULES, "u")
+    for _ in range(4):
+        assert await throttle.failure("k") is None
+    clock.advance(60)
+    assert await throttle.failure("k") is None  # the first 4 are 60 s old: out
+    assert await throttle.is_locked("k") is None
+
+
+async def test_lockouts_are_capped_and_the_failure_cap_disables(
+    make_throttle: Any, clock: ManualClock
+) -> None:
+    rules = lockout.LockoutRules(
+        max_failures=2, lockout_s=10.0, escalation=10.0, max_lockout_s=500.0, failure_cap=7
+    )
+    throttle = make_throttle(rules)
+    durations = []
+    for _ in range(3):
+        await throttle.failure("k")
+        event = await throttle.failure("k")
+        assert event is not None
+        durations.append(event.duration_s)
+        clock.advance(1000)
+    assert durations == [10.0, 100.0, 500.0]
+    event = await throttle.failure("k")  # the 7th in a row
+    assert event == lockout.LockoutEvent(
+        kind=lockout.LockoutKind.DISABLED, level=3, duration_s=None, consecutive_failures=7
+    )
+    clock.advance(10**6)
+    assert await throttle.is_locked("k") == float("inf")
+    with pytest.raises(lockout.PairingDisabled):
+        await throttle.check("k")
+    await throttle.success("k")
+    assert await throttle.is_locked("k") == float("inf")
+
+
+async def test_random_sequences_give_both_adapters_the_same_answers(
+    prefix: str, clock: ManualClock
+) -> None:
+    """1,000 random steps on a few keys: the Redis adapter answers as the in-process one."""
+    rules = lockout.LockoutRules(max_failures=3, window_s=20.0, lockout_s=15.0, failure_cap=40)
+    memory = ThrottleRegistry(rules, clock)
+    link = RedisCluster(REDIS_URL, prefix=prefix, node_id="t", clock=clock)
+    shared = link.throttle("t", rules)
+    steps = random.Random(1313)
+    try:
+        for _ in range(1000):
+            key = steps.choice("abc")
+            op = steps.choice(("failure", "failure", "failure", "success", "advance"))
+            if op == "advance":
+                clock.advance(steps.choice((0.5, 3.0, 7.0, 16.0)))
+            elif op == "failure":
+                assert await shared.failure(key) == await memory.failure(key)
+            else:
+                await memory.success(key)
+                await shared.success(key)
+            want = await memory.is_locked(key)
+            got = await shared.is_locked(key)
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert got == pytest.approx(want, abs=1e-6)
+    finally:
+        await link.aclose()
+
+
+async def test_every_key_expires_and_carries_no_email(cluster: RedisCluster, prefix: str) -> None:
+    throttle = cluster.throttle("login-account", lockout.KEYPAD_RULES)
+    await throttle.failure("someone@example.com")
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    assert len(keys) == 1 and keys[0].startswith(f"{prefix}throttle:login-account:")
+    assert "someone" not in keys[0]
+    assert 0 < client.ttl(keys[0]) <= 60 + 24 * 3600
+    await throttle.success("someone@example.com")
+    assert list(client.scan_iter(match=f"{prefix}*")) == []  # nothing left to keep
+    client.close()
+
+
+async def _node(database_url: str, keys: Path, clock: ManualClock, rng: Any, **s: Any) -> Context:
+    return await make_context(database_url, keys, clock=clock, rng=rng, **s)
+
+
+@pytest.fixture
+async def nodes(
+    database_url: str, tmp_path: Path, clock: ManualClock, rng: Any, prefix: str
+) -> AsyncIterator[tuple[Context, Context]]:
+    """Two server nodes on one database and one Redis."""
+    settings = {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    a = await _node(database_url, tmp_path / "keys", clock, rng, node_id="a", **settings)
+    b = await _node(database_url, tmp_path / "keys", clock, rng, node_id="b", **settings)
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_five_wrong_keypad_pins_over_two_nodes_lock_the_charger_on_both(
+    nodes: tuple[Context, Context], canaries: Any
+) -> None:
+    a, b = nodes
+    world = await build_world(a)
+    canaries.add("9274")
+    await keypad_pins.set_pin(
+        a, world.actor("owner"), world.org.id, world.users["owner"].id, "9274"
+    )
+    charger = world.chargers["old"]
+    for node, guess in zip((a, b, a, b, a), ("1000", "1001", "1002", "1003", "1004"), strict=True):
+        assert await keypad_pins.resolve(node, charger.id, guess) is None
+    for node in (a, b):
+        with pytest.raises(LockedOut) as locked:
+            await keypad_pins.resolve(node, charger.id, "9274")
+        assert locked.value.retry_after == pytest.approx(300)
+
+
+async def test_a_login_throttle_holds_across_nodes(nodes: tuple[Context, Context]) -> None:
+    a, b = nodes
+    world = await build_world(a)
+    email = world.users["owner"].email
+    async with client_for(a) as on_a, client_for(b) as on_b:
+        for client in (on_a, on_b, on_a, on_b, on_a):
+            wrong = await client.post(
+                "/api/auth/login", json={"email": email, "password": "wrong password!"}
+            )
+            assert wrong.status_code == 401
+        right = await on_b.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert right.status_code == 429
+    assert right.json()["code"] == "locked_out"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server of the test's own, stopped and started again at will."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        process = self.process
+        await eventually(
+            lambda: _reachable(self.url) is None,
+            "redis-server to answer",
+            unless=lambda: process.poll() is not None and f"exited with {process.returncode}",
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: the outage test starts one of its own")
+    server = OwnRedis(_free_port())
+    await server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_down_fails_closed_and_the_node_recovers_by_itself(
+    database_url: str,
+    tmp_path: Path,
+    clock: ManualClock,
+    rng: Any,
+    own_redis: OwnRedis,
+    canaries: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "evaccess.cluster")
+    node = await _node(
+        database_url, tmp_path / "keys", clock, rng, redis_url=own_redis.url, node_id="a"
+    )
+    try:
+        world = await build_world(node)
+        canaries.add("9274")
+        owner = world.users["owner"]
+        await keypad_pins.set_pin(node, world.actor("owner"), world.org.id, owner.id, "9274")
+        backend = DbOcppBackend(node)
+        serial = world.chargers["old"].serial
+        login = {"email": owner.email, "password": PASSWORD}
+        async with client_for(node) as client:
+            assert (await client.post("/api/auth/login", json=login)).status_code == 200
+            assert (await backend.authorize_keycode(serial, "9274")).accepted
+
+            own_redis.stop()
+            down = await client.post("/api/auth/login", json=login)
+            assert down.status_code == 503
+            assert down.json()["code"] == "cluster_unavailable"
+            wrong = await client.post(
+                "/api/auth/login", json={**login, "password": "wrong password!"}
+            )
+            assert wrong.status_code == 503  # refused, not answered uncounted
+            answer = await backend.authorize_keycode(serial, "9274")
+            assert not answer.accepted and not answer.locked
+            with pytest.raises(ClusterUnavailable):
+                await keypad_pins.resolve(node, world.chargers["old"].id, "9274")
+
+            await own_redis.start()  # the same port: the client reconnects by itself
+
+            async def logged_in() -> bool:
+                return (await client.post("/api/auth/login", json=login)).status_code == 200
+
+            await eventually(logged_in, "a login once Redis is back")
+            assert (await backend.authorize_keycode(serial, "9274")).accepted
+    finally:
+        await node.close()
+    text = caplog.text
+    assert "Traceback" not in text and "internal_error" not in text
+    assert "Redis unreachable" in text and "Redis reachable again" in text
+    assert PASSWORD not in text and "9274" not in text
