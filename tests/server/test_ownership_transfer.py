@@ -36,7 +36,7 @@ from evaccess.server.services import (
 )
 from evaccess.server.services.bluetooth_pins import NewOwnerPin
 from evaccess.server.services.relations import charger_for
-from tests.conftest import Canaries
+from tests.conftest import Canaries, ManualClock
 from tests.server.support import World, build_world, confirm_pin_push, share
 
 
@@ -448,7 +448,7 @@ async def test_an_expired_service_grant_is_refused_at_the_keypad(
 
 
 async def test_the_people_concerned_are_told_of_each_step_of_a_transfer(
-    ctx: Context, world: World
+    ctx: Context, world: World, clock: ManualClock
 ) -> None:
     async def subjects(email: str) -> list[str]:
         async with ctx.db.read() as session:
@@ -462,6 +462,7 @@ async def test_the_people_concerned_are_told_of_each_step_of_a_transfer(
     offered = await transfers.start_transfer(
         ctx, world.actor("owner"), cid(world, "wallbox"), "Buyer@Example.com"
     )
+    clock.advance(60)  # the frozen clock stamps both alike otherwise: order by time
     await transfers.cancel_transfer(ctx, world.actor("owner"), offered.id)
     assert await subjects("buyer@example.com") == [
         "You are offered charger WB-100001",
