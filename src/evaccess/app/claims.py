@@ -9,7 +9,6 @@ if any, is told at once and may object (`claim object`) within the window, which
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ import typer
 
 from evaccess import console
 from evaccess.app.api import ApiClient
+from evaccess.app.output import done, when
 from evaccess.app.session import load_session
 from evaccess.domain.errors import InvalidInput
 
@@ -34,8 +34,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 ClaimId = Annotated[str, typer.Argument(help="The claim's id, as `claim list` shows it.")]
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 """Above the server's largest limit: refused here before it is read into memory."""
-DOCUMENT_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg"}
-DOCUMENT_TYPES[".jpeg"] = "image/jpeg"
+DOCUMENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+}
 
 CLAIM_COLUMNS = ("claim", "charger", "you are", "state", "objection until", "filed")
 QUEUE_COLUMNS = ("claim", "charger", "claimant", "state", "owned", "approved by", "filed")
@@ -46,12 +50,6 @@ def _client() -> ApiClient:
     return ApiClient(session.server, session.token)
 
 
-def _when(value: str | None) -> str:
-    if not value:
-        return "-"
-    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _claim_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
@@ -59,8 +57,8 @@ def _claim_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             c["serial"],
             c["role"],
             c["state"] + (f" ({c['reason']})" if c.get("reason") else ""),
-            _when(c["objection_until"]),
-            _when(c["filed_at"]),
+            when(c["objection_until"]),
+            when(c["filed_at"]),
         )
         for c in items
     ]
@@ -76,7 +74,7 @@ def _queue_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             "yes" if c["charger_owned"] else "no",
             ", ".join(e for e in (c["first_approver_email"], c["second_approver_email"]) if e)
             or "-",
-            _when(c["filed_at"]),
+            when(c["filed_at"]),
         )
         for c in items
     ]
@@ -118,7 +116,7 @@ async def claim_file(
     if claim["objection_until"]:
         console.out.print(
             "the charger's owner is told and may object until "
-            f"{_when(claim['objection_until'])} UTC; support decides meanwhile",
+            f"{when(claim['objection_until'])}; support decides meanwhile",
             soft_wrap=True,
             markup=False,
         )
@@ -153,7 +151,7 @@ async def claim_withdraw(claim_id: ClaimId, json_output: JsonOption = False) -> 
     """Take back a claim you filed."""
     async with _client() as api:
         claim = await api.claim_move(claim_id, "withdraw")
-    _done(json_output, claim, f"claim of {claim['serial']} withdrawn")
+    done(json_output, claim, f"claim of {claim['serial']} withdrawn")
 
 
 @claim_app.command("object")
@@ -162,14 +160,7 @@ async def claim_object(claim_id: ClaimId, json_output: JsonOption = False) -> No
     """Stop a claim against a charger you own (before the objection window closes)."""
     async with _client() as api:
         claim = await api.claim_move(claim_id, "object")
-    _done(json_output, claim, f"claim of {claim['serial']} stopped: you keep the charger")
-
-
-def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
-    if json_output:
-        console.print_json(data)
-    else:
-        console.out.print(message, soft_wrap=True, markup=False)
+    done(json_output, claim, f"claim of {claim['serial']} stopped: you keep the charger")
 
 
 @support_app.command("queue")
@@ -219,7 +210,7 @@ async def support_show(
          f"SHA-256 {claim['document_sha256']}"),
         ("state", claim["state"]),
         ("owner at filing", "yes (may object until "
-         f"{_when(claim['objection_until'])} UTC)" if claim["charger_owned"] else "none"),
+         f"{when(claim['objection_until'])})" if claim["charger_owned"] else "none"),
         ("approved by", ", ".join(
             e for e in (claim["first_approver_email"], claim["second_approver_email"]) if e
         ) or "-"),
@@ -244,7 +235,7 @@ async def support_approve(claim_id: ClaimId, json_output: JsonOption = False) ->
     elif claim["state"] == "approved":
         message = (
             f"approved twice: {claim['serial']} is handed over when the owner's objection "
-            f"window closes ({_when(claim['objection_until'])} UTC) unless they object"
+            f"window closes ({when(claim['objection_until'])}) unless they object"
         )
     else:
         message = "approved once: a second, different support agent must approve it too"
@@ -261,4 +252,4 @@ async def support_reject(
     """Turn a claim down, with a reason."""
     async with _client() as api:
         claim = await api.support_reject(claim_id, reason)
-    _done(json_output, claim, f"claim of {claim['serial']} rejected")
+    done(json_output, claim, f"claim of {claim['serial']} rejected")

@@ -16,6 +16,8 @@ from evaccess.app.api import EXAMPLE_SERVER, ApiClient, server_url
 from evaccess.app.ble.commands import ble_commands
 from evaccess.app.cards import cards_app
 from evaccess.app.claims import claim_app, support_app
+from evaccess.app.output import done as _done
+from evaccess.app.output import when as _when
 from evaccess.app.session import AppSession, clear_session, load_session, save_session
 from evaccess.domain.access import MemberAccess
 from evaccess.domain.errors import InvalidInput, NotFound
@@ -301,13 +303,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _when(value: str | None) -> str:
-    """An API timestamp, to the minute, in UTC."""
-    if not value:
-        return "-"
-    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _invitation_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (i["id"], i["email"], i["kind"], _when(i["expires_at"]), _when(i["service_expires_at"]))
@@ -492,13 +487,6 @@ def _access_phrase(policy: MemberAccess) -> str:
     if policy is MemberAccess.ALL:
         return "all its chargers"
     return "the chargers assigned to them"
-
-
-def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
-    if json_output:
-        console.print_json(data)
-    else:
-        console.out.print(message, markup=False)
 
 
 @app_app.command("grant-extend")

@@ -19,7 +19,7 @@ import hmac
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -97,12 +97,6 @@ class LocalListStatus(StrEnum):
 EXPIRED = "Expired"
 
 
-def _instant(text: str) -> datetime:
-    """An OCPP date-time (``Z`` or an offset; a naive one is taken as UTC)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 UNTYPED = ""
 """The type of a local-list entry that came as a 1.6J idTag, which has none."""
 
@@ -116,8 +110,8 @@ class LocalListUpdate:
     """``UNTYPED`` for a 1.6J idTag: it answers for a keypad code and a card alike."""
     status: str | None
     group_id_token: str | None = None
-    expires_at: str | None = None
-    """The entry's ``cacheExpiryDateTime`` / ``expiryDate`` (ISO 8601), if any."""
+    expires_at: datetime | None = None
+    """The entry's ``cacheExpiryDateTime`` / ``expiryDate``, if any."""
 
 
 class KeypadOutcome(StrEnum):
@@ -351,7 +345,7 @@ class Firmware:
                     token_type=entry.token_type,
                     status=entry.status,
                     group_id_token=entry.group_id_token,
-                    expires_at=entry.expires_at,
+                    expires_at=entry.expires_at.isoformat() if entry.expires_at else None,
                 )
         self.local_list = LocalList(version=version, entries=tuple(by_token.values()))
         self.store.save_local_list(self.local_list)
@@ -365,7 +359,7 @@ class Firmware:
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())
             if same and entry.token_type in (token_type, UNTYPED):
                 lapsed = entry.expires_at is not None and (
-                    _instant(entry.expires_at) <= self.clock.now()
+                    datetime.fromisoformat(entry.expires_at) <= self.clock.now()
                 )
                 status = EXPIRED if lapsed and entry.status == ACCEPTED else entry.status
                 found = TokenInfo(status=status, group_id_token=entry.group_id_token)
@@ -408,7 +402,7 @@ class Firmware:
         found: TokenInfo | None = None
         live: list[CachedAuthorization] = []
         for entry in self.authorization.cache:
-            if _instant(entry.expires_at) <= now:
+            if datetime.fromisoformat(entry.expires_at) <= now:
                 continue
             live.append(entry)
             same = hmac.compare_digest(entry.id_token.encode(), code.encode())

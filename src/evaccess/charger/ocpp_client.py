@@ -13,6 +13,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from ocpp import v16, v201
@@ -27,7 +28,7 @@ from evaccess.charger.firmware import (
     LocalListUpdate,
     ReadStatus,
 )
-from evaccess.charger.ocpp_messages import Request
+from evaccess.charger.ocpp_messages import Request, parse_time
 from evaccess.domain.errors import ConfigurationError
 from evaccess.protocol.ocpp_components import (
     AUTH_CTRLR_COMPONENT,
@@ -40,6 +41,14 @@ from evaccess.protocol.ocpp_frames import OcppVersion
 
 Handler = Callable[..., Awaitable[Any]]
 log = logging.getLogger(__name__)
+
+
+def _expiry(value: Any) -> datetime | None:
+    """A local-list entry's expiry; one that is there but cannot be read counts as past
+    (the entry answers Expired rather than working for ever)."""
+    if value is None:
+        return None
+    return parse_time(value) or datetime.min.replace(tzinfo=UTC)
 
 
 def client_tls_context(config: ChargerConfig) -> ssl.SSLContext | None:
@@ -162,7 +171,9 @@ def v201_handlers(firmware: Firmware) -> dict[str, Handler]:
                 group_id_token=((entry.get("id_token_info") or {}).get("group_id_token") or {}).get(
                     "id_token"
                 ),
-                expires_at=(entry.get("id_token_info") or {}).get("cache_expiry_date_time"),
+                expires_at=_expiry(
+                    (entry.get("id_token_info") or {}).get("cache_expiry_date_time")
+                ),
             )
             for entry in local_authorization_list or []
         ]
@@ -241,7 +252,7 @@ def v16_handlers(firmware: Firmware) -> dict[str, Handler]:
                 token_type=UNTYPED,
                 status=(entry.get("id_tag_info") or {}).get("status"),
                 group_id_token=(entry.get("id_tag_info") or {}).get("parent_id_tag"),
-                expires_at=(entry.get("id_tag_info") or {}).get("expiry_date"),
+                expires_at=_expiry((entry.get("id_tag_info") or {}).get("expiry_date")),
             )
             for entry in local_authorization_list or []
         ]

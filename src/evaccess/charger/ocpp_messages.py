@@ -50,7 +50,8 @@ class TokenInfo:
     """``cacheExpiryDateTime`` / ``expiryDate``: how long the charger may cache the answer."""
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An OCPP date-time with its offset, or ``None`` (absent, malformed or naive)."""
     if not isinstance(value, str):
         return None
     try:
@@ -176,7 +177,7 @@ class V201Messages:
         return TokenInfo(
             status=str(info["status"]),
             group_id_token=group.get("id_token") if isinstance(group, dict) else None,
-            cache_expiry=_parse_time(info.get("cache_expiry_date_time")),
+            cache_expiry=parse_time(info.get("cache_expiry_date_time")),
         )
 
     def transaction_started(
@@ -277,7 +278,7 @@ class V16Messages:
         return TokenInfo(
             status=str(info["status"]),
             group_id_token=parent if isinstance(parent, str) else None,
-            cache_expiry=_parse_time(info.get("expiry_date")),
+            cache_expiry=parse_time(info.get("expiry_date")),
         )
 
     def transaction_started(

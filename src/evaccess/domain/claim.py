@@ -134,12 +134,13 @@ class Claim:
             if not self.due(now):
                 raise Conflict("this claim is not due for handover", code="claim_not_due")
             return replace(self, state=ClaimState.COMPLETED, decided_at=now)
-        if move is ClaimMove.OBJECT and self.objection_until is None:
-            raise Conflict(
-                "nobody owned this charger when the claim was filed", code="claim_no_owner"
-            )
-        if move is ClaimMove.OBJECT and now >= self.objection_until:  # type: ignore[operator]
-            raise Conflict("the objection window has closed", code="claim_window_closed")
+        if move is ClaimMove.OBJECT:
+            if self.objection_until is None:
+                raise Conflict(
+                    "nobody owned this charger when the claim was filed", code="claim_no_owner"
+                )
+            if now >= self.objection_until:
+                raise Conflict("the objection window has closed", code="claim_window_closed")
         if move is ClaimMove.REJECT and agent_id is None:
             raise PermissionDenied("a rejection names its agent")
         target = {

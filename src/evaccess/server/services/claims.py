@@ -149,18 +149,10 @@ def _text(value: str, what: str, limit: int) -> str:
     return value
 
 
-async def _serial(session: AsyncSession, charger_id: str) -> Charger:
-    return await session.get_one(Charger, charger_id)
-
-
 async def _email(session: AsyncSession, user_id: str | None) -> str | None:
     if user_id is None:
         return None
     return await session.scalar(select(User.email).where(User.id == user_id))
-
-
-async def _current_owner(session: AsyncSession, charger_id: str) -> Ownership | None:
-    return await ownership.current(session, charger_id)
 
 
 def _view(row: OwnershipClaim, charger: Charger, role: ClaimParty) -> ClaimView:
@@ -177,7 +169,7 @@ def _view(row: OwnershipClaim, charger: Charger, role: ClaimParty) -> ClaimView:
 
 
 async def _support_view(session: AsyncSession, row: OwnershipClaim) -> SupportView:
-    charger = await _serial(session, row.charger_id)
+    charger = await session.get_one(Charger, row.charger_id)
     return SupportView(
         id=row.id,
         charger_id=charger.id,
@@ -226,49 +218,50 @@ async def file_claim(
         )
     kind = document_type(document)
     now = ctx.clock.now()
-    async with ctx.db.transaction() as session:
-        charger = await session.scalar(
-            select(Charger).where(Charger.serial == serial.strip()).with_for_update()
-        )
-        if charger is None:
-            raise NotFound(f"no charger {serial.strip()}")
-        owned = await _current_owner(session, charger.id)
-        if owned is not None and owned.owner_id == actor.user_id:
-            raise Conflict("you own this charger already", code="claim_own_charger")
-        recent = await session.scalar(
-            select(func.count())
-            .select_from(OwnershipClaim)
-            .where(
-                OwnershipClaim.charger_id == charger.id,
-                OwnershipClaim.filed_at > now - CLAIMS_PERIOD,
+    key: str | None = None
+    try:
+        async with ctx.db.transaction() as session:
+            charger = await session.scalar(
+                select(Charger).where(Charger.serial == serial.strip()).with_for_update()
             )
-        )
-        if (recent or 0) >= CLAIMS_PER_CHARGER:
-            raise Throttled(
-                f"this charger had {CLAIMS_PER_CHARGER} claims in the last "
-                f"{CLAIMS_PERIOD.days} days; contact support",
-                retry_after=CLAIMS_PERIOD.total_seconds(),
-                code="claim_limit",
+            if charger is None:
+                raise NotFound(f"no charger {serial.strip()}")
+            owned = await ownership.current(session, charger.id)
+            if owned is not None and owned.owner_id == actor.user_id:
+                raise Conflict("you own this charger already", code="claim_own_charger")
+            recent = await session.scalar(
+                select(func.count())
+                .select_from(OwnershipClaim)
+                .where(
+                    OwnershipClaim.charger_id == charger.id,
+                    OwnershipClaim.filed_at > now - CLAIMS_PERIOD,
+                )
             )
-        mine = await session.scalar(
-            select(func.count())
-            .select_from(OwnershipClaim)
-            .where(
-                OwnershipClaim.charger_id == charger.id,
-                OwnershipClaim.claimant_id == actor.user_id,
-                OwnershipClaim.state.in_([s.value for s in OPEN]),
+            if (recent or 0) >= CLAIMS_PER_CHARGER:
+                raise Throttled(
+                    f"this charger had {CLAIMS_PER_CHARGER} claims in the last "
+                    f"{CLAIMS_PERIOD.days} days; contact support",
+                    retry_after=CLAIMS_PERIOD.total_seconds(),
+                    code="claim_limit",
+                )
+            mine = await session.scalar(
+                select(func.count())
+                .select_from(OwnershipClaim)
+                .where(
+                    OwnershipClaim.charger_id == charger.id,
+                    OwnershipClaim.claimant_id == actor.user_id,
+                    OwnershipClaim.state.in_([s.value for s in OPEN]),
+                )
             )
-        )
-        if mine:
-            raise Conflict("you have an open claim on this charger", code="claim_pending")
-        claim = Claim.file(
-            actor.user_id,
-            now,
-            has_owner=owned is not None,
-            window=timedelta(seconds=ctx.claim_objection_s),
-        )
-        key = await ctx.documents.put(document)
-        try:
+            if mine:
+                raise Conflict("you have an open claim on this charger", code="claim_pending")
+            claim = Claim.file(
+                actor.user_id,
+                now,
+                has_owner=owned is not None,
+                window=timedelta(seconds=ctx.claim_objection_s),
+            )
+            key = await ctx.documents.put(document)
             row = OwnershipClaim(
                 charger_id=charger.id,
                 ownership_id=owned.id if owned else None,
@@ -317,10 +310,12 @@ async def file_claim(
                     now=now,
                     known=(charger.serial, until),
                 )
-        except BaseException:
-            await ctx.documents.delete(key)
-            raise
-        return _view(row, charger, ClaimParty.CLAIMANT)
+            view = _view(row, charger, ClaimParty.CLAIMANT)
+    except BaseException:
+        if key is not None:
+            await ctx.documents.delete(key)  # the row did not commit: no orphan
+        raise
+    return view
 
 
 async def list_claims(ctx: Context, actor: Actor) -> list[ClaimView]:
@@ -388,7 +383,7 @@ async def _by_party(
             raise NotFound("no such claim for this account")
         party = await _party(session, actor, row)
         _save(row, _lifecycle(row).move(move, party, now), actor.user_id)
-        charger = await _serial(session, row.charger_id)
+        charger = await session.get_one(Charger, row.charger_id)
         await ctx.audit.append(
             session, actor.audit_entry(action, charger=charger, details={"claim": row.id})
         )
@@ -440,7 +435,7 @@ async def document(ctx: Context, actor: Actor, claim_id: str) -> tuple[bytes, st
         row = await session.get(OwnershipClaim, claim_id)
         if row is None:
             raise NotFound("no such claim")
-        charger = await _serial(session, row.charger_id)
+        charger = await session.get_one(Charger, row.charger_id)
         await ctx.audit.append(
             session,
             actor.audit_entry("claim.document_read", charger=charger, details={"claim": row.id}),
@@ -461,7 +456,7 @@ async def approve(ctx: Context, actor: Actor, claim_id: str) -> Decided:
             ClaimMove.APPROVE, ClaimParty.SUPPORT, now, agent_id=actor.user_id
         )
         _save(row, claim, actor.user_id)
-        charger = await _serial(session, row.charger_id)
+        charger = await session.get_one(Charger, row.charger_id)
         await ctx.audit.append(
             session,
             actor.audit_entry(
@@ -495,7 +490,7 @@ async def reject(ctx: Context, actor: Actor, claim_id: str, reason: str) -> Supp
             actor.user_id,
         )
         row.reason = text
-        charger = await _serial(session, row.charger_id)
+        charger = await session.get_one(Charger, row.charger_id)
         await ctx.audit.append(
             session, actor.audit_entry("claim.rejected", charger=charger, details={"claim": row.id})
         )
@@ -518,7 +513,7 @@ async def _complete_if_due(
     the charger changed hands since filing. Caller's transaction; caller calls
     ``access_changed`` after commit when a handover is returned."""
     now = ctx.clock.now()
-    owned = await _current_owner(session, charger.id)
+    owned = await ownership.current(session, charger.id)
     if (owned.id if owned else None) != row.ownership_id:
         _save(row, claim.move(ClaimMove.SUPERSEDE, ClaimParty.SYSTEM, now), None)
         await ctx.audit.append(
@@ -587,7 +582,7 @@ async def complete_due(ctx: Context) -> int:
             claim = _lifecycle(row)
             if not claim.due(now):
                 continue  # objected or decided meanwhile
-            charger = await _serial(session, row.charger_id)
+            charger = await session.get_one(Charger, row.charger_id)
             handover = await _complete_if_due(session, ctx, row, claim, charger)
         settled += 1
         if handover is not None:
