@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_COMPILE_BYTECODE := 1
 export EVACCESS_DATA_DIR ?= $(abspath var)
 
-.PHONY: run test check lint typecheck layers pytest pytest-quick env clean
+.PHONY: run test check lint typecheck layers pytest pytest-quick env browser portal-assets clean
 
 $(UV):
 	$(PY) -m venv $(BOOT)
@@ -23,6 +23,20 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 env: $(VENV)/.synced
+
+# The browser tests' parts: Debian's Chromium (driven by Playwright through its path, never
+# a downloaded browser) and axe-core from npm (package-lock.json).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+browser: node_modules/.package-lock.json
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# htmx is vendored (served by the portal, no build step); this refreshes the copy from npm.
+portal-assets: node_modules/.package-lock.json
+	cp node_modules/htmx.org/dist/htmx.min.js src/evaccess/server/portal/static/htmx.min.js
 
 # Host and ports come from the server's settings (EVACCESS_HOST, EVACCESS_PORT,
 # EVACCESS_OCPP_PORT; defaults 127.0.0.1, 8000 and 9000).
@@ -39,11 +53,11 @@ typecheck: env
 layers: env
 	$(VENV)/bin/lint-imports
 
-pytest: env
+pytest: env browser
 	$(VENV)/bin/pytest
 
 # Without the tests that start real processes, on every core (pytest-xdist): the daily loop.
-pytest-quick: env
+pytest-quick: env browser
 	$(VENV)/bin/pytest -q -m "not e2e" -n auto
 
 # The full gate: what CI runs.

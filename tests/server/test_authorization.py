@@ -35,6 +35,7 @@ from evaccess.domain.pins import trivial_reasons
 from evaccess.domain.tokens import TokenType
 from evaccess.server.api.app import create_app
 from evaccess.server.db.models import Charger
+from evaccess.server.portal.web import PortalRoute
 from evaccess.server.services import (
     accounts,
     claims,
@@ -1137,6 +1138,7 @@ def _assert_problem(response: httpx.Response, row: Row, who: str) -> None:
 # here with the test that covers their authorization, so that none is skipped silently.
 OUTSIDE_THE_MATRIX: dict[tuple[str, str], str] = {
     ("MOUNT", "/docs/static"): "public scripts and styles of /docs: tests/server/test_docs.py",
+    ("MOUNT", "/static"): "the portal's public scripts and styles: tests/portal/",
 }
 
 
@@ -1146,6 +1148,8 @@ def _walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]
         if included is not None:  # FastAPI keeps included routers as a branch
             inner = prefix + getattr(getattr(route, "include_context", None), "prefix", "")
             yield from _walk(included.routes, inner)
+            continue
+        if isinstance(route, PortalRoute):  # pages: tests/portal/test_portal_routes.py
             continue
         path = prefix + str(getattr(route, "path", repr(route)))
         methods = getattr(route, "methods", None)

@@ -84,6 +84,7 @@ def build_context(
         passwords=passwords or PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY),
         token_ttl_s=settings.token_ttl_hours * 3600,
         allow_signup=settings.allow_signup,
+        reauth_after_s=settings.portal_reauth_s,
         keypad_throttle=throttle("keypad", KEYPAD_RULES),
         login_throttle=throttle("login", LOGIN_RULES),
         login_account_throttle=throttle("login-account", LOGIN_ACCOUNT_RULES),

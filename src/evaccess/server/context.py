@@ -77,6 +77,8 @@ class Context:
     passwords: PasswordHasher
     token_ttl_s: float
     allow_signup: bool = False
+    reauth_after_s: float = 300.0
+    """The portal asks for the password again before a reveal in an older session."""
     """Self sign-up through ``POST /api/users`` (``EVACCESS_ALLOW_SIGNUP``); off by default."""
     keypad_throttle: Throttle
     login_throttle: Throttle

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     bootstrap_admin_email: str = "admin@example.com"
     public_url: str | None = Field(default=None, description="URL printed for newcomers.")
+    portal_reauth_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="The portal shows a Bluetooth PIN only in a session begun (or confirmed "
+        "with the password) within this many seconds; older sessions confirm the password.",
+    )
     allow_signup: bool = Field(
         default=False,
         description="Let anyone create an account with POST /api/users (no verification). "

@@ -1,5 +1,6 @@
 """``create_app(settings)``: the FastAPI application (REST API, OpenAPI at /openapi.json,
-docs at /docs and /redoc with their assets served locally, /health). The OCPP endpoint
+docs at /docs and /redoc with their assets served locally, /health, and the web portal
+under ``/``). The OCPP endpoint
 runs beside it (``server/runner.py``)."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from evaccess.server.api import (
 from evaccess.server.api.deps import new_request_id
 from evaccess.server.bootstrap import build_context
 from evaccess.server.context import Context
+from evaccess.server.portal import install as install_portal
 from evaccess.server.settings import Settings
 
 DOCS_ASSETS = "/docs/static"
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
 
     for router in ROUTERS:
         app.include_router(router)
+    install_portal(app)
 
     generate = app.openapi
 

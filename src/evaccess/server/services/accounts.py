@@ -182,8 +182,21 @@ def _safe_verify(ctx: Context, stored: str, password: str) -> bool:
         return False
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SignedIn:
+    """Who a token belongs to, and when its session began (the portal asks for the password
+    again before a reveal in a session older than a few minutes)."""
+
+    actor: Actor
+    started_at: datetime
+
+
 async def authenticate(ctx: Context, token: str, *, request_id: str | None = None) -> Actor:
     """The actor behind a bearer token (``NotAuthenticated`` if unknown, expired or revoked)."""
+    return (await signed_in(ctx, token, request_id=request_id)).actor
+
+
+async def signed_in(ctx: Context, token: str, *, request_id: str | None = None) -> SignedIn:
     async with ctx.db.read() as session:
         row = (
             await session.execute(
@@ -197,13 +210,23 @@ async def authenticate(ctx: Context, token: str, *, request_id: str | None = Non
     api_token, user = row
     if api_token.revoked_at is not None or api_token.expires_at <= ctx.clock.now():
         raise NotAuthenticated("invalid or expired token")
-    return Actor(
+    actor = Actor(
         user_id=user.id,
         email=user.email,
         is_system_admin=user.is_system_admin,
         staff_role=StaffRole(user.staff_role) if user.staff_role else None,
         request_id=request_id,
     )
+    return SignedIn(actor=actor, started_at=api_token.created_at)
+
+
+async def reauthenticate(ctx: Context, token: str, password: str, *, client: str) -> IssuedToken:
+    """Confirm the password of the account behind ``token`` (throttled as a login is) and
+    replace the token by a fresh one: the session starts again, the old token ends."""
+    actor = await authenticate(ctx, token)
+    issued = await login(ctx, actor.email, password, client=client)
+    await logout(ctx, token)
+    return issued
 
 
 async def logout(ctx: Context, token: str) -> None:
