@@ -185,6 +185,10 @@ def test_the_walkthrough_runs_as_written(desk: Desk, scratch: Path, canaries: Ca
     assert admin_password is not None, first_start
     url = re.search(r"evaccess server on (\S+)", first_start)
     assert url is not None
+    portal = re.search(r"web portal: (\S+)", first_start)
+    assert portal is not None and portal.group(1) == f"{url.group(1)}/login", first_start
+    login_page = httpx.get(portal.group(1))
+    assert login_page.status_code == 200 and "<h1>Log in</h1>" in login_page.text
 
     setup = desk.open("terminal-2", blocks[1], f"{OWNER_PASSWORD}\n")
     setup.wait_for("virtual link up")

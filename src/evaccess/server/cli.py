@@ -62,6 +62,7 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
         f"{scheme}://{settings.ocpp_host or settings.host}:{settings.ocpp_port}/ocpp/{{serial}}"
     )
     console.out.print(f"[bold]evaccess server[/] on {url}  (API docs: {url}/docs)", soft_wrap=True)
+    console.out.print(f"web portal: {url}/login", soft_wrap=True)
     console.out.print(f"OCPP endpoint: {ocpp_url}", soft_wrap=True)
     console.out.print(
         f"database: {database_label(settings)}; keys in {settings.resolved_keys_dir}/",
@@ -86,8 +87,9 @@ def _announce(settings: Settings, admin: BootstrapAdmin | None) -> None:
             soft_wrap=True,
             markup=False,
         )
+        console.out.print(f"  log in:   {url}/login in a browser, or", soft_wrap=True)
         console.out.print(
-            f"  log in:   evaccess app login --server {url} --email {admin.email}", soft_wrap=True
+            f"            evaccess app login --server {url} --email {admin.email}", soft_wrap=True
         )
 
 
