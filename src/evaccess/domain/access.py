@@ -127,6 +127,7 @@ class ChargerAction(StrEnum):
     USE_KEYPAD = "use_keypad"
     VIEW_ALL_TRANSACTIONS = "view_all_transactions"
     TRANSFER_OWNERSHIP = "transfer_ownership"
+    VIEW_KEYPAD_HOLDERS = "view_keypad_holders"
 
 
 _GRANTS = frozenset({Basis.OWNER, Basis.USER, Basis.SERVICE})
@@ -156,6 +157,9 @@ CHARGER_PERMISSIONS: dict[ChargerAction, frozenset[Basis]] = {
     ChargerAction.VIEW_ALL_TRANSACTIONS: frozenset({Basis.OWNER}) | _ADMINS,
     # Offering the charger to someone else, or releasing it (moving out): its owner only.
     ChargerAction.TRANSFER_OWNERSHIP: frozenset({Basis.OWNER}),
+    # Whose keypad PIN opens the charger (names and emails, never a PIN): its owner and the
+    # organisation's admins, who answer for who gets in.
+    ChargerAction.VIEW_KEYPAD_HOLDERS: frozenset({Basis.OWNER}) | _ADMINS,
 }
 
 

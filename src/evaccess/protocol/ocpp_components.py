@@ -46,6 +46,9 @@ class SecurityEventType(StrEnum):
     BLUETOOTH_PIN_PAIRING_DISABLED = "evaccess.BluetoothPinPairingDisabled"
     BLUETOOTH_PIN_CHANGED = "evaccess.BluetoothPinChanged"
     BLUETOOTH_CREDENTIAL_REVOKED = "evaccess.BluetoothCredentialRevoked"
+    BLUETOOTH_CREDENTIAL_ISSUED = "evaccess.BluetoothCredentialIssued"
+    """A phone proved the PIN and got a credential: techInfo ``phone_id=<hex>`` (an id, never
+    the secret), so that the owner can see the phone and make the charger forget it."""
 
 
 class DataTransferMessage(StrEnum):

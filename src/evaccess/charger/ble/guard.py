@@ -61,6 +61,8 @@ class PinGuard:
         """Links this guard had closed (a wrong PIN, a timed-out exchange) that are not gone yet:
         they start no exchange, so none can be cut short by that close and free the slot."""
         self._events: list[lockout.LockoutEvent] = []
+        self._issued: list[bytes] = []
+        """Phones issued a credential since the last report (the server lists them)."""
 
     @property
     def passkey_mode(self) -> bool:
@@ -121,6 +123,7 @@ class PinGuard:
             proto.StoredCredential(phone_id=phone_id, secret=secret, with_pin=with_pin)
         )
         log.info("issued a credential to phone %s", phone_id.hex()[:8])
+        self._issued.append(phone_id)
         return secret
 
     def forget(self, phone_id: bytes) -> None:
@@ -159,8 +162,14 @@ class PinGuard:
         self._store.save(self.lockout)
 
     async def report_events(self) -> None:
-        """Send the lockout events counted since the last call to the server."""
+        """Send the credentials issued and the lockout events counted since the last call to
+        the server."""
         events, self._events = self._events, []
+        issued, self._issued = self._issued, []
+        for phone_id in issued:
+            await self._server.send_security_event(
+                SecurityEventType.BLUETOOTH_CREDENTIAL_ISSUED, f"phone_id={phone_id.hex()}"
+            )
         for event in events:
             if event.kind is lockout.LockoutKind.DISABLED:
                 log.warning(
@@ -180,7 +189,7 @@ class PinGuard:
 
     @property
     def has_events(self) -> bool:
-        return bool(self._events)
+        return bool(self._events or self._issued)
 
     def _close(self, link: proto.ChargerLink, *, after_reply: bool) -> None:
         self._closing.add(link)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ from evaccess.domain.errors import (
 )
 from evaccess.domain.pins import generate_bluetooth_pin, validate_bluetooth_pin
 from evaccess.domain.policy import ChargerFacts, PinPolicy, PinRequirement, pin_policy
+from evaccess.protocol.ocpp_components import SecurityEventType
 from evaccess.server.audit import AuditEntry
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
@@ -35,6 +36,7 @@ from evaccess.server.db.models import (
     Charger,
     OutboxCommand,
     Ownership,
+    PhoneCredential,
     User,
 )
 from evaccess.server.services import notifications, outbox
@@ -63,6 +65,17 @@ class RevealedPin:
     pin: str
     status: PinStatus
     basis: Basis
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Phone:
+    """A phone holding a Bluetooth credential of the charger, as the server knows it (its
+    id, never a secret)."""
+
+    phone_id: str
+    since: datetime
+    email: str | None
+    """Whose phone, where the server knows it (a charger's report names the phone only)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -419,6 +432,52 @@ async def confirm_push(
     )
 
 
+PHONE_ID_PREFIX = "phone_id="
+
+
+def _reported_phone(tech_info: str | None) -> str | None:
+    """The phone id of a charger's credential event (``phone_id=<hex>``), if well formed."""
+    if not tech_info or not tech_info.startswith(PHONE_ID_PREFIX):
+        return None
+    phone_id = tech_info.removeprefix(PHONE_ID_PREFIX)
+    ok = 0 < len(phone_id) <= 64 and all(c in "0123456789abcdef" for c in phone_id)
+    return phone_id if ok else None
+
+
+async def credential_reported(
+    session: AsyncSession, ctx: Context, charger: Charger, event_type: str, tech_info: str | None
+) -> None:
+    """A charger's security event about a phone credential, in the caller's transaction:
+    one issued (a phone proved the PIN) is recorded under the current ownership, so that the
+    owner sees the phone and a transfer ends it; one revoked on the charger is closed."""
+    if event_type == SecurityEventType.BLUETOOTH_CREDENTIAL_ISSUED:
+        phone_id = _reported_phone(tech_info)
+        if phone_id is None:
+            return
+        known = await session.scalar(
+            select(PhoneCredential.id).where(*_open_phones(charger, phone_id))
+        )
+        if known is not None:
+            return
+        owned = await session.scalar(
+            select(Ownership.id).where(
+                Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
+            )
+        )
+        session.add(
+            PhoneCredential(
+                charger_id=charger.id,
+                ownership_id=owned,
+                phone_id=phone_id,
+                created_at=ctx.clock.now(),
+            )
+        )
+    elif event_type == SecurityEventType.BLUETOOTH_CREDENTIAL_REVOKED:
+        phone_id = _reported_phone(tech_info)
+        if phone_id is not None or (tech_info or "").startswith("count="):
+            await _mark_revoked(session, ctx, charger, phone_id)
+
+
 async def changed_on_charger(
     session: AsyncSession, ctx: Context, charger: Charger, new_pin: str
 ) -> bool:
@@ -444,9 +503,48 @@ async def changed_on_charger(
     return True
 
 
+async def phones(ctx: Context, actor: Actor, charger_id: str) -> list[Phone]:
+    """The phones holding a credential of the charger (not revoked), oldest first: for those
+    who may make the charger forget them (``revoke_phones``)."""
+    async with ctx.db.read() as session:
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock)
+        ).charger
+        rows = (
+            await session.execute(
+                select(PhoneCredential, User.email)
+                .outerjoin(User, User.id == PhoneCredential.user_id)
+                .where(
+                    PhoneCredential.charger_id == charger.id,
+                    PhoneCredential.revoked_at.is_(None),
+                )
+                .order_by(PhoneCredential.created_at, PhoneCredential.id)
+            )
+        ).all()
+    return [Phone(phone_id=p.phone_id, since=p.created_at, email=email) for p, email in rows]
+
+
+def _open_phones(charger: Charger, phone_id: str | None) -> list[ColumnElement[bool]]:
+    where = [PhoneCredential.charger_id == charger.id, PhoneCredential.revoked_at.is_(None)]
+    if phone_id is not None:
+        where.append(PhoneCredential.phone_id == phone_id)
+    return where
+
+
+async def _mark_revoked(
+    session: AsyncSession, ctx: Context, charger: Charger, phone_id: str | None
+) -> None:
+    await session.execute(
+        update(PhoneCredential)
+        .where(*_open_phones(charger, phone_id))
+        .values(revoked_at=ctx.clock.now())
+    )
+
+
 async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: str | None) -> None:
     """The owner makes the charger forget one phone's credential, or every phone's (OCPP
-    RevokeCredentials); a phone that wants back in proves the PIN again."""
+    RevokeCredentials); a phone that wants back in proves the PIN again. The server stops
+    listing the phone at once (the charger forgets it when the command reaches it)."""
     if phone_id is not None and not (0 < len(phone_id) <= 64 and phone_id.isprintable()):
         raise InvalidInput("a phone id has 1 to 64 printable characters")
     async with ctx.db.transaction() as session:
@@ -454,6 +552,7 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
         charger = access.charger
+        await _mark_revoked(session, ctx, charger, phone_id)
         await outbox.queue(
             session, ctx, charger.id, outbox.CommandKind.REVOKE_CREDENTIALS, phone_id=phone_id
         )

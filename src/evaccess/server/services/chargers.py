@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import and_, or_, select
@@ -18,7 +19,9 @@ from evaccess.server.db.models import (
     ConnectorStatus,
     Grant,
     Membership,
+    Ownership,
     SecurityEvent,
+    User,
 )
 from evaccess.server.services import bluetooth_pins, security_events
 from evaccess.server.services.relations import (
@@ -44,6 +47,31 @@ class ChargerView:
 
 
 RECENT_SECURITY_EVENTS = 5
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Owner:
+    user_id: str
+    email: str
+    since: datetime
+
+
+async def owner_of(ctx: Context, actor: Actor, charger_id: str) -> Owner | None:
+    """Who owns the charger now (``None``: nobody, it can be claimed), for anyone who sees it."""
+    async with ctx.db.read() as session:
+        charger = (
+            await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
+        ).charger
+        row = (
+            await session.execute(
+                select(Ownership.owner_id, User.email, Ownership.started_at)
+                .join(User, User.id == Ownership.owner_id)
+                .where(Ownership.charger_id == charger.id, Ownership.ended_at.is_(None))
+            )
+        ).first()
+    if row is None:
+        return None
+    return Owner(user_id=row[0], email=row[1], since=row[2])
 
 
 async def list_chargers(

@@ -58,12 +58,14 @@ from evaccess.server.db.models import (
     Membership,
     Organisation,
     SecurityEvent,
+    User,
 )
 from evaccess.server.keypad_index import ChargerKeypad
 from evaccess.server.services import local_lists, notifications
 from evaccess.server.services.relations import (
     Actor,
     active_grant,
+    charger_for,
     require_credential_manager,
     require_org_action,
 )
@@ -537,6 +539,71 @@ async def _members_let_in(session: AsyncSession, root_id: str) -> dict[str, dict
             if allowed_bases(ChargerAction.USE_KEYPAD, member_bases(access, role))
         }
     return {org_id: found for org_id, found in let_in.items() if found}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeypadHolder:
+    """Someone whose keypad PIN opens a charger: who, and why (never the PIN)."""
+
+    user_id: str
+    email: str
+    reasons: tuple[str, ...]
+    """``owner``, ``user`` or ``service`` (a grant on the charger, with a PIN of the
+    organisation's space), ``personal`` (the owner's personal PIN), ``member`` (the
+    organisation lets all its members in)."""
+
+
+async def holders(ctx: Context, actor: Actor, charger_id: str) -> list[KeypadHolder]:
+    """The people whose keypad PIN works at the charger, as its keypad index lets them in
+    (``_load_tree``): for its owner and the organisation's admins. Names only: no PIN, no
+    digest leaves this function. A charger without a keypad has none."""
+    found: dict[str, set[str]] = {}
+    async with ctx.db.read() as session:
+        charger = (
+            await charger_for(
+                session, actor, charger_id, ChargerAction.VIEW_KEYPAD_HOLDERS, ctx.clock
+            )
+        ).charger
+        if not charger.has_keypad:
+            return []
+        org = await session.get_one(Organisation, charger.organisation_id)
+        granted = await session.execute(
+            select(Grant.user_id, Grant.kind)
+            .join(KeypadPin, KeypadPin.user_id == Grant.user_id)
+            .where(
+                Grant.charger_id == charger.id,
+                active_grant(ctx.clock),
+                KeypadPin.pin_space_id == org.root_id,
+            )
+        )
+        for user_id, kind in granted.all():
+            if allowed_bases(ChargerAction.USE_KEYPAD, [Basis.of_grant(GrantKind(kind))]):
+                found.setdefault(user_id, set()).add(str(kind))
+        personal = await session.scalars(
+            select(Grant.user_id)
+            .join(KeypadPin, KeypadPin.owner_id == Grant.user_id)
+            .where(
+                Grant.charger_id == charger.id,
+                active_grant(ctx.clock),
+                Grant.kind.in_(PERSONAL_KEYPAD_GRANTS),
+            )
+        )
+        for user_id in personal.all():
+            found.setdefault(user_id, set()).add("personal")
+        members = (await _members_let_in(session, org.root_id)).get(charger.organisation_id, {})
+        for user_id in members.values():
+            found.setdefault(user_id, set()).add("member")
+        emails = dict(
+            (await session.execute(select(User.id, User.email).where(User.id.in_(found)))).all()
+        )
+    return sorted(
+        (
+            KeypadHolder(user_id=user_id, email=emails[user_id], reasons=tuple(sorted(why)))
+            for user_id, why in found.items()
+            if user_id in emails
+        ),
+        key=lambda holder: holder.email,
+    )
 
 
 async def _record_lockout(ctx: Context, charger_id: str) -> None:

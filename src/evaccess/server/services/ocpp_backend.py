@@ -362,6 +362,9 @@ class DbOcppBackend:
             await notifications.tell_owner_of_lockout(
                 session, charger, event_type, now=self._ctx.clock.now()
             )
+            await bluetooth_pins.credential_reported(
+                session, self._ctx, charger, event_type, tech_info
+            )
 
     async def pending_commands(self, charger_id: str) -> list[port.ChargerCommand]:
         async with self._ctx.db.read() as session:
