@@ -225,6 +225,17 @@ async def test_lockout_escalation_and_cap_while_a_credentialed_phone_keeps_worki
     await pair(rig, PIN, phone="newcomer")
 
 
+async def test_the_charger_tells_the_server_which_phone_it_issued_a_credential(rig: Rig) -> None:
+    """The server's list of phones (the owner's Who can get in page) comes from this event:
+    the phone's id, never its secret."""
+    await pair(rig, phone="a")
+    paired = rig.phone_store("a").load(SERIAL)
+    issued = (SecurityEventType.BLUETOOTH_CREDENTIAL_ISSUED, f"phone_id={paired.phone_id.hex()}")
+    await eventually(lambda: issued in rig.server.events, what="the credential event")
+    assert [e for e in rig.server.events if e[0] == issued[0]] == [issued]
+    assert all(paired.secret.hex() not in str(e) for e in rig.server.events)
+
+
 async def test_credential_survives_restart_and_revocation_stops_it(rig: Rig) -> None:
     await pair(rig, phone="a")
     await pair(rig, phone="b")
