@@ -33,7 +33,12 @@ def portal_routes(routes: list[BaseRoute] | None = None) -> Iterator[tuple[str, 
 def fill(path: str, world: World) -> str:
     charger = world.chargers["wallbox"].id
     assert world.org is not None
-    values = {"charger_id": charger, "org_id": world.org.id, "organisation_id": world.org.id}
+    values = {
+        "charger_id": charger,
+        "org_id": world.org.id,
+        "organisation_id": world.org.id,
+        "user_id": world.users["member"].id,
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), MISSING_ID), path)
 
 
