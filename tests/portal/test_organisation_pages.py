@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from evaccess.domain.errors import NotAuthenticated
+from evaccess.domain.pins import PinSpaceCrowding
 from evaccess.server.context import Context
 from evaccess.server.db.models import AuditRecord, Grant
+from evaccess.server.portal.pages import organisations as organisation_pages
 from evaccess.server.services import accounts, keypad_pins
 from evaccess.server.services.organisations import AuditFilter, audit_records
 from tests.conftest import Canaries
@@ -175,3 +177,78 @@ async def test_the_password_change_keeps_this_browser_signed_in(
     await accounts.login(ctx, email, new, client="test")
     with pytest.raises(NotAuthenticated):
         await accounts.login(ctx, email, PASSWORD, client="test")
+
+
+async def test_a_crowded_pin_space_is_announced(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await build_world(ctx)
+    assert world.org is not None
+    users = f"/organisations/{world.org.id}/users"
+    async with client_for(ctx) as client:
+        await signed_in(client, world, "super_admin")
+        assert 'id="crowding"' not in (await client.get(users)).text
+
+        async def crowded(*_: object) -> PinSpaceCrowding:
+            return PinSpaceCrowding(members_with_pin=150, digits=4)
+
+        monkeypatch.setattr(keypad_pins, "crowding", crowded)
+        page = (await client.get(users)).text
+    warning = page[page.index('id="crowding"') :]
+    assert "150 people hold one of 10000 possible 4-digit PINs (1.5 %)" in warning
+    assert "Make the PINs longer" in warning
+
+
+async def test_the_audit_log_pages_back_with_its_filters(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await build_world(ctx)
+    assert world.org is not None
+    monkeypatch.setattr(organisation_pages, "AUDIT_PAGE", 2)
+    audit = f"/organisations/{world.org.id}/audit?action=member."
+    async with client_for(ctx) as client:
+        await signed_in(client, world, "super_admin")
+        first = (await client.get(audit)).text
+        older = re.search(r'href="([^"]+before=\d+)">Older records', first)
+        assert older, first[-2000:]
+        second = (await client.get(older.group(1).replace("&amp;", "&"))).text
+    assert first.count('data-label="Action">member.added') == 2
+    assert second.count('data-label="Action">member.added') == 1  # 3 members were added
+    assert "Older records" not in second and ">Newest</a>" in second
+
+
+async def test_a_personal_keypad_pin_is_for_owners_and_shown_once(
+    ctx: Context, canaries: Canaries
+) -> None:
+    world = await build_world(ctx)
+    async with client_for(ctx) as client:
+        csrf = await signed_in(client, world, "owner")
+        answer = await client.post("/account/keypad-pin", data={"csrf": csrf, "generate": "yes"})
+        assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+        found = re.search(r'id="generated-pin"[^>]*>(\d{4})<', answer.text)
+        assert found
+        canaries.add(found.group(1))
+        assert found.group(1) not in (await client.get("/account")).text
+        deleted = await client.post("/account/keypad-pin/delete", data={"csrf": csrf})
+        assert deleted.status_code == 303
+        assert "Your keypad PIN is deleted" in (await client.get(deleted.headers["location"])).text
+
+        csrf = await signed_in(client, world, "member")
+        refused = await client.post("/account/keypad-pin", data={"csrf": csrf, "pin": "5831"})
+        assert refused.status_code == 403 and "you own no charger" in refused.text
+
+
+async def test_the_api_takes_the_same_audit_filters(ctx: Context) -> None:
+    world = await build_world(ctx)
+    assert world.org is not None
+    url = f"/api/organisations/{world.org.id}/audit"
+    async with client_for(ctx) as client:
+        headers = await world.headers("super_admin")
+        everything = (await client.get(url, headers=headers)).json()
+        members = (await client.get(url, params={"action": "member."}, headers=headers)).json()
+        by = {"by": world.users["super_admin"].email, "action": "member.added"}
+        mine = (await client.get(url, params=by, headers=headers)).json()
+        naive = await client.get(url, params={"since": "2026-01-01T00:00:00"}, headers=headers)
+    assert len(everything) > len(members) == len(mine) == 3
+    assert {r["action"] for r in members} == {"member.added"}
+    assert naive.status_code == 422
