@@ -33,7 +33,12 @@ def portal_routes(routes: list[BaseRoute] | None = None) -> Iterator[tuple[str, 
 def fill(path: str, world: World) -> str:
     charger = world.chargers["wallbox"].id
     assert world.org is not None
-    values = {"charger_id": charger, "org_id": world.org.id, "organisation_id": world.org.id}
+    values = {
+        "charger_id": charger,
+        "org_id": world.org.id,
+        "organisation_id": world.org.id,
+        "user_id": world.users["member"].id,
+    }
     # Ids of rows under a charger (the Who can get in page's buttons): a missing one is
     # enough, since each route checks the charger and the CSRF value first.
     values |= dict.fromkeys(("grant_id", "invitation_id", "transfer_id"), MISSING_ID)

@@ -241,3 +241,20 @@ async def test_password_change_revokes_sessions(ctx):
             json={"email": "new@example.com", "password": "a new long passphrase"},
         )
         assert again.status_code == 200
+
+
+async def test_a_password_change_checks_the_current_one_and_ends_every_session(ctx, canaries):
+    canaries.add(OTHER_PASSWORD)
+    world = await build_world(ctx)
+    actor = world.actor("member")
+    email = world.users["member"].email
+    issued = await accounts.login(ctx, email, PASSWORD, client="test")
+    with pytest.raises(accounts.NotAuthenticated):
+        await accounts.change_password(ctx, actor, "not the password", OTHER_PASSWORD)
+    await accounts.authenticate(ctx, issued.token)  # a wrong current password changed nothing
+    await accounts.change_password(ctx, actor, PASSWORD, OTHER_PASSWORD)
+    with pytest.raises(accounts.NotAuthenticated):
+        await accounts.authenticate(ctx, issued.token)
+    with pytest.raises(accounts.NotAuthenticated):
+        await accounts.login(ctx, email, PASSWORD, client="test")
+    await accounts.login(ctx, email, OTHER_PASSWORD, client="test")

@@ -150,6 +150,18 @@ async def audit(
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before: Annotated[int | None, Query(ge=1, le=s.MAX_INT)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    by: Annotated[str | None, Query(max_length=320)] = None,
+    charger: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[s.Instant | None, Query()] = None,
+    until: Annotated[s.Instant | None, Query()] = None,
 ) -> list[s.AuditRecordOut]:
-    records = await organisations.audit_records(ctx, actor, org_id, limit=limit, before=before)
+    """Newest first. ``action`` (ending in a dot: every action it begins), ``by`` (the
+    acting person's email), ``charger`` (a serial) and ``since``/``until`` narrow the records."""
+    where = organisations.AuditFilter(
+        action=action, actor_email=by, charger_serial=charger, since=since, until=until
+    )
+    records = await organisations.audit_records(
+        ctx, actor, org_id, limit=limit, before=before, where=where
+    )
     return [s.AuditRecordOut.model_validate(r) for r in records]

@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evaccess.server.portal import web
-from evaccess.server.portal.pages import access, auth, chargers
+from evaccess.server.portal.pages import access, account, auth, chargers, organisations
 
-ROUTERS = (auth.router, chargers.router, access.router)
+ROUTERS = (auth.router, chargers.router, access.router, organisations.router, account.router)
 
 
 def install(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,7 @@ from evaccess.domain.pins import DEFAULT_KEYPAD_DIGITS, KeypadPinRules
 from evaccess.server.context import Context
 from evaccess.server.db.models import (
     AuditRecord,
+    Charger,
     IdToken,
     KeypadPin,
     Membership,
@@ -303,16 +305,113 @@ async def _memberships(session: AsyncSession, actor: Actor) -> list[tuple[Organi
     return [(org, Role(role)) for org, role in rows.all()]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditFilter:
+    """What an audit search narrows to (every part optional): an action (``member.`` ends
+    with a dot: every action it begins), the acting person's email, a charger's serial, and
+    a time range (``since`` included, ``until`` excluded)."""
+
+    action: str | None = None
+    actor_email: str | None = None
+    charger_serial: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditView:
+    """An audit record with the names a person reads: who acted, on whom, at which charger."""
+
+    record: AuditRecord
+    actor_email: str | None
+    subject_email: str | None
+    charger_serial: str | None
+
+
 async def audit_records(
-    ctx: Context, actor: Actor, org_id: str, *, limit: int = 200, before: int | None = None
+    ctx: Context,
+    actor: Actor,
+    org_id: str,
+    *,
+    limit: int = 200,
+    before: int | None = None,
+    where: AuditFilter | None = None,
 ) -> list[AuditRecord]:
-    """Audit records about the organisation and its subgroups (super-admins)."""
+    """Audit records about the organisation and its subgroups (super-admins), newest first."""
     async with ctx.db.read() as session:
-        org = await require_org_action(session, actor, org_id, OrgAction.VIEW_AUDIT)
-        tree = select(Organisation.id).where(Organisation.root_id == org.root_id)
-        query = select(AuditRecord).where(AuditRecord.organisation_id.in_(tree))
-        if before is not None:
-            query = query.where(AuditRecord.seq < before)
-        return list(
-            (await session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))).all()
+        return await _audit_records(session, actor, org_id, limit, before, where)
+
+
+async def _audit_records(
+    session: AsyncSession,
+    actor: Actor,
+    org_id: str,
+    limit: int,
+    before: int | None,
+    where: AuditFilter | None,
+) -> list[AuditRecord]:
+    org = await require_org_action(session, actor, org_id, OrgAction.VIEW_AUDIT)
+    tree = select(Organisation.id).where(Organisation.root_id == org.root_id)
+    query = select(AuditRecord).where(AuditRecord.organisation_id.in_(tree))
+    if before is not None:
+        query = query.where(AuditRecord.seq < before)
+    if where is not None:
+        if where.action:
+            action = where.action.strip()
+            query = query.where(
+                AuditRecord.action.startswith(action, autoescape=True)
+                if action.endswith(".")
+                else AuditRecord.action == action
+            )
+        if where.actor_email:
+            query = query.where(
+                AuditRecord.actor_id.in_(
+                    select(User.id).where(User.email == normalise_email(where.actor_email))
+                )
+            )
+        if where.charger_serial:
+            query = query.where(
+                AuditRecord.charger_id.in_(
+                    select(Charger.id).where(Charger.serial == where.charger_serial.strip())
+                )
+            )
+        if where.since is not None:
+            query = query.where(AuditRecord.at >= where.since)
+        if where.until is not None:
+            query = query.where(AuditRecord.at < where.until)
+    return list((await session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))).all())
+
+
+async def audit_log(
+    ctx: Context,
+    actor: Actor,
+    org_id: str,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    where: AuditFilter | None = None,
+) -> list[AuditView]:
+    """``audit_records`` with emails and serials in place of ids (the portal's audit page)."""
+    async with ctx.db.read() as session:
+        records = await _audit_records(session, actor, org_id, limit, before, where)
+        user_ids = {i for r in records for i in (r.actor_id, r.subject_id) if i}
+        emails = dict(
+            (await session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))).all()
         )
+        charger_ids = {r.charger_id for r in records if r.charger_id}
+        serials = dict(
+            (
+                await session.execute(
+                    select(Charger.id, Charger.serial).where(Charger.id.in_(charger_ids))
+                )
+            ).all()
+        )
+    return [
+        AuditView(
+            record=r,
+            actor_email=emails.get(r.actor_id) if r.actor_id else None,
+            subject_email=emails.get(r.subject_id) if r.subject_id else None,
+            charger_serial=serials.get(r.charger_id) if r.charger_id else None,
+        )
+        for r in records
+    ]
