@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evaccess.server.portal import web
-from evaccess.server.portal.pages import auth, chargers
+from evaccess.server.portal.pages import auth, chargers, ownership, support
 
-ROUTERS = (auth.router, chargers.router)
+ROUTERS = (auth.router, chargers.router, ownership.router, support.router)
 
 
 def install(app: FastAPI) -> None:
