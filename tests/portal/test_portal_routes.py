@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 from starlette.routing import BaseRoute
@@ -23,14 +24,46 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/")}
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 
 
+def _flat(routes: list[BaseRoute]) -> Iterator[tuple[BaseRoute, str]]:
+    """Every route with its full path. FastAPI 0.165 keeps an included router as one
+    ``_IncludedRouter`` entry of ``app.routes``: its routes are its route contexts."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is None:
+            yield route, getattr(route, "path", "")
+            continue
+        for context in contexts():
+            yield context.original_route, context.path or context.original_route.path
+
+
 def portal_routes(routes: list[BaseRoute] | None = None) -> Iterator[tuple[str, str]]:
-    for route in routes if routes is not None else create_app(Settings()).routes:
+    for route, path in _flat(routes if routes is not None else create_app(Settings()).routes):
         if isinstance(route, PortalRoute):
             for method in sorted(route.methods - {"HEAD"}):
-                yield method, route.path
+                yield method, path
 
 
-def fill(path: str, world: World) -> str:
+def test_the_walk_finds_the_portal_pages() -> None:
+    """The tests below walk these: an empty walk would pass them all."""
+    found = set(portal_routes())
+    for expected in (
+        ("GET", "/login"),
+        ("GET", "/chargers/{charger_id}"),
+        ("POST", "/chargers/{charger_id}/reveal"),
+        ("GET", "/ownership"),
+        ("POST", "/ownership/transfers/{transfer_id}/accept"),
+        ("POST", "/ownership/claims"),
+        ("GET", "/support/claims/{claim_id}"),
+        ("GET", "/support/claims/{claim_id}/document"),
+        ("POST", "/support/claims/{claim_id}/approve"),
+    ):
+        assert expected in found, expected
+    assert not any(path.startswith("/api/") for _, path in found)
+
+
+def fill(path: str, world: World, **ids: str) -> str:
+    """``path`` with the world's ids; ``ids`` (a ``transfer_id``, a ``claim_id``) where a
+    test made them, else the id of nothing."""
     charger = world.chargers["wallbox"].id
     assert world.org is not None
     values = {
@@ -38,10 +71,10 @@ def fill(path: str, world: World) -> str:
         "org_id": world.org.id,
         "organisation_id": world.org.id,
         "user_id": world.users["member"].id,
+        # Ids of rows (grants, invitations, transfers, claims): a missing one is enough for
+        # the walk, since each route checks the session, the CSRF value and the charger first.
+        **ids,
     }
-    # Ids of rows under a charger (the Who can get in page's buttons): a missing one is
-    # enough, since each route checks the charger and the CSRF value first.
-    values |= dict.fromkeys(("grant_id", "invitation_id", "transfer_id"), MISSING_ID)
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), MISSING_ID), path)
 
 
@@ -60,7 +93,7 @@ async def test_anonymous_visitors_are_sent_to_the_login_page(ctx: Context) -> No
             url = fill(path, world)
             answer = await client.request(method, url, data={"csrf": "x"})
             assert answer.status_code == 303, (method, path, answer.text[:200])
-            expected = "/login?next=" + (url.replace("/", "%2F") if method == "GET" else "%2F")
+            expected = "/login?next=" + (quote(url) if method == "GET" else "/")
             assert answer.headers["location"] == expected, (method, path)
 
 

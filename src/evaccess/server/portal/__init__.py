@@ -11,9 +11,25 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evaccess.server.portal import web
-from evaccess.server.portal.pages import access, account, auth, chargers, organisations
+from evaccess.server.portal.pages import (
+    access,
+    account,
+    auth,
+    chargers,
+    organisations,
+    ownership,
+    support,
+)
 
-ROUTERS = (auth.router, chargers.router, access.router, organisations.router, account.router)
+ROUTERS = (
+    auth.router,
+    chargers.router,
+    access.router,
+    organisations.router,
+    account.router,
+    ownership.router,
+    support.router,
+)
 
 
 def install(app: FastAPI) -> None:
