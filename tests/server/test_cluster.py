@@ -12,6 +12,7 @@ import random
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import redis
 from evaccess.domain import lockout
 from evaccess.domain.clock import ManualClock
 from evaccess.domain.errors import ClusterUnavailable, LockedOut
+from evaccess.server.cluster.node import ClusterNode
 from evaccess.server.cluster.redis import RedisCluster
 from evaccess.server.context import Context
 from evaccess.server.services import keypad_pins
@@ -217,6 +219,9 @@ async def nodes(
     settings = {"redis_url": REDIS_URL, "redis_prefix": prefix}
     a = await _node(database_url, tmp_path / "keys", clock, rng, node_id="a", **settings)
     b = await _node(database_url, tmp_path / "keys", clock, rng, node_id="b", **settings)
+    for node in (a, b):
+        await node.start()
+        await eventually(lambda n=node: _link(n).subscribed.is_set(), "the node to subscribe")
     yield a, b
     await a.close()
     await b.close()
@@ -238,6 +243,35 @@ async def test_five_wrong_keypad_pins_over_two_nodes_lock_the_charger_on_both(
         with pytest.raises(LockedOut) as locked:
             await keypad_pins.resolve(node, charger.id, "9274")
         assert locked.value.retry_after == pytest.approx(300)
+
+
+def _link(ctx: Context) -> ClusterNode:
+    assert isinstance(ctx.cluster, ClusterNode)
+    return ctx.cluster
+
+
+async def test_a_keypad_pin_deleted_on_one_node_is_refused_on_the_other_within_a_second(
+    nodes: tuple[Context, Context], canaries: Any
+) -> None:
+    a, b = nodes
+    world = await build_world(a)
+    canaries.add("9274")
+    owner = world.users["owner"]
+    charger = world.chargers["old"]
+    heard = _link(a).invalidations_heard
+    await keypad_pins.set_pin(b, world.actor("owner"), world.org.id, owner.id, "9274")
+    await eventually(lambda: _link(a).invalidations_heard > heard, "A to hear of the new PIN")
+    assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
+    assert a.keypad_index.get(charger.id) is not None  # answered from A's index from now on
+    await keypad_pins.delete_pin(b, world.actor("owner"), world.org.id, owner.id)
+    started = time.monotonic()
+    await eventually(lambda: a.keypad_index.get(charger.id) is None, "A to drop its index")
+    assert time.monotonic() - started < 1.0
+    assert await keypad_pins.resolve(a, charger.id, "9274") is None
+    # And a PIN set on B opens A's keypad at once too (no 30 s stale bound).
+    await keypad_pins.set_pin(b, world.actor("owner"), world.org.id, owner.id, "9274")
+    await eventually(lambda: a.keypad_index.get(charger.id) is None, "A to drop its index")
+    assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
 
 
 async def test_a_login_throttle_holds_across_nodes(nodes: tuple[Context, Context]) -> None:
@@ -352,3 +386,43 @@ async def test_redis_down_fails_closed_and_the_node_recovers_by_itself(
     assert "Traceback" not in text and "internal_error" not in text
     assert "Redis unreachable" in text and "Redis reachable again" in text
     assert PASSWORD not in text and "9274" not in text
+
+
+async def test_a_node_that_lost_its_subscription_forgets_its_keypad_index(
+    database_url: str,
+    tmp_path: Path,
+    clock: ManualClock,
+    rng: Any,
+    own_redis: OwnRedis,
+    canaries: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A change no message told this node about (made while Redis was away, here by a node
+    outside the cluster) is seen once the node is subscribed again."""
+    caplog.set_level(logging.INFO, "evaccess.cluster")
+    a = await _node(
+        database_url, tmp_path / "keys", clock, rng, redis_url=own_redis.url, node_id="a"
+    )
+    lone = await _node(database_url, tmp_path / "keys", clock, rng)
+    try:
+        await a.start()
+        await eventually(lambda: _link(a).subscribed.is_set(), "A to subscribe")
+        world = await build_world(a)
+        canaries.add("9274")
+        owner = world.users["owner"]
+        charger = world.chargers["old"]
+        await keypad_pins.set_pin(a, world.actor("owner"), world.org.id, owner.id, "9274")
+        assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
+        assert a.keypad_index.get(charger.id) is not None
+
+        own_redis.stop()
+        await eventually(lambda: a.keypad_index.suspended, "A to suspend its index")
+        await keypad_pins.delete_pin(lone, world.actor("owner"), world.org.id, owner.id)
+        await own_redis.start()
+        await eventually(lambda: not a.keypad_index.suspended, "A to subscribe again")
+        assert await keypad_pins.resolve(a, charger.id, "9274") is None
+    finally:
+        await a.close()
+        await lone.close()
+    assert "Redis subscription lost" in caplog.text
+    assert "9274" not in caplog.text

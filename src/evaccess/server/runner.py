@@ -176,6 +176,7 @@ async def serve(
                 DbOcppBackend(ctx),
                 host=ocpp_host,
                 port=settings.ocpp_port,
+                registry=ctx.cluster.registry if ctx.cluster is not None else None,
                 ssl=tls,
                 clock=ctx.clock,
                 compression=(
@@ -201,6 +202,7 @@ async def serve(
     # Both ports are ours: only now may a first start create (and print) the admin.
     admin = await ensure_bootstrap_admin(ctx, settings.bootstrap_admin_email)
     ctx.notifier.target = ocpp.notifier
+    await ctx.start()
     config = uvicorn.Config(
         create_app(settings, context=ctx),
         log_level=settings.log_level.lower(),
