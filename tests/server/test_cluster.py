@@ -586,3 +586,23 @@ async def _none_open(ctx: Context, charger_id: str) -> bool:
             .where(OutboxCommand.charger_id == charger_id, OutboxCommand.completed_at.is_(None))
             .limit(1)
         )
+
+
+async def test_a_lost_takeover_is_found_by_the_renewal(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer], prefix: str
+) -> None:
+    """Another node registered the charger and its message never came: the renewal sees
+    the registration is not this node's and closes the socket here."""
+    a, _ = nodes
+    on_a, _ = endpoints
+    world = await build_world(a)
+    serial = world.chargers["old"].serial
+    fake = await FakeCharger.connect(on_a.port, serial, world.ocpp_passwords["old"])
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.set(f"{prefix}charger:{serial}", "b", ex=30)
+    client.close()
+    await _link(a).renew()
+    await eventually(lambda: fake.closed, "node A to close the socket")
+    assert not on_a.holds(serial)
+    assert await _online(a, serial)  # B holds it: not marked offline
+    assert _owner_of(prefix, serial) == "b"
