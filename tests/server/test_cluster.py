@@ -36,6 +36,7 @@ from evaccess.server.context import Context
 from evaccess.server.db.models import Charger as ChargerRow
 from evaccess.server.db.models import OutboxCommand
 from evaccess.server.ocpp.server import OcppServer, serve_ocpp
+from evaccess.server.runner import start_background_tasks, stop_background_tasks
 from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.throttle import Throttle, ThrottleRegistry
@@ -606,3 +607,18 @@ async def test_a_lost_takeover_is_found_by_the_renewal(
     assert not on_a.holds(serial)
     assert await _online(a, serial)  # B holds it: not marked offline
     assert _owner_of(prefix, serial) == "b"
+
+
+async def test_a_cluster_node_sweeps_its_outbox_in_the_background(
+    nodes: tuple[Context, Context], database_url: str, tmp_path: Path, clock: ManualClock, rng: Any
+) -> None:
+    lone = await _node(database_url, tmp_path / "keys", clock, rng)
+    try:
+        for ctx, swept in ((nodes[0], True), (lone, False)):
+            tasks = start_background_tasks(ctx)
+            try:
+                assert ("outbox sweep" in {t.get_name() for t in tasks}) is swept
+            finally:
+                await stop_background_tasks(tasks)
+    finally:
+        await lone.close()
