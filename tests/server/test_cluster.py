@@ -6,12 +6,16 @@ skipped, saying so, when it is not reachable. The outage test starts a Redis of 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
 import os
 import random
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,15 +23,24 @@ from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from evaccess.domain import lockout
 from evaccess.domain.clock import ManualClock
 from evaccess.domain.errors import ClusterUnavailable, LockedOut
+from evaccess.server.cluster.node import ClusterNode
 from evaccess.server.cluster.redis import RedisCluster
 from evaccess.server.context import Context
-from evaccess.server.services import keypad_pins
+from evaccess.server.db.models import Charger as ChargerRow
+from evaccess.server.db.models import OutboxCommand
+from evaccess.server.ocpp.server import OcppServer, serve_ocpp
+from evaccess.server.runner import start_background_tasks, stop_background_tasks
+from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.throttle import Throttle, ThrottleRegistry
+from tests.server.ocpp_boot import _accepted, _boot_frame
 from tests.server.support import PASSWORD, build_world, client_for, make_context
 from tests.support import eventually
 
@@ -217,6 +230,9 @@ async def nodes(
     settings = {"redis_url": REDIS_URL, "redis_prefix": prefix}
     a = await _node(database_url, tmp_path / "keys", clock, rng, node_id="a", **settings)
     b = await _node(database_url, tmp_path / "keys", clock, rng, node_id="b", **settings)
+    for node in (a, b):
+        await node.start()
+        await eventually(lambda n=node: _link(n).subscribed.is_set(), "the node to subscribe")
     yield a, b
     await a.close()
     await b.close()
@@ -238,6 +254,35 @@ async def test_five_wrong_keypad_pins_over_two_nodes_lock_the_charger_on_both(
         with pytest.raises(LockedOut) as locked:
             await keypad_pins.resolve(node, charger.id, "9274")
         assert locked.value.retry_after == pytest.approx(300)
+
+
+def _link(ctx: Context) -> ClusterNode:
+    assert isinstance(ctx.cluster, ClusterNode)
+    return ctx.cluster
+
+
+async def test_a_keypad_pin_deleted_on_one_node_is_refused_on_the_other_within_a_second(
+    nodes: tuple[Context, Context], canaries: Any
+) -> None:
+    a, b = nodes
+    world = await build_world(a)
+    canaries.add("9274")
+    owner = world.users["owner"]
+    charger = world.chargers["old"]
+    heard = _link(a).invalidations_heard
+    await keypad_pins.set_pin(b, world.actor("owner"), world.org.id, owner.id, "9274")
+    await eventually(lambda: _link(a).invalidations_heard > heard, "A to hear of the new PIN")
+    assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
+    assert a.keypad_index.get(charger.id) is not None  # answered from A's index from now on
+    await keypad_pins.delete_pin(b, world.actor("owner"), world.org.id, owner.id)
+    started = time.monotonic()
+    await eventually(lambda: a.keypad_index.get(charger.id) is None, "A to drop its index")
+    assert time.monotonic() - started < 1.0
+    assert await keypad_pins.resolve(a, charger.id, "9274") is None
+    # And a PIN set on B opens A's keypad at once too (no 30 s stale bound).
+    await keypad_pins.set_pin(b, world.actor("owner"), world.org.id, owner.id, "9274")
+    await eventually(lambda: a.keypad_index.get(charger.id) is None, "A to drop its index")
+    assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
 
 
 async def test_a_login_throttle_holds_across_nodes(nodes: tuple[Context, Context]) -> None:
@@ -352,3 +397,228 @@ async def test_redis_down_fails_closed_and_the_node_recovers_by_itself(
     assert "Traceback" not in text and "internal_error" not in text
     assert "Redis unreachable" in text and "Redis reachable again" in text
     assert PASSWORD not in text and "9274" not in text
+
+
+async def test_a_node_that_lost_its_subscription_forgets_its_keypad_index(
+    database_url: str,
+    tmp_path: Path,
+    clock: ManualClock,
+    rng: Any,
+    own_redis: OwnRedis,
+    canaries: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A change no message told this node about (made while Redis was away, here by a node
+    outside the cluster) is seen once the node is subscribed again."""
+    caplog.set_level(logging.INFO, "evaccess.cluster")
+    a = await _node(
+        database_url, tmp_path / "keys", clock, rng, redis_url=own_redis.url, node_id="a"
+    )
+    lone = await _node(database_url, tmp_path / "keys", clock, rng)
+    try:
+        await a.start()
+        await eventually(lambda: _link(a).subscribed.is_set(), "A to subscribe")
+        world = await build_world(a)
+        canaries.add("9274")
+        owner = world.users["owner"]
+        charger = world.chargers["old"]
+        await keypad_pins.set_pin(a, world.actor("owner"), world.org.id, owner.id, "9274")
+        assert await keypad_pins.resolve(a, charger.id, "9274") == owner.id
+        assert a.keypad_index.get(charger.id) is not None
+
+        own_redis.stop()
+        await eventually(lambda: a.keypad_index.suspended, "A to suspend its index")
+        await keypad_pins.delete_pin(lone, world.actor("owner"), world.org.id, owner.id)
+        await own_redis.start()
+        await eventually(lambda: not a.keypad_index.suspended, "A to subscribe again")
+        assert await keypad_pins.resolve(a, charger.id, "9274") is None
+    finally:
+        await a.close()
+        await lone.close()
+    assert "Redis subscription lost" in caplog.text
+    assert "9274" not in caplog.text
+
+
+class FakeCharger:
+    """A charger on one node's OCPP endpoint: boots, answers every Call Accepted and keeps
+    the actions it received."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.actions: list[str] = []
+        self.booted = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    @classmethod
+    async def connect(cls, port: int, serial: str, password: str) -> FakeCharger:
+        token = base64.b64encode(f"{serial}:{password}".encode()).decode()
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/ocpp/{serial}",
+            subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Basic {token}"},
+            compression=None,
+        )
+        charger = cls(ws)
+        await ws.send(_boot_frame("ocpp2.0.1", "Easee", "Home", "1.0"))
+        await eventually(charger.booted.is_set, "the boot to be answered")
+        return charger
+
+    async def _run(self) -> None:
+        try:
+            async for text in self.ws:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    self.actions.append(frame[2])
+                    await self.ws.send(json.dumps([3, frame[1], _accepted("ocpp2.0.1", frame)]))
+                elif frame[1] == "boot-1":
+                    self.booted.set()
+        except ConnectionClosed:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self.task.done()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.task
+
+
+@pytest.fixture
+async def endpoints(
+    nodes: tuple[Context, Context],
+) -> AsyncIterator[tuple[OcppServer, OcppServer]]:
+    """Each node's OCPP endpoint, with the charger registry, as ``server run`` wires it."""
+    servers = []
+    for ctx in nodes:
+        server = await serve_ocpp(
+            DbOcppBackend(ctx), port=0, clock=ctx.clock, registry=_link(ctx).registry
+        )
+        ctx.notifier.target = server.notifier
+        servers.append(server)
+    yield servers[0], servers[1]
+    for ctx, server in zip(nodes, servers, strict=True):
+        ctx.notifier.target = None
+        await server.close()
+
+
+def _owner_of(prefix: str, serial: str) -> str | None:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return client.get(f"{prefix}charger:{serial}")
+    finally:
+        client.close()
+
+
+async def _online(ctx: Context, serial: str) -> bool:
+    async with ctx.db.read() as session:
+        return bool(
+            await session.scalar(select(ChargerRow.online).where(ChargerRow.serial == serial))
+        )
+
+
+async def test_a_charger_connecting_to_a_second_node_is_taken_over_from_the_first(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer], prefix: str
+) -> None:
+    a, b = nodes
+    on_a, on_b = endpoints
+    world = await build_world(a)
+    serial = world.chargers["old"].serial
+    password = world.ocpp_passwords["old"]
+    first = await FakeCharger.connect(on_a.port, serial, password)
+    assert _owner_of(prefix, serial) == "a" and await _online(a, serial)
+    second = await FakeCharger.connect(on_b.port, serial, password)
+    await eventually(lambda: first.closed, "node A to close the old socket", timeout=2)
+    assert first.ws.close_code == 1001  # going away
+    assert _owner_of(prefix, serial) == "b"
+    assert not on_a.holds(serial) and on_b.holds(serial)
+    assert await _online(b, serial)  # A's old socket did not mark it offline
+    await second.close()
+    await eventually(lambda: _owner_of(prefix, serial) is None, "B to release the charger")
+
+
+async def test_a_command_queued_on_one_node_reaches_the_charger_on_the_other(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer]
+) -> None:
+    a, b = nodes
+    _, on_b = endpoints
+    world = await build_world(a)
+    charger = world.chargers["old"]
+    fake = await FakeCharger.connect(on_b.port, charger.serial, world.ocpp_passwords["old"])
+    try:
+        await eventually(lambda: "GetLocalListVersion" in fake.actions, "the connect's calls")
+        sent = len(fake.actions)
+        await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
+        started = time.monotonic()
+        await eventually(lambda: len(fake.actions) > sent, "the command to reach the charger")
+        assert time.monotonic() - started < 1.0  # woken, not swept
+        assert fake.actions[sent:] == ["SetVariables"]
+    finally:
+        await fake.close()
+
+
+async def test_a_lost_wake_up_is_delivered_by_the_sweep(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer]
+) -> None:
+    a, b = nodes
+    _, on_b = endpoints
+    world = await build_world(a)
+    charger = world.chargers["old"]
+    fake = await FakeCharger.connect(on_b.port, charger.serial, world.ocpp_passwords["old"])
+    try:
+        await eventually(lambda: "GetLocalListVersion" in fake.actions, "the connect's calls")
+        sent = len(fake.actions)
+        a.notifier.remote = None  # the wake-up is lost
+        await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
+        assert len(fake.actions) == sent
+        assert await outbox.sweep(a) == 0  # A holds no charger
+        assert await outbox.sweep(b) == 1
+        await eventually(lambda: len(fake.actions) > sent, "the command to reach the charger")
+        assert fake.actions[sent:] == ["SetVariables"]
+        await eventually(lambda: _none_open(b, charger.id), "the charger's answer recorded")
+    finally:
+        await fake.close()
+
+
+async def _none_open(ctx: Context, charger_id: str) -> bool:
+    async with ctx.db.read() as session:
+        return not await session.scalar(
+            select(OutboxCommand.id)
+            .where(OutboxCommand.charger_id == charger_id, OutboxCommand.completed_at.is_(None))
+            .limit(1)
+        )
+
+
+async def test_a_lost_takeover_is_found_by_the_renewal(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer], prefix: str
+) -> None:
+    """Another node registered the charger and its message never came: the renewal sees
+    the registration is not this node's and closes the socket here."""
+    a, _ = nodes
+    on_a, _ = endpoints
+    world = await build_world(a)
+    serial = world.chargers["old"].serial
+    fake = await FakeCharger.connect(on_a.port, serial, world.ocpp_passwords["old"])
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.set(f"{prefix}charger:{serial}", "b", ex=30)
+    client.close()
+    await _link(a).renew()
+    await eventually(lambda: fake.closed, "node A to close the socket")
+    assert not on_a.holds(serial)
+    assert await _online(a, serial)  # B holds it: not marked offline
+    assert _owner_of(prefix, serial) == "b"
+
+
+async def test_a_cluster_node_sweeps_its_outbox_in_the_background(
+    nodes: tuple[Context, Context], database_url: str, tmp_path: Path, clock: ManualClock, rng: Any
+) -> None:
+    lone = await _node(database_url, tmp_path / "keys", clock, rng)
+    try:
+        for ctx, swept in ((nodes[0], True), (lone, False)):
+            tasks = start_background_tasks(ctx)
+            try:
+                assert ("outbox sweep" in {t.get_name() for t in tasks}) is swept
+            finally:
+                await stop_background_tasks(tasks)
+    finally:
+        await lone.close()

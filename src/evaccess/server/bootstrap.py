@@ -3,6 +3,7 @@ at import time; tests build their own context with frozen time and seeded random
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from evaccess.domain.clock import Clock, RandomSource, SystemClock, SystemRandom
 from evaccess.domain.errors import ConfigurationError
 from evaccess.domain.lockout import KEYPAD_RULES, LockoutRules
 from evaccess.server.audit import AuditEntry, AuditLog
+from evaccess.server.cluster.node import ClusterNode
 from evaccess.server.cluster.redis import RedisCluster
 from evaccess.server.context import (
     COMMISSIONING_RULES,
@@ -26,6 +28,7 @@ from evaccess.server.context import (
     LOGIN_RULES,
     PIN_SET_RULES,
     Context,
+    NotifierSlot,
 )
 from evaccess.server.db.engine import Database, make_engine
 from evaccess.server.db.migrate import upgrade
@@ -73,6 +76,16 @@ def build_context(
         assert clock is not None
         return ThrottleRegistry(rules, clock) if cluster is None else cluster.throttle(name, rules)
 
+    # Cluster mode: keypad index changes and outbox wake-ups travel between the nodes, so
+    # the index needs no stale bound (``keypad_index``).
+    node = ClusterNode(cluster) if cluster is not None else None
+    keypad_index = (
+        KeypadIndex(clock) if node is None else KeypadIndex(clock, ttl_s=math.inf, broadcast=node)
+    )
+    notifier = NotifierSlot(remote=node)
+    if node is not None:
+        node.attach(keypad_index, notifier)
+
     return Context(
         db=database or Database(settings.resolved_database_url),
         clock=clock,
@@ -90,14 +103,15 @@ def build_context(
         login_account_throttle=throttle("login-account", LOGIN_ACCOUNT_RULES),
         login_client_throttle=throttle("login-client", LOGIN_CLIENT_RULES),
         pin_set_throttle=throttle("pin-set", PIN_SET_RULES),
-        keypad_index=KeypadIndex(clock),
+        keypad_index=keypad_index,
+        notifier=notifier,
         auth_cache_ttl_s=settings.auth_cache_ttl_s,
         commissioning_throttle=throttle("commissioning", COMMISSIONING_RULES),
         commissioning_code_ttl_s=settings.commissioning_code_ttl_days * 86400,
         documents=DocumentStore(settings.resolved_claim_dir),
         claim_objection_s=settings.claim_objection_days * 86400,
         claim_document_max_bytes=int(settings.claim_document_max_mb * 1024 * 1024),
-        cluster=cluster,
+        cluster=node,
         delivery=delivery_from_url(
             settings.smtp_url.get_secret_value() if settings.smtp_url else None,
             settings.smtp_from,

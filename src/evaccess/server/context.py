@@ -15,19 +15,37 @@ from evaccess.server.documents import DocumentStore
 from evaccess.server.keypad_index import KeypadIndex
 from evaccess.server.keys import KeyProvider
 from evaccess.server.mail import DeliveryPort, LogDelivery
-from evaccess.server.ocpp.backend import ChargerNotifier
+from evaccess.server.ocpp.backend import ChargerEndpoint, ChargerRegistry
 from evaccess.server.throttle import Throttle
 from evaccess.server.vault import KeypadHasher, PinVault
 
 
+class RemoteWake(Protocol):
+    """Wakes the node that holds a charger's socket (cluster mode)."""
+
+    def wake(self, charger_id: str) -> None:
+        """Never blocks nor raises: a lost wake-up only delays (every node sweeps the
+        outbox of its chargers)."""
+
+
 class NotifierSlot:
     """Holds the OCPP endpoint's notifier once it runs; pokes before that are dropped
-    (the charger fetches its outbox on connect anyway)."""
+    (the charger fetches its outbox on connect anyway). In cluster mode a charger not
+    connected here is woken on the node that holds it (``remote``)."""
 
-    def __init__(self) -> None:
-        self.target: ChargerNotifier | None = None
+    def __init__(self, remote: RemoteWake | None = None) -> None:
+        self.target: ChargerEndpoint | None = None
+        self.remote = remote
 
     def poke(self, charger_id: str) -> None:
+        """Something waits in the outbox for ``charger_id`` (call it after the commit)."""
+        if self.target is not None and self.target.holds(charger_id):
+            self.target.poke(charger_id)
+        elif self.remote is not None:
+            self.remote.wake(charger_id)
+
+    def poke_here(self, charger_id: str) -> None:
+        """Only if the charger is connected to this node."""
         if self.target is not None:
             self.target.poke(charger_id)
 
@@ -36,6 +54,12 @@ class ClusterLink(Protocol):
     """The node's connection to the other nodes (cluster mode); closed at shutdown."""
 
     node_id: str
+    registry: ChargerRegistry
+    """Which node holds each charger's socket, for the OCPP endpoint."""
+
+    async def start(self) -> None:
+        """Subscribe to the other nodes' messages and keep this node's chargers registered
+        (background tasks, until ``aclose``)."""
 
     async def aclose(self) -> None: ...
 
@@ -100,6 +124,11 @@ class Context:
     claim_document_max_bytes: int = 10 * 1024 * 1024
     cluster: ClusterLink | None = None
     """Cluster mode (``EVACCESS_REDIS_URL``): the throttles above live in Redis."""
+
+    async def start(self) -> None:
+        """Start what runs in the background for the context (cluster mode: the link)."""
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def close(self) -> None:
         """Release the database and the cluster connection (at shutdown)."""

@@ -24,7 +24,7 @@ from evaccess.server.bootstrap import (
 from evaccess.server.context import Context
 from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
-from evaccess.server.services import claims, notifications, transfers
+from evaccess.server.services import claims, notifications, outbox, transfers
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.settings import Settings
 
@@ -33,6 +33,10 @@ log = logging.getLogger("evaccess.server")
 TRANSFER_EXPIRY_INTERVAL_S = 60.0
 """How often the server records the lapse of open transfers past their time (an open
 transfer already reads as expired the moment its time is up; this makes the row say so)."""
+
+OUTBOX_SWEEP_INTERVAL_S = 15.0
+"""Cluster mode: how often a node pokes its connected chargers that have open commands (a
+wake-up lost between nodes delays a command by at most this)."""
 
 
 class _TypeOnly(logging.Filter):
@@ -93,12 +97,27 @@ async def periodically(
 
 
 def start_background_tasks(
-    ctx: Context, *, transfer_expiry_interval_s: float = TRANSFER_EXPIRY_INTERVAL_S
+    ctx: Context,
+    *,
+    transfer_expiry_interval_s: float = TRANSFER_EXPIRY_INTERVAL_S,
+    outbox_sweep_interval_s: float = OUTBOX_SWEEP_INTERVAL_S,
 ) -> list[asyncio.Task[None]]:
     """The server's periodic work, on ``ctx`` (its clock decides what is due): notification
     delivery, the expiry of open ownership transfers, and the handover of approved claims
-    whose objection window has closed (same interval). The caller cancels them."""
+    whose objection window has closed (same interval); in cluster mode the outbox sweep.
+    The caller cancels them."""
+    sweeps = (
+        [
+            asyncio.create_task(
+                periodically("outbox sweep", outbox.sweep, ctx, interval_s=outbox_sweep_interval_s),
+                name="outbox sweep",
+            )
+        ]
+        if ctx.cluster is not None
+        else []
+    )
     return [
+        *sweeps,
         asyncio.create_task(notifications.run_delivery(ctx), name="notifications"),
         asyncio.create_task(
             periodically(
@@ -176,6 +195,7 @@ async def serve(
                 DbOcppBackend(ctx),
                 host=ocpp_host,
                 port=settings.ocpp_port,
+                registry=ctx.cluster.registry if ctx.cluster is not None else None,
                 ssl=tls,
                 clock=ctx.clock,
                 compression=(
@@ -201,6 +221,7 @@ async def serve(
     # Both ports are ours: only now may a first start create (and print) the admin.
     admin = await ensure_bootstrap_admin(ctx, settings.bootstrap_admin_email)
     ctx.notifier.target = ocpp.notifier
+    await ctx.start()
     config = uvicorn.Config(
         create_app(settings, context=ctx),
         log_level=settings.log_level.lower(),

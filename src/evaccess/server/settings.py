@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         default=None,
         description="Cluster mode: share the security counters (keypad lockouts, login "
-        "throttles, keypad-PIN rejections, sticker scans) with the other nodes through this "
+        "throttles, keypad-PIN rejections, sticker scans), keypad index changes, which node "
+        "holds each charger and outbox wake-ups with the other nodes through this "
         "Redis (redis://[:password@]host[:port][/db], rediss:// for TLS). Unset: one node, "
         "counters in memory.",
     )

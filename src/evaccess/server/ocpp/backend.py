@@ -215,3 +215,28 @@ class ChargerNotifier(Protocol):
     """Implemented by the OCPP endpoint: something is waiting for this charger."""
 
     def poke(self, charger_id: str) -> None: ...
+
+
+class ChargerEndpoint(ChargerNotifier, Protocol):
+    """The OCPP endpoint as the cluster sees it: which chargers hold a socket here."""
+
+    def holds(self, charger_id: str) -> bool:
+        """The charger is connected to this node."""
+
+    def connected_chargers(self) -> list[str]: ...
+
+    def hand_over(self, charger_id: str) -> None:
+        """The charger connected to another node: close its socket here, without marking
+        it offline (the other node holds it now)."""
+
+
+class ChargerRegistry(Protocol):
+    """Which node holds each charger's socket (cluster mode; ``None``: one node)."""
+
+    async def connected(self, charger_id: str) -> None:
+        """This node holds the charger's socket now: another node holding an older one is
+        told to close it. Never raises (Redis lost: registered again once it is back)."""
+
+    async def disconnected(self, charger_id: str) -> bool:
+        """The socket here closed; ``False`` when another node holds the charger since (it
+        must not be marked offline then). Never raises."""

@@ -41,7 +41,12 @@ from websockets.typing import Subprotocol
 from evaccess.domain.clock import Clock, SystemClock
 from evaccess.protocol.ocpp_components import SUBPROTOCOLS
 from evaccess.protocol.ocpp_frames import OcppVersion, SchemaRegistry
-from evaccess.server.ocpp.backend import AuthOutcome, ChargerNotifier, OcppBackend
+from evaccess.server.ocpp.backend import (
+    AuthOutcome,
+    ChargerEndpoint,
+    ChargerRegistry,
+    OcppBackend,
+)
 from evaccess.server.ocpp.session import OcppSession, SessionCounters
 from evaccess.server.ocpp.tls import peer_common_names
 
@@ -153,8 +158,10 @@ class OcppServer:
         call_timeout_s: float = CALL_TIMEOUT_S,
         bytes_per_message: int = BYTES_PER_MESSAGE,
         schemas: SchemaRegistry | None = None,
+        registry: ChargerRegistry | None = None,
     ) -> None:
         self.backend = backend
+        self.registry = registry
         self.clock = clock
         self.call_timeout_s = call_timeout_s
         self.bytes_per_message = bytes_per_message
@@ -166,7 +173,7 @@ class OcppServer:
         self._server: Server | None = None
 
     @property
-    def notifier(self) -> ChargerNotifier:
+    def notifier(self) -> ChargerEndpoint:
         return self
 
     @property
@@ -181,6 +188,25 @@ class OcppServer:
         session = self.sessions.get(charger_id)
         if session is not None:
             session.poke()
+
+    def holds(self, charger_id: str) -> bool:
+        return charger_id in self.sessions
+
+    def connected_chargers(self) -> list[str]:
+        return list(self.sessions)
+
+    def hand_over(self, charger_id: str) -> None:
+        """The charger connected to another node (cluster mode): close the socket here; the
+        session is forgotten first, so that its end does not mark the charger offline."""
+        session = self.sessions.pop(charger_id, None)
+        if session is None:
+            return
+        log.info("charger %s connected to another node: closing its socket here", charger_id)
+        task = asyncio.get_running_loop().create_task(
+            session.connection.close(CloseCode.GOING_AWAY, "connected to another server node")
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def stats(self) -> dict[str, int]:
         """Handshake refusals, connected chargers and message counters."""
@@ -280,16 +306,21 @@ class OcppServer:
             bytes_per_message=self.bytes_per_message,
         )
         self.sessions[charger_id] = session
+        if self.registry is not None:
+            await self.registry.connected(charger_id)
         await self.backend.connection_changed(charger_id, online=True, protocol=session.version)
         try:
             await session.run()
         finally:
-            # A replaced session must not mark its successor's charger offline.
+            # A replaced session must not mark its successor's charger offline (nor one
+            # that another node holds since).
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
-                await self.backend.connection_changed(
-                    charger_id, online=False, protocol=session.version
-                )
+                still_ours = self.registry is None or await self.registry.disconnected(charger_id)
+                if still_ours:
+                    await self.backend.connection_changed(
+                        charger_id, online=False, protocol=session.version
+                    )
 
     async def _start(
         self,
@@ -326,6 +357,7 @@ async def serve_ocpp(
     call_timeout_s: float = CALL_TIMEOUT_S,
     bytes_per_message: int = BYTES_PER_MESSAGE,
     compression: Compression | None = Compression(),
+    registry: ChargerRegistry | None = None,
 ) -> OcppServer:
     """Start the OCPP-J endpoint on the running loop (port 0: any free port);
     ``compression=None`` declines permessage-deflate."""
@@ -334,6 +366,7 @@ async def serve_ocpp(
         clock=clock or SystemClock(),
         call_timeout_s=call_timeout_s,
         bytes_per_message=bytes_per_message,
+        registry=registry,
     )
     await server._start(host=host, port=port, ssl=ssl, compression=compression)
     log.info("OCPP endpoint listening on port %d (%s)", server.port, "wss" if ssl else "ws")

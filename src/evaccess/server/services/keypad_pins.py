@@ -403,8 +403,9 @@ async def _lookup(ctx: Context, charger_id: str, pin: str) -> str | None:
         async with index.loading:
             keypad = index.get(charger_id)
             if keypad is None:
-                await _load_tree(ctx, charger_id)
-                keypad = index.get(charger_id)
+                # Answered from what was loaded even when the index may not keep it (it is
+                # suspended in cluster mode while changes made elsewhere may go unseen).
+                keypad = await _load_tree(ctx, charger_id)
         if keypad is None:
             return None
     elif index.is_stale(keypad):
@@ -424,8 +425,9 @@ async def _refresh_tree(ctx: Context, charger_id: str) -> None:
 TREE_CHUNK = 1000
 
 
-async def _load_tree(ctx: Context, charger_id: str) -> None:
-    """Index who may use each keypad of the charger's organisation tree, by PIN digest.
+async def _load_tree(ctx: Context, charger_id: str) -> ChargerKeypad | None:
+    """Index who may use each keypad of the charger's organisation tree, by PIN digest;
+    the entry of ``charger_id`` (``None``: no such charger, or none may use it).
     Rows arrive in chunks, so that a large fleet's reload never holds the event loop."""
     epoch, loaded_at = ctx.keypad_index.epoch, ctx.clock.monotonic()
     users: dict[str, dict[bytes, str]] = {}
@@ -439,7 +441,7 @@ async def _load_tree(ctx: Context, charger_id: str) -> None:
             .where(Charger.id == charger_id)
         )
         if root_id is None:
-            return
+            return None
         in_tree = (
             select(Charger.id)
             .join(Organisation, Organisation.id == Charger.organisation_id)
@@ -485,20 +487,22 @@ async def _load_tree(ctx: Context, charger_id: str) -> None:
                     if expires is not None:
                         expiries.setdefault(charger, []).append(expires)
             await asyncio.sleep(0)
+    found: ChargerKeypad | None = None
     for charger, by_digest in users.items():
         spaces: list[tuple[str, Mapping[bytes, str]]] = [(root_id, by_digest)]
         if (let_in := members.get(org_of.get(charger, ""))) is not None:
             spaces.append((root_id, let_in))
         spaces += personal.get(charger, [])
-        ctx.keypad_index.put(
-            charger,
-            ChargerKeypad(
-                epoch=epoch,
-                loaded_at=loaded_at,
-                valid_until=min(expiries.get(charger, ()), default=None),
-                spaces=tuple(spaces),
-            ),
+        entry = ChargerKeypad(
+            epoch=epoch,
+            loaded_at=loaded_at,
+            valid_until=min(expiries.get(charger, ()), default=None),
+            spaces=tuple(spaces),
         )
+        ctx.keypad_index.put(charger, entry)
+        if charger == charger_id:
+            found = entry
+    return found
 
 
 async def _members_let_in(session: AsyncSession, root_id: str) -> dict[str, dict[bytes, str]]:

@@ -1,6 +1,10 @@
 """The outbox of server -> charger commands. Services add commands inside their own
 transaction and poke the OCPP endpoint after committing; a charger that is offline receives
-them when it reconnects. A newer command of the same kind supersedes an undelivered one."""
+them when it reconnects. A newer command of the same kind supersedes an undelivered one.
+
+Cluster mode: the poke of a charger connected to another node travels as a wake-up through
+Redis, at most once; every node also ``sweep``s the outbox of the chargers connected to it
+(``runner``), so a lost wake-up only delays. Delivery stays at least once, by command id."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.server.context import Context
-from evaccess.server.db.models import OutboxCommand
+from evaccess.server.db.models import Charger, OutboxCommand
 
 
 class CommandKind(StrEnum):
@@ -84,3 +88,29 @@ def arguments(command: OutboxCommand) -> dict[str, Any]:
     loaded = json.loads(command.arguments)
     assert isinstance(loaded, dict)
     return loaded
+
+
+SWEEP_CHUNK = 1000
+
+
+async def sweep(ctx: Context) -> int:
+    """Poke every charger connected to this node that has open commands; how many."""
+    target = ctx.notifier.target
+    if target is None:
+        return 0
+    connected = target.connected_chargers()
+    waiting: list[str] = []
+    for start in range(0, len(connected), SWEEP_CHUNK):
+        async with ctx.db.read() as session:
+            waiting += await session.scalars(
+                select(Charger.serial)
+                .join(OutboxCommand, OutboxCommand.charger_id == Charger.id)
+                .where(
+                    Charger.serial.in_(connected[start : start + SWEEP_CHUNK]),
+                    OutboxCommand.completed_at.is_(None),
+                )
+                .distinct()
+            )
+    for serial in waiting:
+        ctx.notifier.poke_here(serial)
+    return len(waiting)
