@@ -10,16 +10,19 @@ import io
 import math
 import os
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from evaccess.bench.ocpp import Plan, render, run_bench
+from evaccess.bench.ocpp import Plan, render, run_bench, starters
 
 pytestmark = pytest.mark.e2e
 
 TINY = Plan(
     rounds=1,
+    targets=("baseline", "echo", "evaccess", "evaccess-deflate", "evaccess-endpoint"),
     closed_loop_chargers=(1, 5),
     warmup_s=0.05,
     duration_s=0.2,
@@ -36,7 +39,13 @@ async def test_bench_runs_every_target():
     result = await run_bench(TINY, say=progress.append)
     assert os.sched_getaffinity(0) == affinity  # the generator's pinning is undone
 
-    assert set(result.runs) == {"baseline", "echo", "evaccess", "evaccess-deflate"}
+    assert set(result.runs) == {
+        "baseline",
+        "echo",
+        "evaccess",
+        "evaccess-deflate",
+        "evaccess-endpoint",
+    }
     assert result.missing == {}
     for name, runs in result.runs.items():
         assert set(runs.closed) == {1, 5}, name
@@ -48,11 +57,12 @@ async def test_bench_runs_every_target():
         assert opened.rate > 0 and opened.p99_ms >= opened.p50_ms
         (idle,) = runs.idle_bytes[20]
         assert idle > 0, f"{name}: the server grew when chargers connected"
-    assert progress[:4] == [
+    assert progress[:5] == [
         "round 1/1: baseline",
         "round 1/1: echo",
         "round 1/1: evaccess",
         "round 1/1: evaccess-deflate",
+        "round 1/1: evaccess-endpoint",
     ]
 
     out = io.StringIO()
@@ -69,3 +79,15 @@ async def test_bench_runs_every_target():
         text,
     ), text
     assert "Closed loop" in text and "Open loop" in text and "Idle chargers" in text
+
+
+def test_evaccess_target_is_the_shipped_server_command(tmp_path):
+    """``evaccess`` measures ``evaccess server run`` (REST API, background tasks, logging),
+    not only its OCPP endpoint in a bench-made process."""
+    server = starters(replace(TINY, pin=False), tmp_path)["evaccess"]()
+    try:
+        argv = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:5] == [b"-m", b"evaccess", b"server", b"run"], argv
+        assert server.identities is not None and server.identities[0].password
+    finally:
+        server.stop()

@@ -29,10 +29,19 @@ async def ocpp(
     targets: Annotated[
         str,
         typer.Option(
-            help="Comma-separated servers: baseline, echo, evaccess, evaccess-deflate (evaccess "
-            "with chargers that offer WebSocket compression)."
+            help="Comma-separated servers: baseline, echo, evaccess (`evaccess server run`), "
+            "evaccess-deflate (evaccess with chargers that offer WebSocket compression), "
+            "evaccess-endpoint (only the OCPP endpoint in a process of its own)."
         ),
     ] = "baseline,echo,evaccess,evaccess-deflate",
+    pin: Annotated[
+        bool,
+        typer.Option(
+            "--pin/--no-pin",
+            help="Pin the server to core 0 and the generator to core 1 (default), or let the "
+            "kernel place both.",
+        ),
+    ] = True,
 ) -> None:
     """OCPP-J (Open Charge Point Protocol over WebSocket, JSON) throughput, latency, CPU per
     round trip and memory per idle charger."""
@@ -41,6 +50,8 @@ async def ocpp(
     unknown = sorted(set(chosen) - set(TARGETS))
     if unknown or not chosen:
         raise InvalidInput(f"unknown target(s) {', '.join(unknown)}; choose from {TARGETS}")
-    plan = replace(plan, targets=chosen, rounds=rounds if rounds is not None else plan.rounds)
+    plan = replace(
+        plan, targets=chosen, rounds=rounds if rounds is not None else plan.rounds, pin=pin
+    )
     result = await run_bench(plan, say=_progress)
     render(result, console.out)

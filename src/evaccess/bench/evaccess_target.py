@@ -162,8 +162,15 @@ async def serve(workdir: Path, chargers: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """``WORKDIR CHARGERS``: seed and serve; ``WORKDIR CHARGERS --seed-only``: seed, print
+    ``SEEDED`` and exit (``evaccess server run`` then serves that data directory)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if argv[2:] == ["--seed-only"]:
+        asyncio.run(seed(Path(argv[0]), int(argv[1])))
+        sys.stdout.write("SEEDED\n")
+        sys.stdout.flush()
+        return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(Path(argv[0]), int(argv[1])))
 

@@ -33,6 +33,7 @@ from evaccess.bench.targets import (
     raise_nofile_limit,
     start_baseline_server,
     start_echo_server,
+    start_evaccess_run_server,
     start_evaccess_server,
 )
 from evaccess.domain.errors import EvAccessError
@@ -149,12 +150,16 @@ def starters(plan: Plan, workdir: Path) -> dict[str, Starter]:
     return {
         "baseline": lambda: start_baseline_server(cpu=cpu),
         "echo": lambda: start_echo_server(cpu=cpu),
-        "evaccess": lambda: start_evaccess_server(cpu=cpu, workdir=workdir, chargers=chargers),
+        "evaccess": lambda: start_evaccess_run_server(cpu=cpu, workdir=workdir, chargers=chargers),
         # The same server, its chargers offering permessage-deflate (OCPP-J Part 4 §3.3).
         "evaccess-deflate": lambda: replace(
-            start_evaccess_server(cpu=cpu, workdir=workdir, chargers=chargers),
+            start_evaccess_run_server(cpu=cpu, workdir=workdir, chargers=chargers),
             name="evaccess-deflate",
             compression="deflate",
+        ),
+        # Only the OCPP endpoint, in a process of its own (what the bench measured before).
+        "evaccess-endpoint": lambda: start_evaccess_server(
+            cpu=cpu, workdir=workdir, chargers=chargers
         ),
     }
 

@@ -8,8 +8,12 @@
   Accepted: what a team gets by following the library's README.
 - ``echo``: raw ``websockets`` (compression off) answering every Call with a canned
   CallResult, without parsing it: the ceiling for any Python server on this stack.
-- ``evaccess``: the real server's OCPP endpoint on the real database backend (SQLite) with
-  real keypad PINs (``start_evaccess_server``).
+- ``evaccess``: ``evaccess server run`` itself, the command we ship (REST API, portal,
+  background tasks and OCPP endpoint on one event loop, its logging at the default INFO), on
+  SQLite seeded with chargers and real keypad PINs (``start_evaccess_run_server``).
+- ``evaccess-endpoint``: only the OCPP endpoint on the same backend, in a process of its own
+  (``bench/evaccess_target.py``, ``start_evaccess_server``): what the bench measured until
+  Dec 2026; it differs from ``evaccess`` by the REST API, the background tasks and logging.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import asyncio
 import contextlib
 import os
 import resource
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +34,7 @@ from typing import Any
 
 from websockets.typing import Subprotocol
 
-TARGETS = ("baseline", "echo", "evaccess", "evaccess-deflate")
+TARGETS = ("baseline", "echo", "evaccess", "evaccess-deflate", "evaccess-endpoint")
 """``evaccess-deflate``: the evaccess server, its chargers offering permessage-deflate."""
 READY = "READY"
 CANNED_AUTHORIZE_RESULT = '{"idTokenInfo":{"status":"Accepted"}}'
@@ -141,9 +147,79 @@ def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> S
         for i in json.loads((workdir / IDENTITIES).read_text())
     ]
     return ServerProcess(
-        name="evaccess",
+        name="evaccess-endpoint",
         process=process,
         url=f"ws://127.0.0.1:{int(line[1])}/ocpp",
+        identities=identities,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_evaccess_run_server(
+    *, cpu: int | None, workdir: Path, chargers: int, start_timeout_s: float = 120.0
+) -> ServerProcess:
+    """``evaccess server run`` as shipped, on a data directory seeded like
+    ``start_evaccess_server``'s (``bench/evaccess_target.py --seed-only``). Its output is
+    not read (no secret passes through the bench); it is ready once its OCPP port accepts
+    a connection."""
+    import json
+
+    from evaccess.bench.evaccess_target import IDENTITIES
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    seeded = subprocess.run(
+        [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir), str(chargers),
+         "--seed-only"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if seeded.returncode != 0 or seeded.stdout.strip() != "SEEDED":
+        raise TargetUnavailable("seeding the evaccess database failed")
+    ocpp_port, http_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "EVACCESS_DATA_DIR": str(workdir),
+        "EVACCESS_HOST": "127.0.0.1",
+        "EVACCESS_PORT": str(http_port),
+        "EVACCESS_OCPP_PORT": str(ocpp_port),
+    }
+    for name in ("EVACCESS_DATABASE_URL", "EVACCESS_LOG_LEVEL", "EVACCESS_KEYS_DIR"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaccess", "server", "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    if cpu is not None:
+        os.sched_setaffinity(process.pid, {cpu})
+    deadline = time.monotonic() + start_timeout_s
+    while True:
+        if process.poll() is not None:
+            raise TargetUnavailable(f"evaccess server run exited ({process.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", ocpp_port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise TargetUnavailable("evaccess server run did not listen in time") from None
+            time.sleep(0.05)
+    identities = [
+        ChargerIdentity(serial=i["serial"], password=i["password"], keycode=i["keycode"])
+        for i in json.loads((workdir / IDENTITIES).read_text())
+    ]
+    return ServerProcess(
+        name="evaccess",
+        process=process,
+        url=f"ws://127.0.0.1:{ocpp_port}/ocpp",
         identities=identities,
     )
 
