@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -175,5 +176,40 @@ def test_a_keypad_pin_deleted_through_node_b_is_refused_at_a_charger_on_node_a(
                 process.terminate()
                 process.wait(timeout=15)
     output = "".join(n.log.read_text() for n in nodes) + (tmp_path / "charger.log").read_text()
+    assert "Traceback" not in output
+    assert not leaked(output, canaries, announced["password"])
+
+
+def test_a_login_throttle_holds_across_real_nodes(
+    cluster_env: dict[str, str], tmp_path: Path, canaries: Canaries
+) -> None:
+
+    canaries.add(OWNER_PASSWORD)
+    nodes: list[Node] = []
+    try:
+        a = _start("a", cluster_env, tmp_path)
+        nodes.append(a)
+        announced = _wait_for_announcement(a.process, a.log, a.log)
+        canaries.add(announced["password"])
+        _wait_for_health(a.process, a.url)
+        b = _start("b", cluster_env, tmp_path)
+        nodes.append(b)
+        _wait_for_health(b.process, b.url)
+        Cli(env=a.env).ok(
+            "admin", "create-user", OWNER, "--password-stdin", stdin=f"{OWNER_PASSWORD}\n"
+        )
+        wrong = {"email": OWNER, "password": "wrong password!"}
+        for node in (a, b, a, b, a):
+            assert httpx.post(f"{node.url}/api/auth/login", json=wrong).status_code == 401
+        right = {"email": OWNER, "password": OWNER_PASSWORD}
+        locked = httpx.post(f"{b.url}/api/auth/login", json=right)
+        assert locked.status_code == 429
+        assert locked.json()["code"] == "locked_out"
+    finally:
+        for node in nodes:
+            if node.process.poll() is None:
+                node.process.terminate()
+                node.process.wait(timeout=15)
+    output = "".join(n.log.read_text() for n in nodes)
     assert "Traceback" not in output
     assert not leaked(output, canaries, announced["password"])
