@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,26 +105,57 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("websockets.client").setLevel(logging.INFO)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+_WORKER_SCANS: list[dict[str, Any]] = []
+"""The log scans of pytest-xdist's workers (``make test`` runs on two), for the controller."""
+
+
+def _scan_the_logs() -> dict[str, Any]:
     leaked = scan("\n".join(LOG_COLLECTOR.lines), ALL_CANARIES)
+    where = sorted(
+        {
+            name
+            for name, line in zip(LOG_COLLECTOR.loggers, LOG_COLLECTOR.lines, strict=True)
+            if leaked and scan(line, ALL_CANARIES)
+        }
+    )
+    return {
+        "secrets": len(ALL_CANARIES.values),
+        "lines": len(LOG_COLLECTOR.lines),
+        "leaked": leaked,
+        "where": where,
+    }
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist: a worker finished; keep its log scan (each worker scans its own log lines)."""
+    found = getattr(node, "workeroutput", {}).get("canary_scan")
+    if found is not None:
+        _WORKER_SCANS.append(found)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mine = _scan_the_logs()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller judges and reports
+        workeroutput["canary_scan"] = mine
+        return
+    scans = [mine, *_WORKER_SCANS]
+    leaked = sorted({secret for s in scans for secret in s["leaked"]})
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if leaked:
         session.exitstatus = 1
-        where = sorted(
-            {
-                name
-                for name, line in zip(LOG_COLLECTOR.loggers, LOG_COLLECTOR.lines, strict=True)
-                if scan(line, ALL_CANARIES)
-            }
-        )
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        where = sorted({name for s in scans for name in s["where"]})
         if reporter is not None:
             reporter.write_line(
                 f"CANARY SCAN FAILED: test secrets {leaked} appear in log lines of {where}",
                 red=True,
             )
-    elif session.config.pluginmanager.get_plugin("terminalreporter") is not None:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"canary scan: {len(ALL_CANARIES.values)} secrets, {len(LOG_COLLECTOR.lines)} log lines, none leaked"
+    elif reporter is not None:
+        secrets = sum(s["secrets"] for s in scans)
+        lines = sum(s["lines"] for s in scans)
+        workers = f" over {len(_WORKER_SCANS)} workers" if _WORKER_SCANS else ""
+        reporter.write_line(
+            f"canary scan: {secrets} secrets, {lines} log lines{workers}, none leaked"
         )
 
 

@@ -217,10 +217,34 @@ def frame_recorder() -> FrameRecorder:
     return RECORDER
 
 
+_WORKER_COUNTS: list[dict[str, int]] = []
+
+
+def _counts() -> dict[str, int]:
+    return {
+        "in_process": RECORDER.frames,
+        "children": subprocess_frames(),
+        "invalid": len(RECORDER.errors),
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller sums and reports
+        workeroutput["frame_guard"] = _counts()
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    found = getattr(node, "workeroutput", {}).get("frame_guard")
+    if found is not None:
+        _WORKER_COUNTS.append(found)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    children = subprocess_frames()
-    if RECORDER.frames or children:  # under xdist the workers validate, not the controller
+    counts = [_counts(), *_WORKER_COUNTS]
+    in_process, children, invalid = (sum(c[k] for c in counts) for k in _counts())
+    if in_process or children:
         terminalreporter.write_line(
-            f"OCPP frame guard: {RECORDER.frames} frames sent in process and {children} by "
-            f"server subprocesses validated with jsonschema, {len(RECORDER.errors)} invalid"
+            f"OCPP frame guard: {in_process} frames sent in process and {children} by "
+            f"server subprocesses validated with jsonschema, {invalid} invalid"
         )
