@@ -84,5 +84,7 @@ async def test_claim_file_list_object_and_the_support_queue(
     await app.login("stranger")
     [after] = await app.json("claim", "list")
     assert after["state"] == "objected"
-    assert "claim is objected" in one_line_error(await app("claim", "withdraw", claim["id"]), 6)
+    assert "the owner objected to it" in one_line_error(
+        await app("claim", "withdraw", claim["id"]), 6
+    )
     assert "no such claim" in one_line_error(await app("claim", "object", "nope"), 5)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from evaccess.domain.claim import (
+    _CLOSED_BECAUSE,
     FINAL,
     OBJECTION_WINDOW,
     Claim,
@@ -112,3 +113,7 @@ def test_a_decided_claim_takes_no_more_moves() -> None:
         with pytest.raises(Conflict) as caught:
             claim.move(ClaimMove.WITHDRAW, ClaimParty.CLAIMANT, T0)
         assert caught.value.code == f"claim_{state.value}"
+
+
+def test_every_closed_state_says_why_in_words() -> None:
+    assert set(_CLOSED_BECAUSE) == set(FINAL)

@@ -186,7 +186,9 @@ def test_a_claim_goes_through_two_agents_while_the_owner_objects(
     # Context 4: agent Tom's approval comes too late: an objection stops the claim for good.
     tom.get_by_role("button", name="Approve (second approval)").click()
     expect(tom.get_by_role("heading", name="Conflict")).to_be_visible()
-    expect(tom.get_by_role("alert")).to_contain_text("this claim is objected")
+    expect(tom.get_by_role("alert")).to_contain_text(
+        "this claim is closed: the owner objected to it"
+    )
     portal.check(tom, "claim-conflict")
     tom.goto(claim_url)
     expect(tom.locator("#claim-state")).to_contain_text("Stopped: the owner objected")

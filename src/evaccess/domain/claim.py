@@ -47,6 +47,16 @@ class ClaimState(StrEnum):
     refers to the ownership its owner was told about."""
 
 
+_CLOSED_BECAUSE = {
+    ClaimState.COMPLETED: "the charger was handed over to the claimant",
+    ClaimState.REJECTED: "support rejected it",
+    ClaimState.OBJECTED: "the owner objected to it",
+    ClaimState.WITHDRAWN: "the claimant withdrew it",
+    ClaimState.SUPERSEDED: "the charger changed hands after it was filed",
+}
+"""Why a claim that is no longer open takes no move, in words for the person who tried."""
+
+
 class ClaimMove(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
@@ -127,7 +137,10 @@ class Claim:
         if by is not party:
             raise PermissionDenied(f"only {party.value} may {move.value} a claim")
         if not self.is_open:
-            raise Conflict(f"this claim is {self.state.value}", code=f"claim_{self.state.value}")
+            raise Conflict(
+                f"this claim is closed: {_CLOSED_BECAUSE[self.state]}",
+                code=f"claim_{self.state.value}",
+            )
         if move is ClaimMove.APPROVE:
             return self._approved(now, agent_id)
         if move is ClaimMove.COMPLETE:
