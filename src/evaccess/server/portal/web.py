@@ -56,6 +56,7 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",
+    "Pragma": "no-cache",  # HTTP/1.0 caches: no page of the portal is stored
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",

@@ -40,7 +40,7 @@ from evaccess.server.db.models import (
     User,
 )
 from evaccess.server.services import notifications, outbox
-from evaccess.server.services.relations import Actor, charger_for
+from evaccess.server.services.relations import Actor, charger_for, current_ownership
 from evaccess.server.vault import Sealed
 
 REVEALED = "bluetooth_pin.revealed"
@@ -459,15 +459,11 @@ async def credential_reported(
         )
         if known is not None:
             return
-        owned = await session.scalar(
-            select(Ownership.id).where(
-                Ownership.charger_id == charger.id, Ownership.ended_at.is_(None)
-            )
-        )
+        owned = await current_ownership(session, charger.id)
         session.add(
             PhoneCredential(
                 charger_id=charger.id,
-                ownership_id=owned,
+                ownership_id=owned.id if owned is not None else None,
                 phone_id=phone_id,
                 created_at=ctx.clock.now(),
             )

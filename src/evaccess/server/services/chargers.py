@@ -19,7 +19,6 @@ from evaccess.server.db.models import (
     ConnectorStatus,
     Grant,
     Membership,
-    Ownership,
     SecurityEvent,
     User,
 )
@@ -29,6 +28,7 @@ from evaccess.server.services.relations import (
     active_grant,
     charger_for,
     chargers_bases,
+    current_ownership,
     subtree,
 )
 
@@ -62,16 +62,11 @@ async def owner_of(ctx: Context, actor: Actor, charger_id: str) -> Owner | None:
         charger = (
             await charger_for(session, actor, charger_id, ChargerAction.VIEW, ctx.clock)
         ).charger
-        row = (
-            await session.execute(
-                select(Ownership.owner_id, User.email, Ownership.started_at)
-                .join(User, User.id == Ownership.owner_id)
-                .where(Ownership.charger_id == charger.id, Ownership.ended_at.is_(None))
-            )
-        ).first()
-    if row is None:
+        owned = await current_ownership(session, charger.id)
+        owner = await session.get(User, owned.owner_id) if owned is not None else None
+    if owned is None or owner is None:
         return None
-    return Owner(user_id=row[0], email=row[1], since=row[2])
+    return Owner(user_id=owner.id, email=owner.email, since=owned.started_at)
 
 
 async def list_chargers(

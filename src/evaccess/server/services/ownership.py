@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.access import GrantKind
@@ -29,7 +29,7 @@ from evaccess.server.db.models import (
 )
 from evaccess.server.services import bluetooth_pins, local_lists, outbox
 from evaccess.server.services.bluetooth_pins import NewOwnerPin
-from evaccess.server.services.relations import Actor
+from evaccess.server.services.relations import Actor, current_ownership
 
 
 async def start(
@@ -52,10 +52,7 @@ async def start(
     return ownership
 
 
-async def current(session: AsyncSession, charger_id: str) -> Ownership | None:
-    return await session.scalar(
-        select(Ownership).where(Ownership.charger_id == charger_id, Ownership.ended_at.is_(None))
-    )
+current = current_ownership
 
 
 def access_changed(ctx: Context, charger: Charger, *, list_changed: bool = True) -> None:

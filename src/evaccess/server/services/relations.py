@@ -26,7 +26,7 @@ from evaccess.domain.access import (
 from evaccess.domain.clock import Clock
 from evaccess.domain.errors import NotFound, PermissionDenied
 from evaccess.server.audit import AuditEntry, Detail
-from evaccess.server.db.models import Charger, Grant, Membership, Organisation
+from evaccess.server.db.models import Charger, Grant, Membership, Organisation, Ownership
 
 ROLE_RANK = {Role.USER: 0, Role.ADMIN: 1, Role.SUPER_ADMIN: 2}
 
@@ -60,6 +60,13 @@ class Actor:
             request_id=self.request_id,
             details=details,
         )
+
+
+async def current_ownership(session: AsyncSession, charger_id: str) -> Ownership | None:
+    """The charger's ownership that has not ended (``None``: nobody owns it)."""
+    return await session.scalar(
+        select(Ownership).where(Ownership.charger_id == charger_id, Ownership.ended_at.is_(None))
+    )
 
 
 async def ancestors(session: AsyncSession, organisation_id: str) -> list[Organisation]:

@@ -66,9 +66,7 @@ async def set_personal_pin(
     result = await keypad_pins.set_personal_pin(ctx, session.actor, chosen)
     if result.generated_pin is None:
         return see_other("/account", done=f"Your keypad PIN is set ({result.digits} digits).")
-    response = _generated(request, session, result.generated_pin)
-    response.headers["Pragma"] = "no-cache"
-    return response
+    return _generated(request, session, result.generated_pin)
 
 
 def _generated(request: Request, session: Session, pin: str) -> Response:

@@ -123,7 +123,6 @@ async def reveal(
     revealed = await bluetooth_pins.reveal(ctx, session.actor, charger_id)
     values = await _info(ctx, session, charger_id, revealed=revealed)
     response = render(request, "chargers/info.html", session, values)
-    response.headers["Pragma"] = "no-cache"
     if fresh_cookie is not None:
         set_session_cookie(request, response, *fresh_cookie)
     return response

@@ -80,25 +80,15 @@ async def create(
     return see_other(f"/organisations/{org.id}", done=f"Organisation {org.name} created.")
 
 
-@router.post("/organisations/{org_id}/subgroups")
-async def create_subgroup(
-    ctx: Ctx,
-    session: PostSession,
-    org_id: str,
-    name: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    org = await organisations.create_subgroup(ctx, session.actor, org_id, name)
-    return see_other(f"/organisations/{org.id}", done=f"Subgroup {org.name} created.")
-
-
 @router.post("/organisations/subgroups")
-async def create_subgroup_of(
+async def create_subgroup(
     ctx: Ctx,
     session: PostSession,
     parent_id: Annotated[str, Form(max_length=64)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """The subgroup form of the organisations page, where the parent is chosen in a list."""
+    """The subgroup forms of the organisations page (the parent chosen in a list) and of an
+    organisation's settings (the parent given)."""
     org = await organisations.create_subgroup(ctx, session.actor, parent_id, name)
     return see_other(f"/organisations/{org.id}", done=f"Subgroup {org.name} created.")
 
@@ -302,9 +292,7 @@ async def set_member_pin(
         generated_for=member,
         flash=f"A new keypad PIN is set for {member.email}.",
     )
-    response = render(request, "organisations/users.html", session, values)
-    response.headers["Pragma"] = "no-cache"
-    return response
+    return render(request, "organisations/users.html", session, values)
 
 
 @router.post("/organisations/{org_id}/members/{user_id}/keypad-pin/delete")
