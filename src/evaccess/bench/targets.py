@@ -119,14 +119,22 @@ def start_echo_server(*, cpu: int | None) -> ServerProcess:
     return _spawn("echo", cpu)
 
 
-def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> ServerProcess:
-    """The real evaccess OCPP endpoint on the real database backend: SQLite in ``workdir``,
-    ``chargers`` registered chargers, each with its own Basic Auth password and an owner
-    whose real keypad PIN the load generator types (``bench/evaccess_target.py``)."""
+def _seeded_identities(workdir: Path) -> list[ChargerIdentity]:
+    """The chargers ``bench/evaccess_target.py`` seeded in ``workdir``."""
     import json
 
     from evaccess.bench.evaccess_target import IDENTITIES
 
+    return [
+        ChargerIdentity(serial=i["serial"], password=i["password"], keycode=i["keycode"])
+        for i in json.loads((workdir / IDENTITIES).read_text())
+    ]
+
+
+def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> ServerProcess:
+    """The real evaccess OCPP endpoint on the real database backend: SQLite in ``workdir``,
+    ``chargers`` registered chargers, each with its own Basic Auth password and an owner
+    whose real keypad PIN the load generator types (``bench/evaccess_target.py``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir), str(chargers)],
@@ -142,10 +150,7 @@ def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> S
         process.wait()
         process.stdout.close()
         raise TargetUnavailable("the evaccess server did not start")
-    identities = [
-        ChargerIdentity(serial=i["serial"], password=i["password"], keycode=i["keycode"])
-        for i in json.loads((workdir / IDENTITIES).read_text())
-    ]
+    identities = _seeded_identities(workdir)
     return ServerProcess(
         name="evaccess-endpoint",
         process=process,
@@ -167,10 +172,6 @@ def start_evaccess_run_server(
     ``start_evaccess_server``'s (``bench/evaccess_target.py --seed-only``). Its output is
     not read (no secret passes through the bench); it is ready once its OCPP port accepts
     a connection."""
-    import json
-
-    from evaccess.bench.evaccess_target import IDENTITIES
-
     workdir.mkdir(parents=True, exist_ok=True)
     seeded = subprocess.run(
         [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir), str(chargers),
@@ -212,10 +213,7 @@ def start_evaccess_run_server(
                 process.wait()
                 raise TargetUnavailable("evaccess server run did not listen in time") from None
             time.sleep(0.05)
-    identities = [
-        ChargerIdentity(serial=i["serial"], password=i["password"], keycode=i["keycode"])
-        for i in json.loads((workdir / IDENTITIES).read_text())
-    ]
+    identities = _seeded_identities(workdir)
     return ServerProcess(
         name="evaccess",
         process=process,
