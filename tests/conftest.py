@@ -11,14 +11,18 @@ import logging
 import os
 import random
 import re
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from evaccess.domain.clock import ManualClock
+
+if TYPE_CHECKING:
+    from tests.cluster_support import OwnRedis
 
 POSTGRES_URL = os.environ.get("EVACCESS_TEST_POSTGRES_URL")
 
@@ -301,3 +305,16 @@ async def dump_database(context: object) -> str:
                 cells = [c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in row]
                 lines.append(f"{table.name}: " + " | ".join(cells))
     return "\n".join(lines)
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[OwnRedis]:
+    """A redis-server of the test's own on a free port (outage tests stop and restart it)."""
+    from tests.cluster_support import OwnRedis, free_port
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: the outage tests start one of their own")
+    server = OwnRedis(free_port())
+    await server.start()
+    yield server
+    server.stop()

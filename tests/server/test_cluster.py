@@ -6,15 +6,9 @@ skipped, saying so, when it is not reachable. The outage test starts a Redis of 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import logging
 import os
 import random
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,8 +18,6 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import select
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from evaccess.domain import lockout
 from evaccess.domain.clock import ManualClock
@@ -40,7 +32,7 @@ from evaccess.server.runner import start_background_tasks, stop_background_tasks
 from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.throttle import Throttle, ThrottleRegistry
-from tests.server.ocpp_boot import _accepted, _boot_frame
+from tests.cluster_support import FakeCharger, OwnRedis, reachable
 from tests.server.support import PASSWORD, build_world, client_for, make_context
 from tests.support import eventually
 
@@ -49,18 +41,10 @@ REQUIRED = os.environ.get("EVACCESS_TEST_REDIS_URL")
 REDIS_URL = REQUIRED or "redis://127.0.0.1:6379/0"
 
 
-def _reachable(url: str) -> str | None:
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except (redis.RedisError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A key prefix of this test's own on the shared Redis, its keys deleted after."""
-    reason = _reachable(REDIS_URL)
+    reason = reachable(REDIS_URL)
     if reason is not None:
         if REQUIRED:
             pytest.fail(f"EVACCESS_TEST_REDIS_URL is set but Redis does not answer ({reason})")
@@ -300,52 +284,6 @@ async def test_a_login_throttle_holds_across_nodes(nodes: tuple[Context, Context
     assert right.json()["code"] == "locked_out"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of the test's own, stopped and started again at will."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        process = self.process
-        await eventually(
-            lambda: _reachable(self.url) is None,
-            "redis-server to answer",
-            unless=lambda: process.poll() is not None and f"exited with {process.returncode}",
-        )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: the outage test starts one of its own")
-    server = OwnRedis(_free_port())
-    await server.start()
-    yield server
-    server.stop()
-
-
 async def test_redis_down_fails_closed_and_the_node_recovers_by_itself(
     database_url: str,
     tmp_path: Path,
@@ -437,51 +375,6 @@ async def test_a_node_that_lost_its_subscription_forgets_its_keypad_index(
         await lone.close()
     assert "Redis subscription lost" in caplog.text
     assert "9274" not in caplog.text
-
-
-class FakeCharger:
-    """A charger on one node's OCPP endpoint: boots, answers every Call Accepted and keeps
-    the actions it received."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.actions: list[str] = []
-        self.booted = asyncio.Event()
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    @classmethod
-    async def connect(cls, port: int, serial: str, password: str) -> FakeCharger:
-        token = base64.b64encode(f"{serial}:{password}".encode()).decode()
-        ws = await connect(
-            f"ws://127.0.0.1:{port}/ocpp/{serial}",
-            subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-            additional_headers={"Authorization": f"Basic {token}"},
-            compression=None,
-        )
-        charger = cls(ws)
-        await ws.send(_boot_frame("ocpp2.0.1", "Easee", "Home", "1.0"))
-        await eventually(charger.booted.is_set, "the boot to be answered")
-        return charger
-
-    async def _run(self) -> None:
-        try:
-            async for text in self.ws:
-                frame = json.loads(text)
-                if frame[0] == 2:
-                    self.actions.append(frame[2])
-                    await self.ws.send(json.dumps([3, frame[1], _accepted("ocpp2.0.1", frame)]))
-                elif frame[1] == "boot-1":
-                    self.booted.set()
-        except ConnectionClosed:
-            pass
-
-    @property
-    def closed(self) -> bool:
-        return self.task.done()
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.task
 
 
 @pytest.fixture
