@@ -163,7 +163,8 @@ async def test_lockouts_are_capped_and_the_failure_cap_disables(
 async def test_random_sequences_give_both_adapters_the_same_answers(
     prefix: str, clock: ManualClock
 ) -> None:
-    """1,000 random steps on a few keys: the Redis adapter answers as the in-process one."""
+    """1,000 random steps on a few keys: the Redis adapter answers as the in-process one
+    (``settle`` is the keypad's one-round-trip check and count)."""
     rules = lockout.LockoutRules(max_failures=3, window_s=20.0, lockout_s=15.0, failure_cap=40)
     memory = ThrottleRegistry(rules, clock)
     link = RedisCluster(REDIS_URL, prefix=prefix, node_id="t", clock=clock)
@@ -172,9 +173,20 @@ async def test_random_sequences_give_both_adapters_the_same_answers(
     try:
         for _ in range(1000):
             key = steps.choice("abc")
-            op = steps.choice(("failure", "failure", "failure", "success", "advance"))
+            op = steps.choice(
+                ("failure", "failure", "failure", "success", "advance", "settle", "settle")
+            )
             if op == "advance":
                 clock.advance(steps.choice((0.5, 3.0, 7.0, 16.0)))
+            elif op == "settle":
+                succeeded = steps.random() < 0.3
+                answers = []
+                for throttle in (memory, shared):
+                    try:
+                        answers.append(await throttle.settle(key, succeeded=succeeded))
+                    except LockedOut as exc:
+                        answers.append((type(exc), round(exc.retry_after, 6)))
+                assert answers[0] == answers[1]
             elif op == "failure":
                 assert await shared.failure(key) == await memory.failure(key)
             else:

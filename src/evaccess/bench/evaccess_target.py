@@ -44,18 +44,24 @@ KEYPAD_DIGITS = 8  # 10,000 users need a roomy PIN space
 IDENTITIES = "identities.json"
 
 
-def _settings(workdir: Path) -> Settings:
-    return Settings(data_dir=workdir, log_level="WARNING")
+def _settings(workdir: Path, database_url: str | None = None) -> Settings:
+    if database_url is None:
+        return Settings(data_dir=workdir, log_level="WARNING")
+    return Settings(data_dir=workdir, log_level="WARNING", database_url=database_url)
 
 
-async def seed(workdir: Path, chargers: int) -> list[dict[str, str]]:
-    """Create ``chargers`` chargers, each owned by its own user with an 8-digit keypad PIN."""
+async def seed(
+    workdir: Path, chargers: int, *, database_url: str | None = None
+) -> list[dict[str, str]]:
+    """Create ``chargers`` chargers, each owned by its own user with an 8-digit keypad PIN
+    (in ``workdir``'s SQLite database unless ``database_url`` names another; keys in
+    ``workdir/keys``)."""
     path = workdir / IDENTITIES
     if path.exists():
         existing = json.loads(path.read_text())
         if len(existing) >= chargers:
             return list(existing[:chargers])
-    settings = _settings(workdir)
+    settings = _settings(workdir, database_url)
     await upgrade(settings.resolved_database_url)
     ctx = build_context(settings, clock=SystemClock(), rng=SystemRandom())
     now = datetime.now(UTC)

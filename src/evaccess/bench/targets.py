@@ -159,7 +159,7 @@ def start_evaccess_server(*, cpu: int | None, workdir: Path, chargers: int) -> S
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -180,7 +180,7 @@ def start_evaccess_run_server(
     )  # fmt: skip
     if seeded.returncode != 0 or seeded.stdout.strip() != "SEEDED":
         raise TargetUnavailable("seeding the evaccess database failed")
-    ocpp_port, http_port = _free_port(), _free_port()
+    ocpp_port, http_port = free_port(), free_port()
     env = {
         **os.environ,
         "EVACCESS_DATA_DIR": str(workdir),

@@ -34,6 +34,11 @@ class Throttle(Protocol):
     async def success(self, key: str) -> None:
         """A success resets the counters (a lockout in force stays in force)."""
 
+    async def settle(self, key: str, *, succeeded: bool) -> lockout.LockoutEvent | None:
+        """``check`` then ``success`` or ``failure``, as one step: raise ``LockedOut`` if
+        ``key`` is locked now (nothing counted), else count the outcome; the lockout a
+        failure caused, if any. The Redis adapter does it in one round trip."""
+
 
 class ThrottleRegistry:
     """The in-process adapter: states in a dict, time from the clock's monotonic seconds."""
@@ -76,6 +81,13 @@ class ThrottleRegistry:
                 del self._states[key]
             else:
                 self._states[key] = reset
+
+    async def settle(self, key: str, *, succeeded: bool) -> lockout.LockoutEvent | None:
+        await self.check(key)
+        if succeeded:
+            await self.success(key)
+            return None
+        return await self.failure(key)
 
     def _evict(self) -> None:
         """Drop states that no longer lock anything (bounded memory under a spray attack)."""

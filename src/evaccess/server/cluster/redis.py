@@ -87,6 +87,28 @@ end
 return 0
 """
 
+_SETTLE = (
+    """
+local held = redis.call('HMGET', KEYS[1], 'u', 'd')
+if held[2] == '1' then return {'blocked', 'inf'} end
+local held_until = tonumber(held[1]) or 0
+if tonumber(ARGV[1]) < held_until then
+  return {'blocked', string.format('%.17g', held_until - tonumber(ARGV[1]))}
+end
+if ARGV[9] == '1' then
+  if held_until == 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HSET', KEYS[1], 'f', '', 'l', 0, 'c', 0)
+  end
+  return false
+end
+"""
+    + _FAILURE
+)
+"""``check`` and then ``_SUCCESS`` (ARGV[9] is ``1``) or ``_FAILURE`` (the same ARGV 1-8),
+in one script: the keypad's one round trip per code."""
+
 
 class RedisCluster:
     """The connection to Redis every throttle of a node shares; ``aclose`` at shutdown."""
@@ -106,6 +128,7 @@ class RedisCluster:
         )
         self.failure_script = self.client.register_script(_FAILURE)
         self.success_script = self.client.register_script(_SUCCESS)
+        self.settle_script = self.client.register_script(_SETTLE)
         self._up = True
 
     def throttle(self, name: str, rules: lockout.LockoutRules) -> RedisThrottle:
@@ -173,9 +196,9 @@ class RedisThrottle:
             return None
         return float("inf") if state.disabled else state.locked_until - now
 
-    async def failure(self, key: str) -> lockout.LockoutEvent | None:
+    def _failure_args(self) -> list[Any]:
         rules = self._rules
-        args = [
+        return [
             repr(self._now()),
             rules.max_failures,
             repr(rules.window_s),
@@ -185,20 +208,48 @@ class RedisThrottle:
             "" if rules.failure_cap is None else rules.failure_cap,
             repr(self._retain),
         ]
+
+    async def failure(self, key: str) -> lockout.LockoutEvent | None:
         reply = await self._cluster.call(
-            "failure", self._cluster.failure_script, keys=[self.redis_key(key)], args=args
+            "failure",
+            self._cluster.failure_script,
+            keys=[self.redis_key(key)],
+            args=self._failure_args(),
         )
-        if reply is None:
-            return None
-        kind, level, duration, consecutive = reply
-        return lockout.LockoutEvent(
-            kind=lockout.LockoutKind(kind),
-            level=int(level),
-            duration_s=float(duration) if duration else None,
-            consecutive_failures=int(consecutive),
-        )
+        return _event(reply)
 
     async def success(self, key: str) -> None:
         await self._cluster.call(
             "success", self._cluster.success_script, keys=[self.redis_key(key)]
         )
+
+    async def settle(self, key: str, *, succeeded: bool) -> lockout.LockoutEvent | None:
+        reply = await self._cluster.call(
+            "settle",
+            self._cluster.settle_script,
+            keys=[self.redis_key(key)],
+            args=[*self._failure_args(), "1" if succeeded else "0"],
+        )
+        if reply and reply[0] == "blocked":
+            # Raised as lockout.check raises it (LockedOut, or PairingDisabled when the
+            # failure cap disabled the key), from the state the script saw.
+            disabled = reply[1] == "inf"
+            remaining = 0.0 if disabled else float(reply[1])
+            now = self._now()
+            lockout.check(
+                lockout.LockoutState(locked_until=now + remaining, disabled=disabled), now
+            )
+        return _event(reply)
+
+
+def _event(reply: Any) -> lockout.LockoutEvent | None:
+    """The lockout a failure script reported, if any."""
+    if not reply:
+        return None
+    kind, level, duration, consecutive = reply
+    return lockout.LockoutEvent(
+        kind=lockout.LockoutKind(kind),
+        level=int(level),
+        duration_s=float(duration) if duration else None,
+        consecutive_failures=int(consecutive),
+    )
