@@ -6,6 +6,7 @@ skipped, saying so, when it is not reachable. The outage test starts a Redis of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -527,3 +528,40 @@ async def test_a_cluster_node_sweeps_its_outbox_in_the_background(
                 await stop_background_tasks(tasks)
     finally:
         await lone.close()
+
+
+async def test_codes_typed_at_once_share_one_pipeline_and_every_failure_counts(
+    cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipelines = []
+    original = cluster.client.pipeline
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pipelines.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cluster.client, "pipeline", counted)
+    throttle = cluster.throttle("keypad", lockout.KEYPAD_RULES)
+    answers = await asyncio.gather(*(throttle.settle("k", succeeded=False) for _ in range(5)))
+    assert len(pipelines) == 1
+    events = [a for a in answers if a is not None]
+    assert len(events) == 1 and events[0].kind is lockout.LockoutKind.LOCKED
+    assert events[0].consecutive_failures == 5
+    with pytest.raises(LockedOut):
+        await throttle.settle("k", succeeded=True)  # the right code, while locked
+
+
+async def test_a_restarted_redis_without_the_script_runs_it_once(
+    own_redis: OwnRedis, clock: ManualClock
+) -> None:
+    link = RedisCluster(own_redis.url, prefix="p:", node_id="a", clock=clock)
+    throttle = link.throttle("keypad", lockout.KEYPAD_RULES)
+    try:
+        assert await throttle.settle("k", succeeded=False) is None
+        plain = redis.Redis.from_url(own_redis.url, decode_responses=True)
+        plain.script_flush()
+        assert await throttle.settle("k", succeeded=False) is None  # NOSCRIPT, loaded, run
+        assert plain.hget(throttle.redis_key("k"), "c") == "2"
+        plain.close()
+    finally:
+        await link.aclose()
