@@ -1,0 +1,68 @@
+"""``evaccess bench cluster --quick`` as a user runs it: real nodes on PostgreSQL and Redis.
+
+Not a timing assertion: it proves every phase runs and prints figures, that every command
+reached its charger exactly once, and that the run cleans up after itself (its database
+dropped, its Redis keys deleted)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+
+import asyncpg
+import pytest
+import redis
+
+from tests.conftest import POSTGRES_URL
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(300)]
+
+REDIS_URL = os.environ.get("EVACCESS_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+async def _bench_databases(url: str) -> set[str]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'evaccess_bench_%'"
+        )
+        return {r["datname"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def test_the_quick_cluster_bench_prints_every_figure_and_leaves_nothing_behind() -> None:
+    if POSTGRES_URL is None:
+        pytest.skip("EVACCESS_TEST_POSTGRES_URL is not set: bench cluster needs PostgreSQL")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as exc:
+        pytest.skip(f"no Redis at {REDIS_URL} ({type(exc).__name__}): bench cluster needs one")
+    before = asyncio.run(_bench_databases(POSTGRES_URL))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVACCESS_")}
+    env |= {
+        "EVACCESS_BENCH_POSTGRES_URL": POSTGRES_URL,
+        "EVACCESS_BENCH_REDIS_URL": REDIS_URL,
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "evaccess", "bench", "cluster", "--quick"],
+        capture_output=True, text=True, env=env, timeout=280, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    number = r"\s+(-?[\d,.]+)"
+    for row in ("API call to charger's receipt", "B's API answer",
+                "B's answer to charger's receipt", "keypad PIN deletion seen on A"):  # fmt: skip
+        assert re.search(re.escape(row) + r"\s*│" + (number + r"\s*│") * 3, out), (row, out)
+    assert re.search(r"commands: (\d+) sent, \1 received, 0 received twice", out), out
+    for setup in ("single node", "cluster: node A", "cluster: node B", "cluster: A + B"):
+        assert re.search(re.escape(setup) + r"\s*│\s+[\d,]+", out), (setup, out)
+    assert "Traceback" not in run.stdout + run.stderr
+    assert asyncio.run(_bench_databases(POSTGRES_URL)) == before  # dropped
+    leftover = list(redis.Redis.from_url(REDIS_URL).scan_iter(match="evaccess-bench-*"))
+    assert leftover == []
