@@ -46,7 +46,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import insert, select
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from evaccess.bench import loadgen
@@ -242,7 +242,8 @@ class Node:
 
 def start_node(name: str, workdir: Path, env: dict[str, str]) -> Node:
     """``evaccess server run`` with ``env`` on top of this process's environment; its output
-    goes to ``workdir/NAME.log`` (kept for ``--keep``; it holds no secret)."""
+    goes to ``workdir/NAME.log`` (it holds no secret; a failed run quotes its first error
+    line, ``first_error``)."""
     http_port, ocpp_port = free_port(), free_port()
     node_env = {k: v for k, v in os.environ.items() if not k.startswith("EVACCESS_")}
     node_env |= env | {
@@ -280,6 +281,15 @@ def start_node(name: str, workdir: Path, env: dict[str, str]) -> Node:
             node.stop()
             raise TargetUnavailable(f"node {name} did not become healthy in time")
         time.sleep(0.1)
+
+
+def first_error(workdir: Path) -> str | None:
+    """The first ERROR line any node logged, for the message of a failed run."""
+    for log in sorted(workdir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " ERROR " in line:
+                return f"{log.stem}: {line.split(' ERROR ', 1)[1][:300]}"
+    return None
 
 
 def stack_cpu_seconds(node_pids: Sequence[int]) -> float:
@@ -392,12 +402,29 @@ def _revoked_phones(frame: list[Any]) -> list[str]:
     ]
 
 
+CONNECT_CONCURRENCY = 50
+CONNECT_ATTEMPTS = 3
+
+
 async def _connect_all(url: str, identities: Sequence[ChargerIdentity]) -> list[Charger]:
-    gate = asyncio.Semaphore(loadgen.CONNECT_CONCURRENCY)
+    """Connect and boot every charger, ``CONNECT_CONCURRENCY`` handshakes at a time; a
+    handshake the server dropped (it closes those not done within its open timeout when
+    it is overloaded) is tried again, as a charger would, up to ``CONNECT_ATTEMPTS``."""
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(identity: ChargerIdentity) -> Charger:
-        async with gate:
-            return await Charger.connect(url, identity)
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            async with gate:
+                try:
+                    return await Charger.connect(url, identity)
+                except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+                    if attempt == CONNECT_ATTEMPTS:
+                        raise BenchFailed(
+                            f"charger {identity.serial} could not connect "
+                            f"({type(exc).__name__}, {attempt} attempts)"
+                        ) from None
+            await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
 
     return list(await asyncio.gather(*(one(i) for i in identities)))
 
@@ -541,7 +568,11 @@ async def throughput(
         )
         for i, node in enumerate(nodes)
     ]
-    connections = [await loadgen.connect_many(server, per_node) for server in servers]
+    try:
+        connections = [await loadgen.connect_many(server, per_node) for server in servers]
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise BenchFailed(f"{name}: a charger's handshake was answered {status}") from None
     pids = [node.process.pid for node in nodes]
     marks: dict[bool, tuple[float, float]] = {}
 
@@ -653,6 +684,11 @@ async def run_cluster_bench(
                 finally:
                     a.stop()
                     b.stop()
+            except (BenchFailed, TargetUnavailable) as exc:
+                error = first_error(workdir)
+                if error is None:
+                    raise
+                raise type(exc)(f"{exc} (node {error})") from None
             finally:
                 await _forget_prefix(redis_url, prefix)
     return ClusterResult(
@@ -674,7 +710,10 @@ async def _commands_and_propagation(
     console: Console,
 ) -> tuple[CommandFigures, list[float]]:
     say(f"connecting {len(identities)} chargers to node A")
+    began = time.perf_counter()
     chargers = await _connect_all(a.ocpp_url, identities)
+    elapsed = time.perf_counter() - began
+    say(f"connected and booted in {elapsed:.1f} s ({len(chargers) / elapsed:,.0f} boots/s)")
     api = await _logged_in(b, email, password)
     try:
         with Progress(console=console, transient=True) as progress:
