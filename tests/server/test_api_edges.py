@@ -248,3 +248,23 @@ async def test_an_instant_without_offset_or_out_of_range_is_a_422_problem(ctx, w
         )
     _is_problem(answer, 422, "invalid_input")
     assert answer.json()["errors"][0]["loc"][-1] == "service_expires_at"
+
+
+def test_rest_listener_turns_nagle_off():
+    """With Nagle on, uvicorn's two writes per response (head, then body) made every answer
+    on a kept-alive connection wait ~40 ms for the client's delayed ACK: the REST listener
+    says it is TCP (asyncio then sets TCP_NODELAY on what it accepts) and sets it too."""
+    import socket
+
+    from evaccess.server.runner import _listen
+
+    listener = _listen("127.0.0.1", 0, "EVACCESS_PORT")
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        listener.setblocking(True)
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
