@@ -299,12 +299,15 @@ async def open_loop(
         if scheduled > now:
             await asyncio.sleep(scheduled - now)
             now = loop.time()
-        oldest = next(iter(in_flight.values()), now)
-        behind = now - min(oldest, scheduled)
-        if behind > plan.late_limit_s or len(in_flight) >= plan.max_in_flight:
+        oldest = now - next(iter(in_flight.values()), now)
+        late = now - scheduled
+        if max(oldest, late) > plan.late_limit_s or len(in_flight) >= plan.max_in_flight:
+            # ``late``: this generator fell behind its own schedule (its core was busy);
+            # ``oldest``: the server has not answered a request sent that long ago.
             result.saturated = (
                 f"stopped after {k:,} of {result.scheduled:,} requests: "
-                f"{len(in_flight):,} in flight, {behind:.1f} s behind schedule"
+                f"{len(in_flight):,} in flight, the oldest {oldest:.1f} s old, "
+                f"the generator {late:.1f} s behind its schedule"
             )
             break
         in_flight[k] = scheduled
@@ -414,8 +417,12 @@ async def _measure(
     progress_console: Console,
 ) -> None:
     seeded: dict[str, Any] = json.loads((workdir / API_IDENTITIES).read_text())
+    # Idle connections are dropped after 1 s, before uvicorn's 5 s keep-alive timeout: with
+    # equal timeouts a request can go out on a connection the server is closing (ReadError).
     limits = httpx.Limits(
-        max_connections=plan.connections, max_keepalive_connections=plan.connections
+        max_connections=plan.connections,
+        max_keepalive_connections=plan.connections,
+        keepalive_expiry=1.0,
     )
     assert server.http_url is not None
     async with httpx.AsyncClient(
