@@ -65,7 +65,7 @@ def test_quick_run_on_sqlite():
 def test_quick_run_on_postgres():
     assert POSTGRES_URL is not None
     base, _, _ = POSTGRES_URL.rpartition("/")
-    name = f"evaccess_bench_{secrets.token_hex(4)}"
+    name = f"evaccess_benchapi_t_{secrets.token_hex(4)}"
     done = _bench("--database-url", f"{base}/{name}")
     _check(done, "postgresql")
     assert "database=postgresql" in done.stdout
