@@ -242,13 +242,20 @@ def senders(
         ok = isinstance(pin, str) and pin.isdigit() and len(pin) == 6
         return None if ok else "reveal answered without a 6-digit PIN"
 
+    # A person sets their own PIN once at a time: a member's next set waits for the answer
+    # to their last (the wait counts: latency runs from the scheduled time). Concurrent sets
+    # of one member's PIN can each lose the unique-index race three times, and the server
+    # then answers pin_rejected (docs/performance.md, "REST API").
+    one_at_a_time = [asyncio.Lock() for _ in members]
+
     async def keypad_pin_set(k: int) -> str | None:
         member = members[k % len(members)]
-        response = await client.put(
-            f"/api/organisations/{organisation_id}/keypad-pin",
-            headers={"Authorization": f"Bearer {member.token}"},
-            json={"pin": codes[k]},
-        )
+        async with one_at_a_time[k % len(members)]:
+            response = await client.put(
+                f"/api/organisations/{organisation_id}/keypad-pin",
+                headers={"Authorization": f"Bearer {member.token}"},
+                json={"pin": codes[k]},
+            )
         return None if response.status_code == 200 else _problem(response)
 
     return {"health": health, "reveal": reveal, "keypad_pin_set": keypad_pin_set}
