@@ -1,4 +1,4 @@
-"""``evaccess bench``: benchmark commands that print figures (``ocpp``, ``ble``)."""
+"""``evaccess bench``: benchmark commands that print figures (``ocpp``, ``api``, ``ble``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from evaccess import console
+from evaccess.bench import api as api_bench
 from evaccess.bench import cluster
 from evaccess.bench.ble import ble_bench_app
 from evaccess.bench.ocpp import QUICK, Plan, render, run_bench
@@ -102,3 +103,57 @@ async def cluster_bench(
     )
     cluster.render(result, console.out)
     cluster.check(result)
+
+
+@bench_app.command("api")
+@console.command
+async def api(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Reduced run: 40 requests/s, 1.5 s per endpoint.")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(help="Requests per second per endpoint (default 200).")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Measurement window per endpoint (default 30).")
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Members who log in and share the load (default 100).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL: postgresql+asyncpg://USER@HOST:PORT/NAME, a database NAME that "
+            "does not exist yet: the bench creates it and drops it after the run. Default: "
+            "SQLite in a temporary directory."
+        ),
+    ] = None,
+    pin: Annotated[
+        bool,
+        typer.Option(
+            "--pin/--no-pin",
+            help="Pin the server to core 0 and the generator to core 1 (default), or let the "
+            "kernel place both.",
+        ),
+    ] = True,
+) -> None:
+    """REST latency of a Bluetooth-PIN reveal (with its audit write) and a keypad-PIN set on
+    `evaccess server run`, open loop, against GET /health as the ceiling (target p99 <= 20 ms).
+    Exits non-zero when any answer was not the expected 2xx."""
+    plan = api_bench.QUICK if quick else api_bench.ApiPlan()
+    if (rate is not None and rate <= 0) or (seconds is not None and seconds <= 0):
+        raise InvalidInput("--rate and --seconds must be positive")
+    if users is not None and users < 1:
+        raise InvalidInput("--users must be at least 1")
+    api_bench.database_kind(database_url)
+    plan = replace(
+        plan,
+        rate=rate if rate is not None else plan.rate,
+        seconds=seconds if seconds is not None else plan.seconds,
+        users=users if users is not None else plan.users,
+        database_url=database_url,
+        pin=pin,
+    )
+    result = await api_bench.run_api_bench(plan, say=_progress, progress_console=console.err)
+    api_bench.render(result, console.out)
+    api_bench.require_clean(result)

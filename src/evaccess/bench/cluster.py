@@ -639,6 +639,7 @@ async def run_cluster_bench(
         workdir = Path(tmp)
         async with temporary_database(postgres_url) as database_url:
             say(f"seeding {needed} chargers on PostgreSQL ({_shown(database_url)})")
+            say(f"Redis keys under {prefix} (deleted after)")
             settings = Settings(data_dir=workdir, log_level="WARNING", database_url=database_url)
             seeded = await seed(workdir, needed, database_url=database_url)
             email, password, org_id = await seed_operator(settings)

@@ -65,6 +65,8 @@ class ServerProcess:
     """``None``: any serial works without a password (baseline, echo)."""
     compression: str | None = None
     """``"deflate"``: the load generator's chargers offer permessage-deflate."""
+    http_url: str | None = None
+    """``evaccess server run``: the REST API's base URL (``http://127.0.0.1:PORT``)."""
 
     @property
     def pid(self) -> int:
@@ -165,31 +167,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _server_env(workdir: Path, database_url: str | None, keys_dir: Path | None) -> dict[str, str]:
+    """The environment of the seeding step and of the server: the bench's database and
+    keys, never ones the caller's shell happens to set."""
+    env = dict(os.environ)
+    for name in ("EVACCESS_DATABASE_URL", "EVACCESS_LOG_LEVEL", "EVACCESS_KEYS_DIR"):
+        env.pop(name, None)
+    env["EVACCESS_DATA_DIR"] = str(workdir)
+    if database_url is not None:
+        env["EVACCESS_DATABASE_URL"] = database_url
+    if keys_dir is not None:
+        env["EVACCESS_KEYS_DIR"] = str(keys_dir)
+    return env
+
+
 def start_evaccess_run_server(
-    *, cpu: int | None, workdir: Path, chargers: int, start_timeout_s: float = 120.0
+    *,
+    cpu: int | None,
+    workdir: Path,
+    chargers: int,
+    start_timeout_s: float = 120.0,
+    database_url: str | None = None,
+    keys_dir: Path | None = None,
+    api_users: int = 0,
 ) -> ServerProcess:
     """``evaccess server run`` as shipped, on a data directory seeded like
     ``start_evaccess_server``'s (``bench/evaccess_target.py --seed-only``). Its output is
     not read (no secret passes through the bench); it is ready once its OCPP port accepts
-    a connection."""
+    a connection.
+
+    ``database_url``: seed and serve that (empty) database instead of SQLite in
+    ``workdir`` (the URL reaches both processes in their environment, not on a command
+    line); ``keys_dir``: the key files (default ``workdir/keys``); ``api_users``: also seed
+    the members ``evaccess bench api`` logs in as (``evaccess_target.seed_api``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    seeded = subprocess.run(
-        [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir), str(chargers),
-         "--seed-only"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    env = _server_env(workdir, database_url, keys_dir)
+    seed_argv = [sys.executable, "-m", "evaccess.bench.evaccess_target", str(workdir),
+                 str(chargers), "--seed-only"]  # fmt: skip
+    if api_users:
+        seed_argv += ["--api-users", str(api_users)]
+    seeded = subprocess.run(seed_argv, capture_output=True, text=True, check=False, env=env)
     if seeded.returncode != 0 or seeded.stdout.strip() != "SEEDED":
         raise TargetUnavailable("seeding the evaccess database failed")
     ocpp_port, http_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "EVACCESS_DATA_DIR": str(workdir),
+    env |= {
         "EVACCESS_HOST": "127.0.0.1",
         "EVACCESS_PORT": str(http_port),
         "EVACCESS_OCPP_PORT": str(ocpp_port),
     }
-    for name in ("EVACCESS_DATABASE_URL", "EVACCESS_LOG_LEVEL", "EVACCESS_KEYS_DIR"):
-        env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "evaccess", "server", "run"],
         stdin=subprocess.DEVNULL,
@@ -219,6 +244,7 @@ def start_evaccess_run_server(
         process=process,
         url=f"ws://127.0.0.1:{ocpp_port}/ocpp",
         identities=identities,
+        http_url=f"http://127.0.0.1:{http_port}",
     )
 
 
