@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from evaccess.bench.loadgen import FLEET_FIRMWARE, FLEET_MODEL, FLEET_VENDOR
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.pins import trivial_reasons
@@ -114,9 +115,9 @@ async def seed(
                 "id": charger_id,
                 "serial": serial,
                 "organisation_id": org_id,
-                "vendor": "Wallbox",
-                "model": "Commander 2",
-                "firmware": "6.7.16",
+                "vendor": FLEET_VENDOR,
+                "model": FLEET_MODEL,
+                "firmware": FLEET_FIRMWARE,
                 "production_date": None,
                 "has_bluetooth": False,
                 "has_keypad": True,

@@ -92,11 +92,21 @@ async def _connect_one(
     )
 
 
+FLEET_VENDOR, FLEET_MODEL, FLEET_FIRMWARE = "Wallbox", "Commander 2", "6.7.16"
+"""What the seeded fleet is registered as (``evaccess_target``) and reports at boot: the
+everyday boot (a charger reporting other facts than it was registered with gets a
+``charger.firmware_reported`` audit record at every boot, which serialises boots on the
+audit chain's head row)."""
+
+
 def boot_frame(serial: str) -> str:
     payload = {
         "reason": "PowerUp",
-        "chargingStation": {"vendorName": "evaccess", "model": "bench", "serialNumber": serial},
-    }
+        "chargingStation": {
+            "vendorName": FLEET_VENDOR, "model": FLEET_MODEL, "firmwareVersion": FLEET_FIRMWARE,
+            "serialNumber": serial,
+        },
+    }  # fmt: skip
     return json.dumps([2, "boot", "BootNotification", payload], separators=(",", ":"))
 
 
