@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.errors import LockedOut
@@ -311,3 +312,49 @@ async def test_a_stale_index_answers_while_it_refreshes_in_the_background(
     assert await keypad_pins.resolve(ctx, charger.id, "8163") == world.users["owner"].id
     await ctx.keypad_index.refreshed()
     assert ctx.keypad_index.get(charger.id).loaded_at > loaded.loaded_at
+
+
+async def test_a_locked_keypad_is_refused_before_a_cold_index_reads_the_database(
+    ctx, world, canaries
+):
+    canaries.add("9274")
+    await keypad_pins.set_pin(
+        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "9274"
+    )
+    charger = world.chargers["old"]
+    for guess in ("1000", "1001", "1002", "1003", "1004"):
+        assert await keypad_pins.resolve(ctx, charger.id, guess) is None
+    ctx.keypad_index.invalidate()  # nothing in memory: the next code would read the database
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    for engine in (ctx.db.engine.sync_engine, ctx.db._read_engine.sync_engine):
+        event.listen(engine, "before_cursor_execute", listener)
+    with pytest.raises(LockedOut):
+        await keypad_pins.resolve(ctx, charger.id, "9274")
+    assert statements == []
+
+
+async def test_a_pin_set_that_keeps_losing_races_is_a_conflict_not_a_rejection(
+    ctx, world, canaries, monkeypatch
+):
+    """Concurrent sets of one person's PIN that lose the unique index every time: the PIN
+    was not refused, so the answer is 409 (try again), with no collision audited and
+    nothing counted against the setter's rejection budget."""
+    canaries.add("9274")
+
+    async def lost_race(*args: object) -> bool:
+        raise IntegrityError("INSERT INTO keypad_pins", {}, Exception("unique violation"))
+
+    monkeypatch.setattr(keypad_pins, "_clashes", lost_race)
+    async with client_for(ctx) as client:
+        headers = await world.headers("owner")
+        for _ in range(keypad_pins.STORE_ATTEMPTS * 3):  # more than the rejection budget
+            answer = await client.put(url(world), json={"pin": "9274"}, headers=headers)
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["code"] == "conflict"
+        monkeypatch.undo()
+        answer = await client.put(url(world), json={"pin": "9274"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+    async with ctx.db.read() as session:
+        actions = list(await session.scalars(select(AuditRecord.action)))
+    assert "keypad_pin.collision" not in actions

@@ -23,7 +23,7 @@ def _keypad_out(result: keypad_pins.KeypadPinSet, response: Response) -> s.Keypa
 
 @router.put(
     "/organisations/{org_id}/keypad-pin",
-    responses=documented(401, 404, 422, 429),
+    responses=documented(401, 404, 409, 422, 429),
     response_model=s.KeypadPinOut,
     tags=["keypad"],
 )
@@ -37,7 +37,7 @@ async def set_own_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/keypad-pin/generate",
-    responses=documented(400, 401, 404, 422),
+    responses=documented(400, 401, 404, 409, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
@@ -59,7 +59,7 @@ async def delete_own_keypad_pin(org_id: s.Text, ctx: Ctx, actor: CurrentActor) -
 
 @router.put(
     "/me/keypad-pin",
-    responses=documented(401, 403, 422, 429),
+    responses=documented(401, 403, 409, 422, 429),
     response_model=s.KeypadPinOut,
     tags=["keypad"],
 )
@@ -73,7 +73,7 @@ async def set_personal_keypad_pin(
 
 @router.post(
     "/me/keypad-pin/generate",
-    responses=documented(400, 401, 403),
+    responses=documented(400, 401, 403, 409),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )
@@ -90,7 +90,7 @@ async def delete_personal_keypad_pin(ctx: Ctx, actor: CurrentActor) -> None:
 
 @router.put(
     "/organisations/{org_id}/members/{user_id}/keypad-pin",
-    responses=documented(401, 403, 404, 422, 429),
+    responses=documented(401, 403, 404, 409, 422, 429),
     response_model=s.KeypadPinOut,
     tags=["keypad"],
 )
@@ -107,7 +107,7 @@ async def set_member_keypad_pin(
 
 @router.post(
     "/organisations/{org_id}/members/{user_id}/keypad-pin/generate",
-    responses=documented(400, 401, 403, 404, 422),
+    responses=documented(400, 401, 403, 404, 409, 422),
     response_model=s.GeneratedKeypadPinOut,
     tags=["keypad"],
 )

@@ -36,6 +36,7 @@ from evaccess.domain.access import (
     member_bases,
 )
 from evaccess.domain.errors import (
+    Conflict,
     EvAccessError,
     NotFound,
     PermissionDenied,
@@ -251,6 +252,9 @@ async def _generate(
     raise EvAccessError("the PIN space is too crowded to generate a PIN", code="pin_space_full")
 
 
+STORE_ATTEMPTS = 3
+
+
 async def _store(
     ctx: Context,
     actor: Actor,
@@ -261,9 +265,14 @@ async def _store(
     *,
     generated: bool = False,
 ) -> bool:
-    """Insert or replace the user's PIN; ``False`` if someone else holds it (audited)."""
+    """Insert or replace the user's PIN; ``False`` if someone else holds it (audited).
+
+    ``Conflict`` when three attempts in a row lost a unique index to concurrent writers
+    without finding the PIN held by someone else (the same person's PIN set several times
+    at once): the PIN was not refused, so it is neither audited as a collision nor counted
+    against the setter's rejection budget."""
     digest = ctx.keypad_hasher.digest(space.key, pin)
-    for _attempt in range(3):
+    for _attempt in range(STORE_ATTEMPTS):
         try:
             async with ctx.db.transaction() as session:
                 holder = await session.scalar(
@@ -313,6 +322,8 @@ async def _store(
             return True
         except IntegrityError:
             continue  # a concurrent writer won a unique index: look again
+    else:
+        raise Conflict("this keypad PIN was being changed at the same time; try again")
     if not generated:
         async with ctx.db.transaction() as session:
             await ctx.audit.append(
@@ -378,12 +389,16 @@ async def crowding(ctx: Context, actor: Actor, org_id: str) -> PinSpaceCrowding:
 async def resolve(ctx: Context, charger_id: str, pin: str) -> str | None:
     """The user whose keypad PIN this is, if they may use this charger; else ``None``.
 
-    Throttled per charger: while the keypad is locked this raises ``LockedOut`` whatever the
-    code (the lookup comes first, so that checking the lock and counting the outcome are one
-    step: one Redis round trip per code in cluster mode). Lockouts are recorded as security
-    events by the caller's hook."""
+    Throttled per charger: while the keypad is locked this raises ``LockedOut`` without a
+    database lookup. When this charger's keypad is in memory (the index), the code is looked
+    up first and the lock check and the count of the outcome are one step (``settle``: one
+    Redis round trip per code in cluster mode); otherwise the lock is checked before the
+    database is read. Lockouts are recorded as security events by the caller's hook."""
+    key = f"keypad:{charger_id}"
+    if ctx.keypad_index.get(charger_id) is None:
+        await ctx.keypad_throttle.check(key)
     user_id = await _lookup(ctx, charger_id, pin)
-    event = await ctx.keypad_throttle.settle(f"keypad:{charger_id}", succeeded=user_id is not None)
+    event = await ctx.keypad_throttle.settle(key, succeeded=user_id is not None)
     if event is not None:
         await _record_lockout(ctx, charger_id)
     return user_id
