@@ -565,3 +565,12 @@ async def test_a_restarted_redis_without_the_script_runs_it_once(
         plain.close()
     finally:
         await link.aclose()
+
+
+async def test_a_burst_of_lock_checks_waits_for_a_connection_instead_of_failing_closed(
+    cluster: RedisCluster,
+) -> None:
+    """300 keypads not in memory checked at once (a reconnect storm): more callers than
+    connections wait for one; before, the pool refused past 100 and they failed closed."""
+    throttle = cluster.throttle("keypad", lockout.KEYPAD_RULES)
+    await asyncio.gather(*(throttle.check(f"charger-{i}") for i in range(300)))

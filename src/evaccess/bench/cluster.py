@@ -284,11 +284,13 @@ def start_node(name: str, workdir: Path, env: dict[str, str]) -> Node:
 
 
 def first_error(workdir: Path) -> str | None:
-    """The first ERROR line any node logged, for the message of a failed run."""
+    """The first ERROR or WARNING line any node logged (a Redis timeout is a warning: the
+    node fails closed), for the message of a failed run."""
     for log in sorted(workdir.glob("*.log")):
         for line in log.read_text(errors="replace").splitlines():
-            if " ERROR " in line:
-                return f"{log.stem}: {line.split(' ERROR ', 1)[1][:300]}"
+            for level in (" ERROR ", " WARNING "):
+                if level in line:
+                    return f"{log.stem}: {line.split(level, 1)[1][:300]}"
     return None
 
 

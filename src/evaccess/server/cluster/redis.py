@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -34,7 +34,10 @@ from evaccess.domain.errors import ClusterUnavailable
 log = logging.getLogger("evaccess.cluster")
 
 TIMEOUT_S = 1.0
-"""Connect and reply timeout: a node waits at most this long before failing closed."""
+"""Connect, reply and free-connection timeout: a node waits at most this long (each) before
+failing closed."""
+MAX_CONNECTIONS = 64
+"""Connections to Redis a node's counters keep at most; more callers wait for one."""
 
 _FAILURE = """
 local key = KEYS[1]
@@ -134,8 +137,13 @@ class RedisCluster:
         self.prefix = prefix
         self.node_id = node_id
         self.clock = clock
-        self.client: Redis = Redis.from_url(
+        # A pool that makes a caller wait (at most TIMEOUT_S) for a free connection: the
+        # default pool raises at once past 100 connections in use, and 100 chargers typing
+        # at once with their keypads not in memory failed closed (bench cluster).
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=TIMEOUT_S,
             decode_responses=True,
             socket_timeout=TIMEOUT_S,
             socket_connect_timeout=TIMEOUT_S,
@@ -143,6 +151,7 @@ class RedisCluster:
             # (it restarted) fails, the retry reconnects.
             retry=Retry(NoBackoff(), 1),
         )
+        self.client: Redis = Redis.from_pool(pool)
         self.failure_script = self.client.register_script(_FAILURE)
         self.success_script = self.client.register_script(_SUCCESS)
         self.settle_script = self.client.register_script(_SETTLE)
