@@ -50,7 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from evaccess.bench import loadgen
-from evaccess.bench.evaccess_target import seed
+from evaccess.bench.evaccess_target import analyze, seed
 from evaccess.bench.ocpp import cpu_seconds, percentile
 from evaccess.bench.targets import (
     ChargerIdentity,
@@ -218,6 +218,7 @@ async def seed_operator(settings: Settings) -> tuple[str, str, str]:
             ]  # fmt: skip
             for start in range(0, len(grants), 2000):
                 await session.execute(insert(Grant), grants[start : start + 2000])
+        await analyze(ctx)
     finally:
         await ctx.db.dispose()
     return email, password, str(org_id)

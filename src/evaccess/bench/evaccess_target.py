@@ -24,13 +24,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from evaccess.bench.loadgen import FLEET_FIRMWARE, FLEET_MODEL, FLEET_VENDOR
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.pins import trivial_reasons
 from evaccess.server.bootstrap import build_context
+from evaccess.server.context import Context
 from evaccess.server.db.migrate import upgrade
 from evaccess.server.db.models import (
     Charger,
@@ -160,9 +161,20 @@ async def seed(
         ):
             for start in range(0, len(values), 2000):
                 await session.execute(insert(model), values[start : start + 2000])
+    await analyze(ctx)
     await ctx.db.dispose()
     path.write_text(json.dumps(identities))
     return identities
+
+
+async def analyze(ctx: Context) -> None:
+    """Give PostgreSQL's planner statistics for what was just bulk-inserted, as autovacuum
+    gives a database in use within a minute or so. Without them it took the seeded tables
+    for a few rows each, and the keypad index reload of a 1,200-charger organisation ran as
+    a 1.4-million-row nested loop: 2.2 s instead of ~40 ms (bench cluster)."""
+    if ctx.db.engine.dialect.name == "postgresql":
+        async with ctx.db.engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
 
 
 async def seed_api(workdir: Path, users: int) -> dict[str, object]:
@@ -234,6 +246,7 @@ async def seed_api(workdir: Path, users: int) -> dict[str, object]:
             await session.flush()
             (command,) = (row for row in rows if isinstance(row, OutboxCommand))
             await bluetooth_pins.confirm_push(session, ctx, charger, command, accepted=True)
+    await analyze(ctx)
     await ctx.db.dispose()
     seeded: dict[str, object] = {
         "organisation_id": org.id,
