@@ -113,6 +113,28 @@ def _start(name: str, base: dict[str, str], tmp_path: Path) -> Node:
     return Node(name, process, f"http://127.0.0.1:{port}", ocpp_port, log, env)
 
 
+def _start_nodes(
+    names: tuple[str, ...],
+    env: dict[str, str],
+    tmp_path: Path,
+    canaries: Canaries,
+    nodes: list[Node],
+) -> dict[str, str]:
+    """Start the first node (the first start: its one-time admin credentials) and then the
+    others on the same database, each healthy; ``nodes`` gets them as they start, so that
+    the caller stops them whatever happens. Returns the first start's announcement."""
+    first = _start(names[0], env, tmp_path)
+    nodes.append(first)
+    announced = _wait_for_announcement(first.process, first.log, first.log)
+    canaries.add(announced["password"])
+    _wait_for_health(first.process, first.url)
+    others = [_start(name, env, tmp_path) for name in names[1:]]
+    nodes.extend(others)
+    for node in others:
+        _wait_for_health(node.process, node.url)
+    return announced
+
+
 def _stop(*processes: subprocess.Popen[Any] | None) -> None:
     for process in processes:
         if process is not None and process.poll() is None:
@@ -170,6 +192,12 @@ async def _commands(database_url: str, kind: CommandKind) -> list[asyncpg.Record
         await conn.close()
 
 
+async def _all_recorded(database_url: str) -> list[asyncpg.Record] | None:
+    """Every revocation in the outbox, once all are recorded as delivered."""
+    rows = await _commands(database_url, REVOKE)
+    return rows if all(r["completed_at"] is not None for r in rows) else None
+
+
 def _quiet(nodes: list[Node], canaries: Canaries, allowed: str, *more: Path) -> None:
     """No traceback, no internal error and no secret in anything the processes printed."""
     output = "".join(n.log.read_text() for n in nodes) + "".join(p.read_text() for p in more)
@@ -186,15 +214,8 @@ async def test_commands_and_keypad_failures_through_other_nodes_reach_the_charge
     charger: subprocess.Popen[str] | None = None
     log = tmp_path / "charger.log"
     try:
-        a = _start("a", cluster_env, tmp_path)
-        nodes.append(a)
-        announced = _wait_for_announcement(a.process, a.log, a.log)
-        canaries.add(announced["password"])
-        _wait_for_health(a.process, a.url)
-        b, c = _start("b", cluster_env, tmp_path), _start("c", cluster_env, tmp_path)
-        nodes += [b, c]
-        for node in (b, c):
-            _wait_for_health(node.process, node.url)
+        announced = _start_nodes(("a", "b", "c"), cluster_env, tmp_path, canaries, nodes)
+        a, b, c = nodes
         registration = _register_charger(a, announced, keypad=True)
         canaries.add(registration["ocpp_password"])
 
@@ -294,14 +315,8 @@ async def test_a_killed_node_s_charger_moves_to_another_and_gets_each_command_on
     nodes: list[Node] = []
     chargers: list[FakeCharger] = []
     try:
-        a = _start("a", cluster_env, tmp_path)
-        nodes.append(a)
-        announced = _wait_for_announcement(a.process, a.log, a.log)
-        canaries.add(announced["password"])
-        _wait_for_health(a.process, a.url)
-        b = _start("b", cluster_env, tmp_path)
-        nodes.append(b)
-        _wait_for_health(b.process, b.url)
+        announced = _start_nodes(("a", "b"), cluster_env, tmp_path, canaries, nodes)
+        a, b = nodes
         registration = _register_charger(a, announced, keypad=False)
         canaries.add(registration["ocpp_password"])
         charger_id, password = registration["id"], registration["ocpp_password"]
@@ -311,6 +326,10 @@ async def test_a_killed_node_s_charger_moves_to_another_and_gets_each_command_on
         async with _owner_api(b) as api:
             await _revoke(api, charger_id, "phone-0")  # crosses from B to A while A lives
             await eventually(lambda: on_a.revoked == ["phone-0"], "the command to reach A")
+            # Killed after A recorded the answer: a command killed in flight may come again
+            # (at least once); the ones created while A is down must come exactly once.
+            database_url = cluster_env["EVACCESS_DATABASE_URL"]
+            await eventually(lambda: _all_recorded(database_url), "A to record the answer")
 
             a.process.send_signal(signal.SIGKILL)
             a.process.wait(timeout=10)
@@ -324,12 +343,9 @@ async def test_a_killed_node_s_charger_moves_to_another_and_gets_each_command_on
             await eventually(lambda: sorted(on_b.revoked) == expected, "B to deliver them")
             await _revoke(api, charger_id, "phone-6")
             await eventually(lambda: "phone-6" in on_b.revoked, "B to deliver a new one")
-
-            async def all_done() -> list[asyncpg.Record] | None:
-                rows = await _commands(cluster_env["EVACCESS_DATABASE_URL"], REVOKE)
-                return rows if all(r["completed_at"] is not None for r in rows) else None
-
-            rows = await eventually(all_done, "every command to be recorded as delivered")
+            rows = await eventually(
+                lambda: _all_recorded(database_url), "every command to be recorded as delivered"
+            )
         received = Counter(on_a.revoked + on_b.revoked)
         assert received == {f"phone-{i}": 1 for i in range(7)}
         assert [json.loads(r["arguments"])["phone_id"] for r in rows] == list(received)
@@ -349,14 +365,8 @@ async def test_redis_stopped_and_started_again_loses_nothing_and_fails_closed(
     nodes: list[Node] = []
     fake: FakeCharger | None = None
     try:
-        a = _start("a", env, tmp_path)
-        nodes.append(a)
-        announced = _wait_for_announcement(a.process, a.log, a.log)
-        canaries.add(announced["password"])
-        _wait_for_health(a.process, a.url)
-        b = _start("b", env, tmp_path)
-        nodes.append(b)
-        _wait_for_health(b.process, b.url)
+        announced = _start_nodes(("a", "b"), env, tmp_path, canaries, nodes)
+        a, b = nodes
         registration = _register_charger(a, announced, keypad=True)
         canaries.add(registration["ocpp_password"])
         charger_id = registration["id"]
@@ -410,14 +420,8 @@ def test_a_login_throttle_holds_across_real_nodes(
     canaries.add(OWNER_PASSWORD)
     nodes: list[Node] = []
     try:
-        a = _start("a", cluster_env, tmp_path)
-        nodes.append(a)
-        announced = _wait_for_announcement(a.process, a.log, a.log)
-        canaries.add(announced["password"])
-        _wait_for_health(a.process, a.url)
-        b = _start("b", cluster_env, tmp_path)
-        nodes.append(b)
-        _wait_for_health(b.process, b.url)
+        announced = _start_nodes(("a", "b"), cluster_env, tmp_path, canaries, nodes)
+        a, b = nodes
         Cli(env=a.env).ok(
             "admin", "create-user", OWNER, "--password-stdin", stdin=f"{OWNER_PASSWORD}\n"
         )

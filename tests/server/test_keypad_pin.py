@@ -147,9 +147,8 @@ async def test_resolve_only_for_users_allowed_at_that_charger(ctx, world, canari
     assert await keypad_pins.resolve(ctx, charger.id, "8164") is None  # nobody's PIN
 
 
-async def test_keypad_locks_after_five_failures_and_answers_without_the_database(
-    ctx, world, clock, canaries
-):
+async def _locked_keypad(ctx, world, canaries):
+    """The owner's PIN 9274 set, and the charger's keypad locked by five wrong codes."""
     canaries.add("9274")
     await keypad_pins.set_pin(
         ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "9274"
@@ -157,10 +156,22 @@ async def test_keypad_locks_after_five_failures_and_answers_without_the_database
     charger = world.chargers["old"]
     for guess in ("1000", "1001", "1002", "1003", "1004"):
         assert await keypad_pins.resolve(ctx, charger.id, guess) is None
+    return charger
+
+
+def _statements(ctx) -> list[str]:
+    """Every SQL statement either engine runs from now on."""
     statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
     for engine in (ctx.db.engine.sync_engine, ctx.db._read_engine.sync_engine):
-        event.listen(engine, "before_cursor_execute", listener)
+        event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    return statements
+
+
+async def test_keypad_locks_after_five_failures_and_answers_without_the_database(
+    ctx, world, clock, canaries
+):
+    charger = await _locked_keypad(ctx, world, canaries)
+    statements = _statements(ctx)
     with pytest.raises(LockedOut) as locked:
         await keypad_pins.resolve(ctx, charger.id, "9274")
     assert statements == []
@@ -317,18 +328,9 @@ async def test_a_stale_index_answers_while_it_refreshes_in_the_background(
 async def test_a_locked_keypad_is_refused_before_a_cold_index_reads_the_database(
     ctx, world, canaries
 ):
-    canaries.add("9274")
-    await keypad_pins.set_pin(
-        ctx, world.actor("owner"), world.org.id, world.users["owner"].id, "9274"
-    )
-    charger = world.chargers["old"]
-    for guess in ("1000", "1001", "1002", "1003", "1004"):
-        assert await keypad_pins.resolve(ctx, charger.id, guess) is None
+    charger = await _locked_keypad(ctx, world, canaries)
     ctx.keypad_index.invalidate()  # nothing in memory: the next code would read the database
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    for engine in (ctx.db.engine.sync_engine, ctx.db._read_engine.sync_engine):
-        event.listen(engine, "before_cursor_execute", listener)
+    statements = _statements(ctx)
     with pytest.raises(LockedOut):
         await keypad_pins.resolve(ctx, charger.id, "9274")
     assert statements == []

@@ -19,6 +19,16 @@ bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 bench_app.add_typer(ble_bench_app, name="ble")
 
 
+PinCores = Annotated[
+    bool,
+    typer.Option(
+        "--pin/--no-pin",
+        help="Pin the server to core 0 and the generator to core 1 (default), or let the "
+        "kernel place both.",
+    ),
+]
+
+
 def _progress(line: str) -> None:
     console.err.print(line, highlight=False)
 
@@ -36,14 +46,7 @@ async def ocpp(
             "evaccess-endpoint (only the OCPP endpoint in a process of its own)."
         ),
     ] = "baseline,echo,evaccess,evaccess-deflate",
-    pin: Annotated[
-        bool,
-        typer.Option(
-            "--pin/--no-pin",
-            help="Pin the server to core 0 and the generator to core 1 (default), or let the "
-            "kernel place both.",
-        ),
-    ] = True,
+    pin: PinCores = True,
 ) -> None:
     """OCPP-J (Open Charge Point Protocol over WebSocket, JSON) throughput, latency, CPU per
     round trip and memory per idle charger."""
@@ -128,14 +131,7 @@ async def api(
             "SQLite in a temporary directory."
         ),
     ] = None,
-    pin: Annotated[
-        bool,
-        typer.Option(
-            "--pin/--no-pin",
-            help="Pin the server to core 0 and the generator to core 1 (default), or let the "
-            "kernel place both.",
-        ),
-    ] = True,
+    pin: PinCores = True,
 ) -> None:
     """REST latency of a Bluetooth-PIN reveal (with its audit write) and a keypad-PIN set on
     `evaccess server run`, open loop, against GET /health as the ceiling (target p99 <= 20 ms).
