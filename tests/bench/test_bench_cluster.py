@@ -67,3 +67,16 @@ def test_the_quick_cluster_bench_prints_every_figure_and_leaves_nothing_behind()
     prefix = re.search(r"Redis keys under (\S+) ", run.stderr)
     assert prefix is not None, run.stderr
     assert list(redis.Redis.from_url(REDIS_URL).scan_iter(match=f"{prefix[1]}*")) == []
+
+
+def test_an_unreachable_postgresql_is_one_readable_line_without_the_password() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVACCESS_")}
+    url = "postgresql+asyncpg://postgres:not-this-password@127.0.0.1:1/postgres"
+    run = subprocess.run(
+        [sys.executable, "-m", "evaccess", "bench", "cluster", "--quick", "--postgres-url", url],
+        capture_output=True, text=True, env=env | {"NO_COLOR": "1"}, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: PostgreSQL at "), run.stderr
+    assert "unreachable" in lines[0] and "not-this-password" not in run.stderr

@@ -44,12 +44,13 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy import insert, select
+from sqlalchemy import insert, make_url, select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from evaccess.bench import loadgen
+from evaccess.bench.api import bench_database
 from evaccess.bench.evaccess_target import analyze, seed
 from evaccess.bench.ocpp import cpu_seconds, percentile
 from evaccess.bench.targets import (
@@ -155,34 +156,29 @@ Say = Callable[[str], None]
 # -- the stack ----------------------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def temporary_database(server_url: str) -> AsyncIterator[str]:
-    """A database of the run's own on the PostgreSQL server ``server_url`` names."""
-    base, _, _ = server_url.rpartition("/")
-    admin = server_url.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"evaccess_bench_{secrets.token_hex(4)}"
+    """A database of a fresh name on the PostgreSQL server ``server_url`` names, created
+    and dropped by ``bench api``'s ``bench_database``."""
+    url = (
+        make_url(server_url)
+        .set(database=f"evaccess_bench_{secrets.token_hex(4)}")
+        .render_as_string(hide_password=False)
+    )
+    entered = False
     try:
-        conn = await asyncpg.connect(admin)
+        async with bench_database(url) as created:
+            assert created is not None
+            entered = True
+            yield created
     except (OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL at {_shown(server_url)}: {type(exc).__name__}"
-        raise TargetUnavailable(message) from None
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    try:
-        yield f"{base}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
+        if entered:
+            raise
+        message = f"PostgreSQL at {_shown(server_url)} is unreachable ({type(exc).__name__})"
+        raise BenchFailed(message) from None
 
 
 def _shown(url: str) -> str:
     """A database URL without its password."""
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    return f"{scheme}://{credentials.partition(':')[0]}{at}{host}" if at else url
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def seed_operator(settings: Settings) -> tuple[str, str, str]:
@@ -690,9 +686,7 @@ async def run_cluster_bench(
                     b.stop()
             except (BenchFailed, TargetUnavailable) as exc:
                 error = first_error(workdir)
-                if error is None:
-                    raise
-                raise type(exc)(f"{exc} (node {error})") from None
+                raise BenchFailed(str(exc) + (f" (node {error})" if error else "")) from None
             finally:
                 await _forget_prefix(redis_url, prefix)
     return ClusterResult(
