@@ -65,8 +65,7 @@ from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.errors import EvAccessError
 from evaccess.protocol.ocpp_components import BluetoothVariable
 from evaccess.server.bootstrap import build_context
-from evaccess.server.db.models import Charger as ChargerRow
-from evaccess.server.db.models import Grant, Membership, Organisation, Ownership, User
+from evaccess.server.db.models import Charger, Grant, Membership, Organisation, Ownership, User
 from evaccess.server.db.types import new_id
 from evaccess.server.settings import Settings
 
@@ -305,7 +304,7 @@ def stack_cpu_seconds(node_pids: Sequence[int]) -> float:
 
 
 # -- a charger that answers the server's Calls --------------------------------------------
-class Charger:
+class BenchCharger:
     """One charger connection: answers every server Call Accepted, notes when each
     revocation arrived (by phone id), and sends Authorize one at a time."""
 
@@ -320,7 +319,7 @@ class Charger:
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, identity: ChargerIdentity) -> Charger:
+    async def connect(cls, url: str, identity: ChargerIdentity) -> BenchCharger:
         assert identity.password is not None
         token = base64.b64encode(f"{identity.serial}:{identity.password}".encode()).decode()
         connection = await connect(
@@ -405,17 +404,17 @@ CONNECT_CONCURRENCY = 50
 CONNECT_ATTEMPTS = 3
 
 
-async def _connect_all(url: str, identities: Sequence[ChargerIdentity]) -> list[Charger]:
+async def _connect_all(url: str, identities: Sequence[ChargerIdentity]) -> list[BenchCharger]:
     """Connect and boot every charger, ``CONNECT_CONCURRENCY`` handshakes at a time; a
     handshake the server dropped (it closes those not done within its open timeout when
     it is overloaded) is tried again, as a charger would, up to ``CONNECT_ATTEMPTS``."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(identity: ChargerIdentity) -> Charger:
+    async def one(identity: ChargerIdentity) -> BenchCharger:
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             async with gate:
                 try:
-                    return await Charger.connect(url, identity)
+                    return await BenchCharger.connect(url, identity)
                 except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
                     if attempt == CONNECT_ATTEMPTS:
                         raise BenchFailed(
@@ -447,7 +446,7 @@ async def _logged_in(node: Node, email: str, password: str) -> httpx.AsyncClient
 # -- the workloads ------------------------------------------------------------------------
 async def cross_node_commands(
     api: httpx.AsyncClient,
-    chargers: Sequence[Charger],
+    chargers: Sequence[BenchCharger],
     charger_ids: dict[str, str],
     *,
     rate: float,
@@ -458,7 +457,7 @@ async def cross_node_commands(
     loop = asyncio.get_running_loop()
     total = max(1, int(rate * seconds))
     t0 = loop.time() + 0.2
-    scheduled: dict[str, tuple[float, Charger]] = {}
+    scheduled: dict[str, tuple[float, BenchCharger]] = {}
     answered: dict[str, float] = {}
     failures: list[str] = []
     saturated = False
@@ -521,7 +520,7 @@ async def cross_node_commands(
 
 async def keypad_propagation(
     api: httpx.AsyncClient,
-    chargers: Sequence[Charger],
+    chargers: Sequence[BenchCharger],
     owners: dict[str, str],
     org_id: str,
     *,
@@ -735,8 +734,8 @@ async def _charger_rows(settings: Settings) -> tuple[dict[str, str], dict[str, s
         async with ctx.db.read() as session:
             rows = (
                 await session.execute(
-                    select(ChargerRow.serial, ChargerRow.id, Ownership.owner_id).join(
-                        Ownership, Ownership.charger_id == ChargerRow.id
+                    select(Charger.serial, Charger.id, Ownership.owner_id).join(
+                        Ownership, Ownership.charger_id == Charger.id
                     )
                 )
             ).all()
