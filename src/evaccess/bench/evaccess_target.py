@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from evaccess.bench.loadgen import FLEET_FIRMWARE, FLEET_MODEL, FLEET_VENDOR
+from evaccess.bench.fleet import FLEET_FIRMWARE, FLEET_MODEL, FLEET_VENDOR
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.clock import SystemClock, SystemRandom
 from evaccess.domain.pins import trivial_reasons

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from evaccess.bench.fleet import FLEET_FIRMWARE, FLEET_MODEL, FLEET_VENDOR
 from evaccess.bench.targets import ChargerIdentity, ServerProcess
 
 CONNECT_CONCURRENCY = 200
@@ -90,13 +91,6 @@ async def _connect_one(
         ping_interval=None,
         max_queue=4,
     )
-
-
-FLEET_VENDOR, FLEET_MODEL, FLEET_FIRMWARE = "Wallbox", "Commander 2", "6.7.16"
-"""What the seeded fleet is registered as (``evaccess_target``) and reports at boot: the
-everyday boot (a charger reporting other facts than it was registered with gets a
-``charger.firmware_reported`` audit record at every boot, which serialises boots on the
-audit chain's head row)."""
 
 
 def boot_frame(serial: str) -> str:
