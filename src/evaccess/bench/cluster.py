@@ -28,12 +28,10 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,8 +55,8 @@ from evaccess.bench.targets import (
     ChargerIdentity,
     ServerProcess,
     TargetUnavailable,
-    free_port,
     raise_nofile_limit,
+    spawn_server_run,
 )
 from evaccess.domain.access import GrantKind, Role
 from evaccess.domain.clock import SystemClock, SystemRandom
@@ -219,64 +217,22 @@ async def seed_operator(settings: Settings) -> tuple[str, str, str]:
     return email, password, str(org_id)
 
 
-@dataclass(kw_only=True)
-class Node:
-    name: str
-    process: subprocess.Popen[str]
-    http_url: str
-    ocpp_url: str
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_node(name: str, workdir: Path, env: dict[str, str]) -> Node:
-    """``evaccess server run`` with ``env`` on top of this process's environment; its output
-    goes to ``workdir/NAME.log`` (it holds no secret; a failed run quotes its first error
-    line, ``first_error``)."""
-    http_port, ocpp_port = free_port(), free_port()
+def start_node(name: str, workdir: Path, env: dict[str, str]) -> ServerProcess:
+    """``evaccess server run`` as node ``name`` with ``env`` (no other ``EVACCESS_*`` of
+    this shell); its output goes to ``workdir/NAME.log`` (it holds no secret; a failed run
+    quotes its first error line, ``first_error``)."""
     node_env = {k: v for k, v in os.environ.items() if not k.startswith("EVACCESS_")}
-    node_env |= env | {
-        "EVACCESS_NODE_ID": name,
-        "EVACCESS_DATA_DIR": str(workdir / name),
-        "EVACCESS_HOST": "127.0.0.1",
-        "EVACCESS_PORT": str(http_port),
-        "EVACCESS_OCPP_PORT": str(ocpp_port),
-    }
+    node_env |= env | {"EVACCESS_NODE_ID": name, "EVACCESS_DATA_DIR": str(workdir / name)}
     with (workdir / f"{name}.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evaccess", "server", "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=node_env,
-            text=True,
+        process, http_port, ocpp_port = spawn_server_run(
+            node_env, output=log, start_timeout_s=START_TIMEOUT_S
         )
-    node = Node(
+    return ServerProcess(
         name=name,
         process=process,
+        url=f"ws://127.0.0.1:{ocpp_port}/ocpp",
         http_url=f"http://127.0.0.1:{http_port}",
-        ocpp_url=f"ws://127.0.0.1:{ocpp_port}/ocpp",
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise TargetUnavailable(f"node {name} exited ({process.returncode}) at start")
-        try:
-            if httpx.get(f"{node.http_url}/health", timeout=1).status_code == 200:
-                return node
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            node.stop()
-            raise TargetUnavailable(f"node {name} did not become healthy in time")
-        time.sleep(0.1)
 
 
 def first_error(workdir: Path) -> str | None:
@@ -427,9 +383,9 @@ async def _connect_all(url: str, identities: Sequence[ChargerIdentity]) -> list[
     return list(await asyncio.gather(*(one(i) for i in identities)))
 
 
-async def _logged_in(node: Node, email: str, password: str) -> httpx.AsyncClient:
+async def _logged_in(node: ServerProcess, email: str, password: str) -> httpx.AsyncClient:
     client = httpx.AsyncClient(
-        base_url=node.http_url,
+        base_url=str(node.http_url),
         timeout=30,
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
     )
@@ -550,7 +506,7 @@ async def keypad_propagation(
 
 async def throughput(
     name: str,
-    nodes: Sequence[Node],
+    nodes: Sequence[ServerProcess],
     identities: Sequence[ChargerIdentity],
     *,
     plan: ClusterPlan,
@@ -558,12 +514,7 @@ async def throughput(
     """Closed-loop Authorize over ``identities``, split evenly over ``nodes``."""
     per_node = len(identities) // len(nodes)
     servers = [
-        ServerProcess(
-            name=node.name,
-            process=node.process,
-            url=node.ocpp_url,
-            identities=identities[i * per_node : (i + 1) * per_node],
-        )
+        replace(node, identities=identities[i * per_node : (i + 1) * per_node])
         for i, node in enumerate(nodes)
     ]
     try:
@@ -695,8 +646,8 @@ async def run_cluster_bench(
 
 async def _commands_and_propagation(
     plan: ClusterPlan,
-    a: Node,
-    b: Node,
+    a: ServerProcess,
+    b: ServerProcess,
     identities: Sequence[ChargerIdentity],
     charger_ids: dict[str, str],
     owners: dict[str, str],
@@ -708,7 +659,7 @@ async def _commands_and_propagation(
 ) -> tuple[CommandFigures, list[float]]:
     say(f"connecting {len(identities)} chargers to node A")
     began = time.perf_counter()
-    chargers = await _connect_all(a.ocpp_url, identities)
+    chargers = await _connect_all(a.url, identities)
     elapsed = time.perf_counter() - began
     say(f"connected and booted in {elapsed:.1f} s ({len(chargers) / elapsed:,.0f} boots/s)")
     api = await _logged_in(b, email, password)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from websockets.typing import Subprotocol
 
@@ -181,6 +181,48 @@ def _server_env(workdir: Path, database_url: str | None, keys_dir: Path | None) 
     return env
 
 
+def spawn_server_run(
+    env: dict[str, str],
+    *,
+    cpu: int | None = None,
+    output: IO[str] | None = None,
+    start_timeout_s: float = 120.0,
+) -> tuple[subprocess.Popen[str], int, int]:
+    """``python -m evaccess server run`` with ``env`` (its data, database and keys already
+    in it) on free ports of 127.0.0.1, pinned to ``cpu`` if given, its output to
+    ``output`` (else discarded): the process, its REST port and its OCPP port, once the OCPP
+    port accepts connections (the REST port is bound before that: ``runner._listen``)."""
+    ocpp_port, http_port = free_port(), free_port()
+    env = env | {
+        "EVACCESS_HOST": "127.0.0.1",
+        "EVACCESS_PORT": str(http_port),
+        "EVACCESS_OCPP_PORT": str(ocpp_port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaccess", "server", "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=output if output is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    if cpu is not None:
+        os.sched_setaffinity(process.pid, {cpu})
+    deadline = time.monotonic() + start_timeout_s
+    while True:
+        if process.poll() is not None:
+            raise TargetUnavailable(f"evaccess server run exited ({process.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", ocpp_port), timeout=1).close()
+            return process, http_port, ocpp_port
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise TargetUnavailable("evaccess server run did not listen in time") from None
+            time.sleep(0.05)
+
+
 def start_evaccess_run_server(
     *,
     cpu: int | None,
@@ -209,35 +251,7 @@ def start_evaccess_run_server(
     seeded = subprocess.run(seed_argv, capture_output=True, text=True, check=False, env=env)
     if seeded.returncode != 0 or seeded.stdout.strip() != "SEEDED":
         raise TargetUnavailable("seeding the evaccess database failed")
-    ocpp_port, http_port = free_port(), free_port()
-    env |= {
-        "EVACCESS_HOST": "127.0.0.1",
-        "EVACCESS_PORT": str(http_port),
-        "EVACCESS_OCPP_PORT": str(ocpp_port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evaccess", "server", "run"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-    )
-    if cpu is not None:
-        os.sched_setaffinity(process.pid, {cpu})
-    deadline = time.monotonic() + start_timeout_s
-    while True:
-        if process.poll() is not None:
-            raise TargetUnavailable(f"evaccess server run exited ({process.returncode})")
-        try:
-            socket.create_connection(("127.0.0.1", ocpp_port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise TargetUnavailable("evaccess server run did not listen in time") from None
-            time.sleep(0.05)
+    process, http_port, ocpp_port = spawn_server_run(env, cpu=cpu, start_timeout_s=start_timeout_s)
     identities = _seeded_identities(workdir)
     return ServerProcess(
         name="evaccess",
