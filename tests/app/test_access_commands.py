@@ -325,9 +325,11 @@ async def test_reenable_pairing_and_revoke_phones(app_env: Any, ctx: Context) ->
     world = await build_world(ctx)
     app = await make_app(app_env, world)
     await app.login("owner")
-    assert "re-enable queued" in (await app.ok("reenable-pairing", WALLBOX)).stdout
+    said = (await app.ok("reenable-pairing", WALLBOX)).stdout
+    assert "re-enable queued: the charger is OFFLINE" in said and "next connects" in said
     queued = await app.json("revoke-phones", WALLBOX, "--phone", "phone-7")
-    assert queued["phone_id"] == "phone-7"
+    assert (queued["phone_id"], queued["charger_online"]) == ("phone-7", False)
+    assert queued["command_id"]
     assert "every phone's" in (await app.ok("revoke-phones", WALLBOX, "--all")).stdout
     commands = await DbOcppBackend(ctx).pending_commands(WALLBOX)
     kinds = [(type(c).__name__, getattr(c, "phone_id", None)) for c in commands]

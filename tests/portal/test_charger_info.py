@@ -41,9 +41,14 @@ async def test_the_owner_changes_the_pin_and_sees_a_lockout(
         )
         assert changed.status_code == 303 and "482917" not in changed.headers["location"]
         after = (await client.get(changed.headers["location"])).text
-        assert "The new Bluetooth PIN is being sent to the charger" in after
-        assert "Change being sent to the charger" in after
+        # No OCPP endpoint runs here: the charger is offline, and both messages say so.
+        assert "The new Bluetooth PIN waits for the charger, which is offline" in after
+        assert "Change being kept for the charger, which is offline" in after
         assert "482917" not in after
+        forgot = await client.post(f"{url}/bluetooth/revoke-phones", data={"csrf": csrf})
+        said = (await client.get(forgot.headers["location"])).text
+        assert "Every phone must prove the Bluetooth PIN again once the charger" in said
+        assert "which is offline, next connects" in said
         async with ctx.db.read() as session:
             row = await session.scalar(
                 select(BluetoothPin).where(BluetoothPin.charger_id == charger.id)

@@ -280,6 +280,14 @@ async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, worl
         202,
         403,
     )
+    for accepted, kind in zip(
+        (one, every, again),
+        ("revoke_credentials", "revoke_credentials", "reenable_pin_pairing"),
+        strict=True,
+    ):
+        body = accepted.json()
+        assert (body["kind"], body["charger_online"]) == (kind, False)
+        assert body["detail"] == "The charger is offline: it gets the command when it next connects."
     commands = [
         c
         for c in await DbOcppBackend(ctx).pending_commands(charger.serial)
@@ -355,3 +363,57 @@ async def test_ending_an_ownership_revokes_everything_derived_from_it_in_one_tra
                 f"/api/chargers/{charger.id}", headers=await world.headers(who)
             )
             assert response.status_code == 404, who
+
+
+async def test_a_command_to_a_connected_charger_says_it_is_on_its_way(ctx, world):
+    """Asked of the live socket, not of the database's flag (which a crash leaves set)."""
+    from evaccess.server.ocpp.server import serve_ocpp
+    from evaccess.server.services.ocpp_backend import DbOcppBackend
+    from tests.cluster_support import FakeCharger
+    from tests.support import eventually
+
+    charger = world.chargers["wallbox"]
+    server = await serve_ocpp(DbOcppBackend(ctx), port=0, clock=ctx.clock)
+    ctx.notifier.target = server.notifier
+    try:
+        async with client_for(ctx) as client:
+            headers = await world.headers("owner")
+            url = f"/api/chargers/{charger.id}/bluetooth"
+            fake = await FakeCharger.connect(
+                server.port, charger.serial, world.ocpp_passwords["wallbox"]
+            )
+            try:
+                sent = len(fake.calls)
+                online = await client.post(f"{url}/reenable-pairing", headers=headers)
+                state = await client.get(f"{url}-pin", headers=headers)
+                await eventually(
+                    lambda: any(c[2] == "SetVariables" for c in fake.calls[sent:]),
+                    "the command to reach the charger",
+                )
+            finally:
+                await fake.close()
+            await eventually(lambda: not server.notifier.holds(charger.serial), "the close")
+            offline = await client.post(f"{url}/reenable-pairing", headers=headers)
+            later = await client.get(f"{url}-pin", headers=headers)
+    finally:
+        ctx.notifier.target = None
+        await server.close()
+    assert online.status_code == offline.status_code == 202
+    assert online.json()["charger_online"] and state.json()["charger_online"]
+    assert online.json()["detail"] == "The charger is connected: the command is on its way."
+    assert not offline.json()["charger_online"] and not later.json()["charger_online"]
+
+
+async def test_a_lone_node_starts_with_no_charger_online(ctx, world):
+    """A crash leaves ``online`` set; the next start of a node without a cluster clears it
+    (``runner.serve``) until each charger connects again."""
+    from evaccess.server.db.models import Charger
+    from evaccess.server.services.ocpp_backend import forget_connections
+
+    async with ctx.db.transaction() as session:
+        await session.execute(update(Charger).values(online=True))
+    assert await forget_connections(ctx) == len(world.chargers)
+    async with client_for(ctx) as client:
+        listing = await client.get("/api/chargers", headers=await world.headers("owner"))
+    assert listing.json() and not any(c["online"] for c in listing.json())
+    assert await forget_connections(ctx) == 0

@@ -33,7 +33,7 @@ from evaccess.server.runner import start_background_tasks, stop_background_tasks
 from evaccess.server.services import bluetooth_pins, keypad_pins, outbox
 from evaccess.server.services.ocpp_backend import DbOcppBackend
 from evaccess.server.throttle import Throttle, ThrottleRegistry
-from tests.cluster_support import FakeCharger, OwnRedis, reachable
+from tests.cluster_support import FakeCharger, OwnRedis, free_port, reachable
 from tests.server.support import PASSWORD, build_world, client_for, make_context
 from tests.support import eventually
 
@@ -454,8 +454,9 @@ async def test_a_command_queued_on_one_node_reaches_the_charger_on_the_other(
     try:
         await eventually(lambda: "GetLocalListVersion" in fake.actions, "the connect's calls")
         sent = len(fake.actions)
-        await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
+        delivery = await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
         started = time.monotonic()
+        assert delivery.charger_online  # A holds no socket; the registry says B does
         await eventually(lambda: len(fake.actions) > sent, "the command to reach the charger")
         assert time.monotonic() - started < 1.0  # woken, not swept
         assert fake.actions[sent:] == ["SetVariables"]
@@ -463,27 +464,46 @@ async def test_a_command_queued_on_one_node_reaches_the_charger_on_the_other(
         await fake.close()
 
 
-async def test_a_lost_wake_up_is_delivered_by_the_sweep(
-    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer]
+async def test_a_command_says_at_once_when_no_node_holds_the_charger(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer], prefix: str
 ) -> None:
+    """The database's ``online`` flag outlives a crashed node: the registry is asked."""
     a, b = nodes
-    _, on_b = endpoints
     world = await build_world(a)
     charger = world.chargers["old"]
-    fake = await FakeCharger.connect(on_b.port, charger.serial, world.ocpp_passwords["old"])
+    async with a.db.transaction() as session:
+        row = await session.get(ChargerRow, charger.id)
+        assert row is not None
+        row.online = True  # as a node that died holding the charger left it
+    owner = world.actor("owner")
+    delivery = await bluetooth_pins.revoke_phones(b, owner, charger.id, None)
+    assert not delivery.charger_online
+    assert not (await bluetooth_pins.state(a, owner, charger.id)).charger_online
+    async with a.db.read() as session:
+        queued = await session.get(OutboxCommand, delivery.command_id)
+    assert queued is not None and queued.completed_at is None  # kept for the next connect
+
+
+async def test_without_redis_the_recorded_flag_answers(
+    nodes: tuple[Context, Context], prefix: str, clock: ManualClock
+) -> None:
+    a, _ = nodes
+    world = await build_world(a)
+    charger = world.chargers["old"]
+    dead = RedisCluster(
+        f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, node_id="a", clock=clock
+    )
+    a.notifier.remote = ClusterNode(dead)  # a Redis that refuses every connection
     try:
-        await eventually(lambda: "GetLocalListVersion" in fake.actions, "the connect's calls")
-        sent = len(fake.actions)
-        a.notifier.remote = None  # the wake-up is lost
-        await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
-        assert len(fake.actions) == sent
-        assert await outbox.sweep(a) == 0  # A holds no charger
-        assert await outbox.sweep(b) == 1
-        await eventually(lambda: len(fake.actions) > sent, "the command to reach the charger")
-        assert fake.actions[sent:] == ["SetVariables"]
-        await eventually(lambda: _none_open(b, charger.id), "the charger's answer recorded")
+        owner = world.actor("owner")
+        assert not (await bluetooth_pins.reenable_pairing(a, owner, charger.id)).charger_online
+        async with a.db.transaction() as session:
+            row = await session.get(ChargerRow, charger.id)
+            assert row is not None
+            row.online = True
+        assert (await bluetooth_pins.reenable_pairing(a, owner, charger.id)).charger_online
     finally:
-        await fake.close()
+        await dead.aclose()
 
 
 async def _none_open(ctx: Context, charger_id: str) -> bool:

@@ -310,14 +310,19 @@ class ApiClient:
     async def security_events(self, charger_id: str) -> list[dict[str, Any]]:
         return list(await self.request("GET", f"/api/chargers/{charger_id}/security-events"))
 
-    async def reenable_pairing(self, charger_id: str) -> None:
-        await self.request("POST", f"/api/chargers/{charger_id}/bluetooth/reenable-pairing")
+    async def reenable_pairing(self, charger_id: str) -> dict[str, Any]:
+        """The command as queued: ``charger_online`` says whether it goes out now."""
+        path = f"/api/chargers/{charger_id}/bluetooth/reenable-pairing"
+        return dict(await self.request("POST", path))
 
-    async def revoke_phones(self, charger_id: str, phone_id: str | None) -> None:
-        await self.request(
-            "POST",
-            f"/api/chargers/{charger_id}/bluetooth/revoke-phones",
-            json={"phone_id": phone_id},
+    async def revoke_phones(self, charger_id: str, phone_id: str | None) -> dict[str, Any]:
+        """The command as queued: ``charger_online`` says whether it goes out now."""
+        return dict(
+            await self.request(
+                "POST",
+                f"/api/chargers/{charger_id}/bluetooth/revoke-phones",
+                json={"phone_id": phone_id},
+            )
         )
 
     async def transactions(self, charger_id: str | None = None) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ async def charger_info(
         ("vendor / model", f"{charger['vendor']} {charger['model']}"),
         ("firmware", charger["firmware"]),
         ("your access", ", ".join(charger["access"]) or "-"),
-        ("online", "yes" if charger["online"] else "no"),
+        ("online", "yes" if state["charger_online"] else "no"),
         ("Bluetooth PIN", f"{state['requirement']}, {state['status']}"
          + (" (required)" if state["required"] else "")),
         ("PIN rule", state["rule"]),
@@ -670,11 +670,11 @@ async def security_events(serial: Serial, json_output: JsonOption = False) -> No
 async def reenable_pairing(serial: Serial, json_output: JsonOption = False) -> None:
     """Lift the charger's cap on PIN pairing after 100 failed attempts in a row."""
     async with _client(load_session()) as api:
-        await api.reenable_pairing((await api.charger_by_serial(serial))["id"])
+        command = await api.reenable_pairing((await api.charger_by_serial(serial))["id"])
     _done(
         json_output,
-        {"serial": serial, "queued": "reenable_pairing"},
-        "PIN pairing re-enable queued: the charger gets it over OCPP",
+        {"serial": serial, "queued": "reenable_pairing"} | _delivery(command),
+        "PIN pairing re-enable queued: " + _reaches(command),
     )
 
 
@@ -690,13 +690,25 @@ async def revoke_phones(
     if (phone is None) == (not every_phone):
         raise InvalidInput("pass either --phone PHONE_ID or --all")
     async with _client(load_session()) as api:
-        await api.revoke_phones((await api.charger_by_serial(serial))["id"], phone)
+        command = await api.revoke_phones((await api.charger_by_serial(serial))["id"], phone)
     _done(
         json_output,
-        {"serial": serial, "queued": "revoke_phones", "phone_id": phone},
+        {"serial": serial, "queued": "revoke_phones", "phone_id": phone} | _delivery(command),
         ("every phone's" if phone is None else "the phone's")
-        + " credential revocation queued: the charger gets it over OCPP",
+        + " credential revocation queued: "
+        + _reaches(command),
     )
+
+
+def _delivery(command: dict[str, Any]) -> dict[str, Any]:
+    return {"command_id": command["command_id"], "charger_online": command["charger_online"]}
+
+
+def _reaches(command: dict[str, Any]) -> str:
+    """When an OCPP command reaches the charger, as the server answered it."""
+    if command["charger_online"]:
+        return "the charger is online and gets it over OCPP now"
+    return "the charger is OFFLINE and gets it over OCPP when it next connects"
 
 
 # --- charging sessions ------------------------------------------------------------------------

@@ -27,6 +27,10 @@ class RemoteWake(Protocol):
         """Never blocks nor raises: a lost wake-up only delays (every node sweeps the
         outbox of its chargers)."""
 
+    async def holder(self, charger_id: str) -> bool | None:
+        """Some node holds the charger's socket (its registration lives up to 30 s past a
+        crashed node); ``None`` when Redis cannot tell. Never raises."""
+
 
 class NotifierSlot:
     """Holds the OCPP endpoint's notifier once it runs; pokes before that are dropped
@@ -48,6 +52,18 @@ class NotifierSlot:
         """Only if the charger is connected to this node."""
         if self.target is not None:
             self.target.poke(charger_id)
+
+    async def reaches(self, charger_id: str, *, recorded: bool) -> bool:
+        """The charger is connected now, so a command queued for it goes out at once (else
+        it waits in the outbox for the next connect). Asked of the live sockets: this
+        node's, and in cluster mode the registry of every node's; ``recorded`` (the
+        database's ``online`` flag) only when Redis cannot tell."""
+        if self.target is not None and self.target.holds(charger_id):
+            return True
+        if self.remote is None:
+            return False
+        held = await self.remote.holder(charger_id)
+        return recorded if held is None else held
 
 
 class ClusterLink(Protocol):

@@ -25,7 +25,7 @@ from evaccess.server.context import Context
 from evaccess.server.ocpp.server import Compression, serve_ocpp
 from evaccess.server.ocpp.tls import CertificateChain, server_tls_context
 from evaccess.server.services import claims, notifications, outbox, transfers
-from evaccess.server.services.ocpp_backend import DbOcppBackend
+from evaccess.server.services.ocpp_backend import DbOcppBackend, forget_connections
 from evaccess.server.settings import Settings
 
 log = logging.getLogger("evaccess.server")
@@ -195,6 +195,8 @@ async def serve(
         prepare_database_file(settings, create=True)
         await migrate(settings)
         ctx = context or build_context(settings)
+        if ctx.cluster is None:
+            await forget_connections(ctx)
         try:
             ocpp = await serve_ocpp(
                 DbOcppBackend(ctx),

@@ -9,13 +9,27 @@ from evaccess.server.api import schemas as s
 from evaccess.server.api.common import NO_STORE
 from evaccess.server.api.deps import Ctx, CurrentActor
 from evaccess.server.api.problems import documented
-from evaccess.server.services import bluetooth_pins
+from evaccess.server.services import bluetooth_pins, outbox
 
 router = APIRouter(prefix="/api", responses=documented(500))
 
 
 def _pin_state(st: bluetooth_pins.PinState) -> s.PinStateOut:
     return s.PinStateOut.model_validate(st)
+
+
+def _command(delivery: outbox.Delivery) -> s.CommandOut:
+    detail = (
+        "The charger is connected: the command is on its way."
+        if delivery.charger_online
+        else "The charger is offline: it gets the command when it next connects."
+    )
+    return s.CommandOut(
+        command_id=delivery.command_id,
+        kind=delivery.kind.value,
+        charger_online=delivery.charger_online,
+        detail=detail,
+    )
 
 
 @router.get(
@@ -82,21 +96,25 @@ async def reveal_history(
     "/chargers/{charger_id}/bluetooth/revoke-phones",
     responses=documented(401, 403, 404, 422),
     status_code=202,
+    response_model=s.CommandOut,
     tags=["bluetooth-pin"],
 )
 async def revoke_phones(
     charger_id: s.Text, body: s.RevokePhonesIn, ctx: Ctx, actor: CurrentActor
-) -> None:
-    """Make the charger forget one phone's credential (or all): delivered over OCPP."""
-    await bluetooth_pins.revoke_phones(ctx, actor, charger_id, body.phone_id)
+) -> s.CommandOut:
+    """Make the charger forget one phone's credential (or all): delivered over OCPP, at
+    once when the charger is connected (``charger_online``), else on its next connect."""
+    return _command(await bluetooth_pins.revoke_phones(ctx, actor, charger_id, body.phone_id))
 
 
 @router.post(
     "/chargers/{charger_id}/bluetooth/reenable-pairing",
     responses=documented(401, 403, 404, 422),
     status_code=202,
+    response_model=s.CommandOut,
     tags=["bluetooth-pin"],
 )
-async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> None:
-    """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP."""
-    await bluetooth_pins.reenable_pairing(ctx, actor, charger_id)
+async def reenable_pairing(charger_id: s.Text, ctx: Ctx, actor: CurrentActor) -> s.CommandOut:
+    """Lift the charger's 100-failure cap on PIN pairing: delivered over OCPP, at once when
+    the charger is connected (``charger_online``), else on its next connect."""
+    return _command(await bluetooth_pins.reenable_pairing(ctx, actor, charger_id))

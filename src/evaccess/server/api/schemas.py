@@ -340,6 +340,19 @@ class PinStateOut(Out):
     can_change: bool
     rule: str
     pending_since: datetime | None
+    charger_online: bool
+    """The charger is connected now: a pending PIN reaches it at once (else on its next
+    connect)."""
+
+
+class CommandOut(Out):
+    """A command to a charger, accepted: on its way now, or waiting in the outbox for the
+    charger's next connect (``charger_online`` false)."""
+
+    command_id: str
+    kind: str
+    charger_online: bool
+    detail: str
 
 
 class PinChangeIn(In):

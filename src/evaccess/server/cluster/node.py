@@ -197,6 +197,13 @@ class ClusterNode:
                     len(batch),
                 )
 
+    async def holder(self, charger_id: str) -> bool | None:
+        try:
+            return bool(await self._client.exists(self.charger_key(charger_id)))
+        except (RedisError, OSError) as exc:
+            self._registry_failed(exc)
+            return None
+
     # --- charger registry: ChargerRegistry ----------------------------------------------
 
     async def connected(self, charger_id: str) -> None:

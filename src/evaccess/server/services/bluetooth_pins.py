@@ -57,7 +57,9 @@ class PinState:
     can_enable: bool
     can_change: bool
     rule: str
-    pending_since: datetime | None = None
+    pending_since: datetime | None
+    charger_online: bool
+    """Connected now: a pending PIN goes out at once (else when the charger next connects)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -227,6 +229,7 @@ async def state(ctx: Context, actor: Actor, charger_id: str) -> PinState:
         and bool(access.bases & CHARGER_PERMISSIONS[ChargerAction.CHANGE_BLUETOOTH_PIN]),
         rule=policy.rule,
         pending_since=slots.pending_since if slots.pending else None,
+        charger_online=await ctx.notifier.reaches(charger.serial, recorded=charger.online),
     )
 
 
@@ -537,7 +540,9 @@ async def _mark_revoked(
     )
 
 
-async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: str | None) -> None:
+async def revoke_phones(
+    ctx: Context, actor: Actor, charger_id: str, phone_id: str | None
+) -> outbox.Delivery:
     """The owner makes the charger forget one phone's credential, or every phone's (OCPP
     RevokeCredentials); a phone that wants back in proves the PIN again. The server stops
     listing the phone at once (the charger forgets it when the command reaches it)."""
@@ -549,7 +554,7 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
         )
         charger = access.charger
         await _mark_revoked(session, ctx, charger, phone_id)
-        await outbox.queue(
+        command = await outbox.queue(
             session, ctx, charger.id, outbox.CommandKind.REVOKE_CREDENTIALS, phone_id=phone_id
         )
         await ctx.audit.append(
@@ -561,10 +566,10 @@ async def revoke_phones(ctx: Context, actor: Actor, charger_id: str, phone_id: s
                 details={"phone": phone_id or "*"},
             ),
         )
-    ctx.notifier.poke(charger.serial)
+    return await outbox.send(ctx, charger, command)
 
 
-async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> None:
+async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> outbox.Delivery:
     """After 100 failed PIN exchanges in a row a charger accepts no more PIN pairings until
     its owner re-enables them from here (OCPP PinPairingEnabled)."""
     async with ctx.db.transaction() as session:
@@ -572,9 +577,11 @@ async def reenable_pairing(ctx: Context, actor: Actor, charger_id: str) -> None:
             session, actor, charger_id, ChargerAction.MANAGE_PHONES, ctx.clock
         )
         charger = access.charger
-        await outbox.queue(session, ctx, charger.id, outbox.CommandKind.REENABLE_PIN_PAIRING)
+        command = await outbox.queue(
+            session, ctx, charger.id, outbox.CommandKind.REENABLE_PIN_PAIRING
+        )
         await ctx.audit.append(
             session,
             actor.audit_entry("bluetooth.pairing_reenabled", charger=charger, basis=access.basis),
         )
-    ctx.notifier.poke(charger.serial)
+    return await outbox.send(ctx, charger, command)

@@ -11,7 +11,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +63,17 @@ class _Authorized:
     """A keyed digest of the code (the code itself is kept nowhere)."""
     at: float
     result: port.AuthorizeResult
+
+
+async def forget_connections(ctx: Context) -> int:
+    """At the start of a lone node (no cluster): no charger is connected yet, whatever the
+    database recorded before the last stop (a crash leaves ``online`` set). Returns how
+    many chargers were marked offline. Not in cluster mode: other nodes hold sockets."""
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            update(Charger).where(Charger.online.is_(True)).values(online=False)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class DbOcppBackend:

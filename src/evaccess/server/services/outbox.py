@@ -9,6 +9,7 @@ Redis, at most once; every node also ``sweep``s the outbox of the chargers conne
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -57,6 +58,24 @@ async def queue(
     session.add(command)
     await session.flush()
     return command
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    """A command committed to the outbox, and whether its charger is connected to take it
+    now; an offline charger gets it when it next connects."""
+
+    command_id: str
+    kind: CommandKind
+    charger_online: bool
+
+
+async def send(ctx: Context, charger: Charger, command: OutboxCommand) -> Delivery:
+    """After the commit of ``command``: wake the node holding ``charger`` and tell the
+    caller whether it is connected (``NotifierSlot.reaches``)."""
+    online = await ctx.notifier.reaches(charger.serial, recorded=charger.online)
+    ctx.notifier.poke(charger.serial)
+    return Delivery(command_id=command.id, kind=CommandKind(command.kind), charger_online=online)
 
 
 def new_command(

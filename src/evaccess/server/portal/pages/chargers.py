@@ -22,7 +22,7 @@ from evaccess.server.portal.web import (
     see_other,
     set_session_cookie,
 )
-from evaccess.server.services import accounts, bluetooth_pins, chargers, security_events
+from evaccess.server.services import accounts, bluetooth_pins, chargers, outbox, security_events
 from evaccess.server.services.chargers import ChargerView
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -144,10 +144,14 @@ async def change_pin(
     pin: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     """A PIN of one's own choice, or (left empty) a new random one."""
-    await bluetooth_pins.change(ctx, session.actor, charger_id, pin.strip() or None)
+    state = await bluetooth_pins.change(ctx, session.actor, charger_id, pin.strip() or None)
+    sent = (
+        "is being sent to the charger"
+        if state.charger_online
+        else "waits for the charger, which is offline: it takes effect when it next connects"
+    )
     return see_other(
-        f"/chargers/{charger_id}",
-        done="The new Bluetooth PIN is being sent to the charger; reveal it to see it.",
+        f"/chargers/{charger_id}", done=f"The new Bluetooth PIN {sent}; reveal it to see it."
     )
 
 
@@ -159,15 +163,23 @@ async def revoke_phones(
     phone_id: Annotated[str, Form(max_length=64)] = "",
     back: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    await bluetooth_pins.revoke_phones(ctx, session.actor, charger_id, phone_id or None)
+    sent = await bluetooth_pins.revoke_phones(ctx, session.actor, charger_id, phone_id or None)
     target = f"/chargers/{charger_id}/access" if back == "access" else f"/chargers/{charger_id}"
     what = "That phone" if phone_id else "Every phone"
-    return see_other(target, done=f"{what} must prove the Bluetooth PIN again.")
+    return see_other(target, done=f"{what} must prove the Bluetooth PIN again{_when(sent)}.")
+
+
+def _when(sent: outbox.Delivery) -> str:
+    """Said of a command whose charger is offline (nothing when it is on its way)."""
+    if sent.charger_online:
+        return ""
+    return " once the charger, which is offline, next connects"
 
 
 @router.post("/chargers/{charger_id}/bluetooth/reenable-pairing")
 async def reenable_pairing(ctx: Ctx, session: PostSession, charger_id: str) -> Response:
-    await bluetooth_pins.reenable_pairing(ctx, session.actor, charger_id)
+    sent = await bluetooth_pins.reenable_pairing(ctx, session.actor, charger_id)
     return see_other(
-        f"/chargers/{charger_id}", done="PIN pairing is being re-enabled on the charger."
+        f"/chargers/{charger_id}",
+        done=f"PIN pairing is being re-enabled on the charger{_when(sent)}.",
     )
