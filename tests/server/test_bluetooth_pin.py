@@ -287,7 +287,9 @@ async def test_owner_revokes_phones_and_reenables_pairing_through_ocpp(ctx, worl
     ):
         body = accepted.json()
         assert (body["kind"], body["charger_online"]) == (kind, False)
-        assert body["detail"] == "The charger is offline: it gets the command when it next connects."
+        assert (
+            body["detail"] == "The charger is offline: it gets the command when it next connects."
+        )
     commands = [
         c
         for c in await DbOcppBackend(ctx).pending_commands(charger.serial)

@@ -506,6 +506,29 @@ async def test_without_redis_the_recorded_flag_answers(
         await dead.aclose()
 
 
+async def test_a_lost_wake_up_is_delivered_by_the_sweep(
+    nodes: tuple[Context, Context], endpoints: tuple[OcppServer, OcppServer]
+) -> None:
+    a, b = nodes
+    _, on_b = endpoints
+    world = await build_world(a)
+    charger = world.chargers["old"]
+    fake = await FakeCharger.connect(on_b.port, charger.serial, world.ocpp_passwords["old"])
+    try:
+        await eventually(lambda: "GetLocalListVersion" in fake.actions, "the connect's calls")
+        sent = len(fake.actions)
+        a.notifier.remote = None  # the wake-up is lost
+        await bluetooth_pins.reenable_pairing(a, world.actor("owner"), charger.id)
+        assert len(fake.actions) == sent
+        assert await outbox.sweep(a) == 0  # A holds no charger
+        assert await outbox.sweep(b) == 1
+        await eventually(lambda: len(fake.actions) > sent, "the command to reach the charger")
+        assert fake.actions[sent:] == ["SetVariables"]
+        await eventually(lambda: _none_open(b, charger.id), "the charger's answer recorded")
+    finally:
+        await fake.close()
+
+
 async def _none_open(ctx: Context, charger_id: str) -> bool:
     async with ctx.db.read() as session:
         return not await session.scalar(

@@ -14,8 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evaccess.domain.clock import Clock
@@ -23,6 +24,17 @@ from evaccess.server.db.models import AuditHead, AuditRecord
 from evaccess.server.keys import KeyProvider
 
 GENESIS = bytes(32)
+
+_RECORDS = cast(Table, AuditRecord.__table__)
+_HEADS = cast(Table, AuditHead.__table__)
+_HEAD = select(AuditHead.seq, AuditHead.mac).where(AuditHead.id == 1).with_for_update()
+"""Read and locked once per transaction that appends (the row lock orders appenders)."""
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.id == 1)
+    .values(seq=bindparam("new_seq"), mac=bindparam("new_mac"))
+)
+_COLUMNS = tuple(c.key for c in _RECORDS.columns)
 Detail = str | int | float | bool | None
 
 
@@ -75,11 +87,9 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Add records in order inside the caller's transaction: the head row is read and
         locked once and the records are flushed together (bulk registration)."""
-        head = await session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-        if head is None:
-            head = AuditHead(id=1, seq=0, mac=GENESIS)
-            session.add(head)
-        seq, mac, at = head.seq, head.mac, self._clock.now()
+        head = (await session.execute(_HEAD)).first()
+        seq, mac = (0, GENESIS) if head is None else (head.seq, head.mac)
+        at = self._clock.now()
         records: list[AuditRecord] = []
         for entry in entries:
             seq += 1
@@ -101,9 +111,14 @@ class AuditLog:
                     mac=mac,
                 )
             )
-        session.add_all(records)
-        head.seq, head.mac = seq, mac
-        await session.flush()
+        # Core statements, not the unit of work: this runs in every audited request.
+        await session.execute(
+            insert(_RECORDS), [{c: getattr(r, c) for c in _COLUMNS} for r in records]
+        )
+        if head is None:  # before migration 0009 (it creates the row)
+            await session.execute(insert(_HEADS).values(id=1, seq=seq, mac=mac))
+        else:
+            await session.execute(_MOVE_HEAD, {"new_seq": seq, "new_mac": mac})
         return records
 
     async def verify(self, session: AsyncSession) -> VerifyReport:

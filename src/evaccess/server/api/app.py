@@ -5,13 +5,15 @@ runs beside it (``server/runner.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import evaccess
 from evaccess.server.api import (
@@ -50,6 +52,41 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+class RequestHeaders:
+    """Gives each request its id (``X-Request-ID``, kept from the caller when well-formed)
+    and every response ``X-Request-ID`` and ``nosniff``; an exception no handler mapped
+    becomes the 500 problem. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` (what
+    ``@app.middleware`` builds) adds a task group and memory streams to every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id(Headers(scope=scope).get("x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # anything the exception handlers did not map
+            if started:
+                raise
+            response = problems.unexpected(Request(scope), exc)
+            await response(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
     """The API over ``context`` (built from ``settings`` if not given; the caller then owns
     migrations, which ``evaccess server run`` applies before serving)."""
@@ -77,18 +114,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         app.state.context = context
     problems.install(app)
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = new_request_id(request.headers.get("X-Request-ID"))
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # anything the exception handlers did not map
-            response = problems.unexpected(request, exc)
-        response.headers["X-Request-ID"] = request.state.request_id
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    app.add_middleware(RequestHeaders)
 
     @app.get("/health", tags=["health"], responses=problems.documented(500))
     async def health(request: Request) -> dict[str, str]:

@@ -358,7 +358,8 @@ async def reveal(ctx: Context, actor: Actor, charger_id: str) -> RevealedPin:
                     session,
                     actor.audit_entry(REVEALED, charger=charger, basis=basis),
                 )
-                await _tell_owner_of_reveal(session, ctx, actor, charger)
+                if Basis.OWNER not in access.bases:  # (the owner grant is the ownership's)
+                    await _tell_owner_of_reveal(session, ctx, actor, charger)
             except EvAccessError:
                 raise
             except Exception as exc:

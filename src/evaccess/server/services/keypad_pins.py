@@ -343,6 +343,10 @@ async def _sync_lists(
 ) -> list[str]:
     if space.root_id is None:
         return []  # personal PINs are never sealed, so never on a local list
+    if not space.offline:
+        # The setting is the tree's (``organisations.update_settings``); turning it off
+        # emptied the tree's local lists, so no charger of it carries a keypad PIN.
+        return []
     return await local_lists.sync_for_user(session, ctx, space.root_id, user_id)
 
 

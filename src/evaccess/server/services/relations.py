@@ -4,12 +4,13 @@ not see is reported exactly like one that does not exist."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import CTE, ColumnElement, and_, bindparam, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from evaccess.domain.access import (
     Basis,
@@ -101,17 +102,53 @@ async def subtree(session: AsyncSession, organisation_id: str) -> list[str]:
     return found
 
 
+def _chain() -> CTE:
+    """The organisation ``:org_id`` and its ancestors (at most 32, as ``ancestors``), as a
+    recursive query: a role check is one statement, however deep the tree."""
+    chain = (
+        select(Organisation.id, Organisation.parent_id, literal(0).label("depth"))
+        .where(Organisation.id == bindparam("org_id"))
+        .cte("chain", recursive=True)
+    )
+    parent = aliased(Organisation)
+    return chain.union_all(
+        select(parent.id, parent.parent_id, chain.c.depth + 1).where(
+            parent.id == chain.c.parent_id, chain.c.depth < 31
+        )
+    )
+
+
+# Built once: constructing a statement costs more CPU than SQLAlchemy's cached compile of it
+# (about 1 ms for these on the measuring machine, against 0.4 ms to run one).
+_ROLES = select(Membership.role).where(
+    Membership.user_id == bindparam("user_id"),
+    Membership.organisation_id.in_(select(_chain().c.id)),
+)
+_BASES = union_all(
+    select(literal("grant"), Grant.kind).where(
+        Grant.charger_id == bindparam("charger_id"),
+        Grant.user_id == bindparam("user_id"),
+        Grant.revoked_at.is_(None),
+        or_(Grant.expires_at.is_(None), Grant.expires_at > bindparam("now")),
+    ),
+    select(literal("role"), Membership.role).where(
+        Membership.user_id == bindparam("user_id"),
+        Membership.organisation_id.in_(select(_chain().c.id)),
+    ),
+    select(literal("policy"), Organisation.member_access).where(
+        Organisation.id == bindparam("org_id")
+    ),
+)
+
+
+def _strongest(roles: Iterable[str]) -> Role | None:
+    return max((Role(r) for r in roles), key=ROLE_RANK.__getitem__, default=None)
+
+
 async def org_role(session: AsyncSession, user_id: str, organisation_id: str) -> Role | None:
     """The strongest role ``user_id`` holds in the organisation or any ancestor."""
-    ids = [o.id for o in await ancestors(session, organisation_id)]
-    roles = (
-        await session.scalars(
-            select(Membership.role).where(
-                Membership.user_id == user_id, Membership.organisation_id.in_(ids)
-            )
-        )
-    ).all()
-    return max((Role(r) for r in roles), key=ROLE_RANK.__getitem__, default=None)
+    params = {"user_id": user_id, "org_id": organisation_id}
+    return _strongest((await session.scalars(_ROLES, params)).all())
 
 
 async def require_org_action(
@@ -134,19 +171,26 @@ def active_grant(clock: Clock) -> ColumnElement[bool]:
 async def charger_bases(
     session: AsyncSession, user_id: str, charger: Charger, clock: Clock
 ) -> set[Basis]:
-    kinds = (
-        await session.scalars(
-            select(Grant.kind).where(
-                Grant.charger_id == charger.id, Grant.user_id == user_id, active_grant(clock)
-            )
-        )
-    ).all()
-    bases = {Basis.of_grant(GrantKind(k)) for k in kinds}
-    role = await org_role(session, user_id, charger.organisation_id)
+    """Every basis ``user_id`` has on ``charger``, in one statement: the grants in force,
+    the roles in its organisation and the ancestors, and the organisation's member access
+    policy (the hot path of every charger action, so not one query per tree level)."""
+    rows = await session.execute(
+        _BASES,
+        {
+            "charger_id": charger.id,
+            "user_id": user_id,
+            "org_id": charger.organisation_id,
+            "now": clock.now(),
+        },
+    )
+    found: dict[str, list[str]] = {"grant": [], "role": [], "policy": []}
+    for what, value in rows.all():
+        found[what].append(value)
+    bases = {Basis.of_grant(GrantKind(k)) for k in found["grant"]}
+    role = _strongest(found["role"])
     if role is not None:
         bases.add(Basis.of_role(role))
-        org = await session.get_one(Organisation, charger.organisation_id)
-        bases |= member_bases(MemberAccess(org.member_access), role)
+        bases |= member_bases(MemberAccess(found["policy"][0]), role)
     return bases
 
 
