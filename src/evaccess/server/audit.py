@@ -35,6 +35,12 @@ _MOVE_HEAD = (
     .values(seq=bindparam("new_seq"), mac=bindparam("new_mac"))
 )
 _COLUMNS = tuple(c.key for c in _RECORDS.columns)
+_MOVED = _MOVE_HEAD.returning(_HEADS.c.id).cte("moved")
+_APPEND_ONE = insert(_RECORDS).from_select(
+    list(_COLUMNS),
+    select(*(bindparam(c.key, type_=c.type) for c in _RECORDS.columns)).select_from(_MOVED),
+)
+"""PostgreSQL: ``WITH moved AS (UPDATE audit_head …) INSERT INTO audit_records SELECT …``."""
 Detail = str | int | float | bool | None
 
 
@@ -111,10 +117,16 @@ class AuditLog:
                     mac=mac,
                 )
             )
+        rows = [{c: getattr(r, c) for c in _COLUMNS} for r in records]
+        if head is not None and len(rows) == 1 and session.get_bind().dialect.name == "postgresql":
+            # The head row stays locked until the commit, and every audited write of every
+            # node waits for it: one round trip less while holding it (the record and the
+            # head's move in one statement) raised what two nodes sustain before the
+            # lock's queue snowballs (docs/performance.md, "Several nodes").
+            await session.execute(_APPEND_ONE, rows[0] | {"new_seq": seq, "new_mac": mac})
+            return records
         # Core statements, not the unit of work: this runs in every audited request.
-        await session.execute(
-            insert(_RECORDS), [{c: getattr(r, c) for c in _COLUMNS} for r in records]
-        )
+        await session.execute(insert(_RECORDS), rows)
         if head is None:  # before migration 0009 (it creates the row)
             await session.execute(insert(_HEADS).values(id=1, seq=seq, mac=mac))
         else:
