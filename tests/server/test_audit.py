@@ -96,3 +96,21 @@ async def test_every_field_is_covered_by_the_mac(ctx, field):
             update(AuditRecord).where(AuditRecord.seq == 2).values({field: '{"i": 99}'})
         )
     assert (await verify(ctx)).first_bad_seq == 2
+
+
+async def test_concurrent_appends_keep_one_chain(ctx):
+    """Forty transactions appending at once (one rolled back): one unbroken chain."""
+    import asyncio
+
+    async def one(i: int) -> None:
+        try:
+            async with ctx.db.transaction() as session:
+                await ctx.audit.append(session, AuditEntry(action="test.event", details={"i": i}))
+                if i == 7:
+                    raise LookupError("rolled back")
+        except LookupError:
+            pass
+
+    await asyncio.gather(*(one(i) for i in range(40)))
+    report = await verify(ctx)
+    assert (report.ok, report.records) == (True, 39)
