@@ -92,7 +92,7 @@ class AuditLog:
         self, session: AsyncSession, entries: Sequence[AuditEntry]
     ) -> list[AuditRecord]:
         """Add records in order inside the caller's transaction: the head row is read and
-        locked once and the records are flushed together (bulk registration)."""
+        locked once and the records are inserted in one statement (bulk registration)."""
         head = (await session.execute(_HEAD)).first()
         seq, mac = (0, GENESIS) if head is None else (head.seq, head.mac)
         at = self._clock.now()

@@ -27,7 +27,7 @@ class RemoteWake(Protocol):
         """Never blocks nor raises: a lost wake-up only delays (every node sweeps the
         outbox of its chargers)."""
 
-    async def holder(self, charger_id: str) -> bool | None:
+    async def held(self, charger_id: str) -> bool | None:
         """Some node holds the charger's socket (its registration lives up to 30 s past a
         crashed node); ``None`` when Redis cannot tell. Never raises."""
 
@@ -62,7 +62,7 @@ class NotifierSlot:
             return True
         if self.remote is None:
             return False
-        held = await self.remote.holder(charger_id)
+        held = await self.remote.held(charger_id)
         return recorded if held is None else held
 
 

@@ -197,7 +197,7 @@ class ClusterNode:
                     len(batch),
                 )
 
-    async def holder(self, charger_id: str) -> bool | None:
+    async def held(self, charger_id: str) -> bool | None:
         try:
             return bool(await self._client.exists(self.charger_key(charger_id)))
         except (RedisError, OSError) as exc:

@@ -73,7 +73,7 @@ async def forget_connections(ctx: Context) -> int:
         result = await session.execute(
             update(Charger).where(Charger.online.is_(True)).values(online=False)
         )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 class DbOcppBackend:

@@ -6,9 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, and_, bindparam, literal, or_, select, union_all
+from sqlalchemy import (
+    CTE,
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -102,6 +113,15 @@ async def subtree(session: AsyncSession, organisation_id: str) -> list[str]:
     return found
 
 
+def active_grant(clock: Clock) -> ColumnElement[bool]:
+    """Grants in force now: not revoked, not expired."""
+    return _in_force_at(clock.now())
+
+
+def _in_force_at(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    return and_(Grant.revoked_at.is_(None), or_(Grant.expires_at.is_(None), Grant.expires_at > now))
+
+
 def _chain() -> CTE:
     """The organisation ``:org_id`` and its ancestors (at most 32, as ``ancestors``), as a
     recursive query: a role check is one statement, however deep the tree."""
@@ -128,8 +148,7 @@ _BASES = union_all(
     select(literal("grant"), Grant.kind).where(
         Grant.charger_id == bindparam("charger_id"),
         Grant.user_id == bindparam("user_id"),
-        Grant.revoked_at.is_(None),
-        or_(Grant.expires_at.is_(None), Grant.expires_at > bindparam("now")),
+        _in_force_at(bindparam("now", type_=Grant.expires_at.type)),
     ),
     select(literal("role"), Membership.role).where(
         Membership.user_id == bindparam("user_id"),
@@ -160,12 +179,6 @@ async def require_org_action(
         raise NotFound("no such organisation")
     require_org(action, role)
     return org
-
-
-def active_grant(clock: Clock) -> ColumnElement[bool]:
-    """Grants in force now: not revoked, not expired."""
-    now = clock.now()
-    return and_(Grant.revoked_at.is_(None), or_(Grant.expires_at.is_(None), Grant.expires_at > now))
 
 
 async def charger_bases(
