@@ -191,7 +191,7 @@ def test_audit_checkpoint_catches_records_cut_from_the_end(cli: Cli, server: Ser
         keep = int(head.group(1)) - 2
         (mac,) = db.execute("SELECT mac FROM audit_records WHERE seq = ?", (keep,)).fetchone()
         db.execute("DELETE FROM audit_records WHERE seq > ?", (keep,))
-        db.execute("UPDATE audit_head SET seq = ?, mac = ?", (keep, mac))
+        db.execute("UPDATE audit_head SET seq = ?, mac = ? WHERE id = 1", (keep, mac))
     error = one_line_error(cli("audit", "verify"), exit_code=8)
     assert f"ends at record {keep}, before its checkpoint at record {head.group(1)}" in error
     one_line_error(cli("audit", "checkpoint"), exit_code=8)  # no checkpoint of a cut log

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from evaccess.server.audit import AuditEntry
 from evaccess.server.db.models import AuditHead, AuditRecord
@@ -73,7 +73,7 @@ async def test_insertion_is_detected(ctx):
                 prev_mac=neighbour.mac, mac=neighbour.mac,
             )
         )  # fmt: skip
-        await session.execute(update(AuditHead).values(seq=7))
+        await session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=7))
     report = await verify(ctx)
     assert report.first_bad_seq == 4
 
@@ -114,3 +114,88 @@ async def test_concurrent_appends_keep_one_chain(ctx):
     await asyncio.gather(*(one(i) for i in range(40)))
     report = await verify(ctx)
     assert (report.ok, report.records) == (True, 39)
+
+
+def on_postgres(ctx) -> bool:
+    return ctx.db.engine.dialect.name == "postgresql"
+
+
+async def test_an_open_audited_transaction_does_not_hold_up_another(ctx):
+    """PostgreSQL: the second append takes another lane instead of queueing behind the first
+    transaction's lock (SQLite has one writer at a time and one lane)."""
+    import asyncio
+
+    if not on_postgres(ctx):
+        pytest.skip("lanes are PostgreSQL's")
+    async with ctx.db.transaction() as session:
+        await ctx.audit.append_many(session, [AuditEntry(action="test.before")] * 2)
+    first_appended, finish_first = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        async with ctx.db.transaction() as session:
+            await ctx.audit.append(session, AuditEntry(action="test.slow"))
+            await ctx.audit.append(session, AuditEntry(action="test.slow.again"))
+            first_appended.set()
+            await finish_first.wait()
+
+    holder = asyncio.create_task(slow())
+    await first_appended.wait()
+    # Would wait for ever (for ``finish_first``) if it queued behind the held lane.
+    await asyncio.wait_for(append_many(ctx, 3), timeout=30)
+    finish_first.set()
+    await holder
+    async with ctx.db.read() as session:
+        rows = (
+            await session.execute(
+                select(AuditRecord.action, AuditRecord.lane).order_by(AuditRecord.seq)
+            )
+        ).all()
+    slow_lanes = {lane for action, lane in rows if action.startswith("test.slow")}
+    other_lanes = {lane for action, lane in rows if action == "test.event"}
+    assert len(slow_lanes) == 1, "one transaction keeps to one lane"
+    assert slow_lanes.isdisjoint(other_lanes)
+    report = await verify(ctx)
+    assert (report.ok, report.records) == (True, 7)
+
+
+async def test_concurrent_appends_spread_over_lanes_and_each_lane_verifies(ctx):
+    import asyncio
+
+    if not on_postgres(ctx):
+        pytest.skip("lanes are PostgreSQL's")
+    gate = asyncio.Event()
+
+    async def one(i: int) -> None:
+        async with ctx.db.transaction() as session:
+            await ctx.audit.append(session, AuditEntry(action="test.event", details={"i": i}))
+            await gate.wait()  # all twelve hold their lane at once
+
+    tasks = [asyncio.create_task(one(i)) for i in range(12)]
+    holding = text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = 'audit_head' AND l.mode = 'RowShareLock'"
+    )  # one per transaction holding a lane (SELECT ... FOR UPDATE)
+    async with ctx.db.read() as session:
+        while await session.scalar(holding) < 12:
+            await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    async with ctx.db.read() as session:
+        lanes = (await session.scalars(select(AuditRecord.lane).distinct())).all()
+    assert len(lanes) == 12
+    assert (await verify(ctx)).ok
+
+
+async def test_a_record_moved_to_another_lane_is_detected(ctx):
+    if not on_postgres(ctx):
+        pytest.skip("lanes are PostgreSQL's")
+    await append_many(ctx, 4)
+    async with ctx.db.transaction() as session:
+        await session.execute(update(AuditRecord).where(AuditRecord.seq == 3).values(lane=2))
+        await session.execute(
+            update(AuditHead).where(AuditHead.id == 2).values(
+                seq=3, mac=select(AuditRecord.mac).where(AuditRecord.seq == 3).scalar_subquery()
+            )
+        )  # fmt: skip
+    report = await verify(ctx)
+    assert report.first_bad_seq == 3

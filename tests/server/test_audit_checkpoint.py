@@ -45,7 +45,9 @@ async def cut_the_end(ctx, keep: int) -> None:
         last = await session.get(AuditRecord, keep)
         assert last is not None
         await session.execute(delete(AuditRecord).where(AuditRecord.seq > keep))
-        await session.execute(update(AuditHead).values(seq=keep, mac=last.mac))
+        await session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(seq=keep, mac=last.mac)
+        )
 
 
 async def test_no_checkpoint_yet(ctx, anchor):
@@ -154,3 +156,62 @@ async def test_an_unusable_checkpoint_file_is_one_clear_error(ctx, tmp_path):
         anchor.latest()
     with pytest.raises(ConfigurationError, match="a-directory"):
         await checkpoint(ctx, anchor)
+
+
+async def spread_over_lanes(ctx, lanes: int) -> None:
+    """``lanes`` transactions appending at once (PostgreSQL gives each its own lane)."""
+    import asyncio
+
+    gate = asyncio.Event()
+    appended = 0
+
+    async def one(i: int) -> None:
+        nonlocal appended
+        async with ctx.db.transaction() as session:
+            await ctx.audit.append(session, AuditEntry(action="test.lane", details={"i": i}))
+            appended += 1
+            if appended == lanes:
+                gate.set()
+            await gate.wait()
+
+    await asyncio.gather(*(one(i) for i in range(lanes)))
+
+
+@pytest.fixture
+def lanes_in_use(ctx):
+    if ctx.db.engine.dialect.name != "postgresql":
+        pytest.skip("lanes are PostgreSQL's")
+
+
+async def test_a_checkpoint_of_several_lanes_holds_while_they_grow(ctx, anchor, lanes_in_use):
+    await append_many(ctx, 2)
+    await spread_over_lanes(ctx, 3)
+    written = await checkpoint(ctx, anchor)
+    assert [lane for lane, _, _ in written.lanes] == [1, 2, 3]
+    line = json.loads(anchor.path.read_text())
+    assert [lane for lane, _, _ in line["lanes"]] == [1, 2, 3]
+    assert line["seq"] == 5
+    await spread_over_lanes(ctx, 4)
+    assert await check(ctx, anchor) == written
+
+
+async def test_a_lane_cut_away_with_its_head_fails_after_a_checkpoint(ctx, anchor, lanes_in_use):
+    await spread_over_lanes(ctx, 3)
+    await checkpoint(ctx, anchor)
+    async with ctx.db.transaction() as session:  # the chain alone cannot see this
+        await session.execute(delete(AuditRecord).where(AuditRecord.lane == 2))
+        await session.execute(
+            update(AuditHead).where(AuditHead.id == 2).values(seq=0, mac=bytes(32))
+        )
+    with pytest.raises(AuditChainBroken, match="audit lane 2 ends at record 0, before its"):
+        await check(ctx, anchor)
+
+
+async def test_the_lanes_of_a_checkpoint_are_signed(ctx, anchor, lanes_in_use):
+    await spread_over_lanes(ctx, 2)
+    await checkpoint(ctx, anchor)
+    line = json.loads(anchor.path.read_text())
+    line["lanes"] = line["lanes"][:1]
+    anchor.path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(AuditChainBroken, match="bad signature"):
+        anchor.latest()

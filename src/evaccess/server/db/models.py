@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -438,9 +439,14 @@ class AuditRecord(Base):
     makes edits, deletions, insertions and reordering detectable (``evaccess audit verify``)."""
 
     __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_lane_seq", "lane", "seq"),)
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
+    """The record's place in the log: one numbering across lanes, increasing within each."""
+    lane: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    """The chain the record extends (``AuditHead``): its ``prev_mac`` is the mac of the
+    lane's record before it."""
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     action: Mapped[str] = mapped_column(String(64), index=True)
     actor_id: Mapped[str | None] = mapped_column(ID, index=True)
@@ -455,8 +461,11 @@ class AuditRecord(Base):
 
 
 class AuditHead(Base):
-    """One row: the last sequence number and mac. Appends lock it (``SELECT ... FOR UPDATE``
-    on PostgreSQL), which serialises the chain across server nodes."""
+    """A lane of the audit log: the sequence number and mac of its last record (0 and the
+    genesis mac while it has none). An append locks one lane's row until it commits, which
+    orders that lane's records. SQLite has one lane (it has one writer at a time anyway);
+    PostgreSQL has several, so audited writes on several nodes do not queue behind one row
+    (``audit.LANES``)."""
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
