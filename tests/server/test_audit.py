@@ -199,3 +199,13 @@ async def test_a_record_moved_to_another_lane_is_detected(ctx):
         )  # fmt: skip
     report = await verify(ctx)
     assert report.first_bad_seq == 3
+
+
+def test_the_docs_name_the_lanes_the_code_has():
+    from pathlib import Path
+
+    from evaccess.server import audit
+
+    root = Path(__file__).resolve().parents[2]
+    assert f"the log is {audit.LANES} such chains" in (root / "docs/security.md").read_text()
+    assert f"one of {audit.LANES} lanes'" in (root / "docs/architecture.md").read_text()

@@ -1,4 +1,5 @@
-"""``evaccess bench``: benchmark commands that print figures (``ocpp``, ``api``, ``ble``)."""
+"""``evaccess bench``: benchmark commands that print figures (``ocpp``, ``api``, ``cluster``,
+``audit``, ``ble``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from evaccess import console
 from evaccess.bench import api as api_bench
+from evaccess.bench import audit as audit_bench
 from evaccess.bench import cluster
 from evaccess.bench.ble import ble_bench_app
 from evaccess.bench.ocpp import QUICK, Plan, render, run_bench
@@ -106,6 +108,34 @@ async def cluster_bench(
     )
     cluster.render(result, console.out)
     cluster.check(result)
+
+
+@bench_app.command("audit")
+@console.command
+async def audit(
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced run (seconds).")] = False,
+    postgres_url: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL server to create the run's databases on (dropped after).",
+            envvar="EVACCESS_BENCH_POSTGRES_URL",
+            show_envvar=True,
+        ),
+    ] = cluster.DEFAULT_POSTGRES_URL,
+    hold_ms: Annotated[
+        float | None,
+        typer.Option(help="How long each transaction stays open after its append (2)."),
+    ] = None,
+) -> None:
+    """Audited transactions on PostgreSQL with one audit lane, then with all of them:
+    transactions per second and latency when each is held a little after its append."""
+    plan = audit_bench.QUICK if quick else audit_bench.AuditPlan()
+    if hold_ms is not None:
+        if hold_ms < 0:
+            raise InvalidInput("--hold-ms must not be negative")
+        plan = replace(plan, hold_ms=hold_ms)
+    result = await audit_bench.run_audit_bench(plan, postgres_url=postgres_url)
+    audit_bench.render(result, console.out)
 
 
 @bench_app.command("api")

@@ -45,7 +45,7 @@ _HEAD = select(AuditHead.id, AuditHead.seq, AuditHead.mac).where(AuditHead.id ==
 """SQLite's one lane (the write transaction already holds the database's lock)."""
 _FREE_LANE = text(
     "SELECT l.id, l.seq, l.mac, nextval('audit_seq') AS next FROM (SELECT id, seq, mac "
-    "FROM audit_head ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AS l"
+    "FROM audit_head WHERE id <= :lanes ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AS l"
 )
 """PostgreSQL: lock the first lane no other transaction holds, and number the record."""
 _THIS_LANE = text(
@@ -104,9 +104,14 @@ def _canonical(seq: int, at: datetime, entry: AuditEntry, details: str) -> bytes
 
 
 class AuditLog:
-    def __init__(self, keys: KeyProvider, clock: Clock) -> None:
+    def __init__(self, keys: KeyProvider, clock: Clock, *, lanes: int = LANES) -> None:
+        """``lanes``: how many of PostgreSQL's lanes to use (1: one chain, as before
+        migration 0010; ``evaccess bench audit`` compares the two)."""
+        if not 1 <= lanes <= LANES:
+            raise ValueError(f"lanes must be 1 to {LANES}")
         self._keys = keys
         self._clock = clock
+        self._lanes = lanes
         self._turn = itertools.count()
 
     def _mac(self, prev: bytes, canonical: bytes) -> bytes:
@@ -177,9 +182,9 @@ class AuditLog:
         held: int | None = session.info.get(_LANE_HELD)
         row: Row[Any] | None = None
         if held is None:
-            row = (await session.execute(_FREE_LANE)).first()
+            row = (await session.execute(_FREE_LANE, {"lanes": self._lanes})).first()
         if row is None:  # held already, or every lane busy: wait for one, in turn
-            lane = held if held is not None else 1 + next(self._turn) % LANES
+            lane = held if held is not None else 1 + next(self._turn) % self._lanes
             row = (await session.execute(_THIS_LANE, {"lane": lane})).first()
             if row is None:
                 raise RuntimeError(f"audit lane {lane} has no head row (migration 0010)")
