@@ -258,3 +258,23 @@ async def test_a_password_change_checks_the_current_one_and_ends_every_session(c
     with pytest.raises(accounts.NotAuthenticated):
         await accounts.login(ctx, email, PASSWORD, client="test")
     await accounts.login(ctx, email, OTHER_PASSWORD, client="test")
+
+
+def test_a_code_to_paste_never_starts_with_a_dash():
+    """``evaccess app accept -L6QQ…`` would be read as an option (seen in CI: one
+    invitation code in 64 began with ``-``). A draw that would is drawn again."""
+    from evaccess.server.services.accounts import typed_code
+
+    class Draws:
+        def __init__(self) -> None:
+            self.draws = [b"\xf8" + bytes(31), b"\x00" * 32]  # "-A…", then "AA…"
+
+        def token_bytes(self, n: int) -> bytes:
+            return self.draws.pop(0)
+
+        def randbelow(self, n: int) -> int:
+            raise AssertionError("not used")
+
+    rng = Draws()
+    code = typed_code(rng)
+    assert code == "A" * 43 and rng.draws == []

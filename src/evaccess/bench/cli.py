@@ -30,6 +30,15 @@ PinCores = Annotated[
     ),
 ]
 
+PostgresServer = Annotated[
+    str,
+    typer.Option(
+        help="PostgreSQL server to create the run's databases on (dropped after).",
+        envvar="EVACCESS_BENCH_POSTGRES_URL",
+        show_envvar=True,
+    ),
+]
+
 
 def _progress(line: str) -> None:
     console.err.print(line, highlight=False)
@@ -68,14 +77,7 @@ async def ocpp(
 @console.command
 async def cluster_bench(
     quick: Annotated[bool, typer.Option("--quick", help="Reduced run (under a minute).")] = False,
-    postgres_url: Annotated[
-        str,
-        typer.Option(
-            help="PostgreSQL server to create the run's database on (dropped after).",
-            envvar="EVACCESS_BENCH_POSTGRES_URL",
-            show_envvar=True,
-        ),
-    ] = cluster.DEFAULT_POSTGRES_URL,
+    postgres_url: PostgresServer = cluster.DEFAULT_POSTGRES_URL,
     redis_url: Annotated[
         str,
         typer.Option(
@@ -114,14 +116,7 @@ async def cluster_bench(
 @console.command
 async def audit(
     quick: Annotated[bool, typer.Option("--quick", help="Reduced run (seconds).")] = False,
-    postgres_url: Annotated[
-        str,
-        typer.Option(
-            help="PostgreSQL server to create the run's databases on (dropped after).",
-            envvar="EVACCESS_BENCH_POSTGRES_URL",
-            show_envvar=True,
-        ),
-    ] = cluster.DEFAULT_POSTGRES_URL,
+    postgres_url: PostgresServer = cluster.DEFAULT_POSTGRES_URL,
     hold_ms: Annotated[
         float | None,
         typer.Option(help="How long each transaction stays open after its append (2)."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
 from evaccess.domain.access import StaffRole
+from evaccess.domain.clock import RandomSource
 from evaccess.domain.errors import (
     Conflict,
     InvalidInput,
@@ -59,6 +61,16 @@ def check_password(password: str, email: str) -> None:
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def typed_code(rng: RandomSource, nbytes: int = 32) -> str:
+    """A URL-safe random code for a person to paste (an invitation code): ``nbytes`` of
+    randomness in base64url, never starting with ``-``, which a command line would take for
+    an option (``evaccess app accept -L6QQ…``: "No such option: -L")."""
+    while True:
+        code = base64.urlsafe_b64encode(rng.token_bytes(nbytes)).rstrip(b"=").decode()
+        if not code.startswith("-"):
+            return code
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

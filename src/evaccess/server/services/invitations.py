@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,7 +12,7 @@ from evaccess.domain.errors import InvalidInput, NotFound
 from evaccess.server.context import Context
 from evaccess.server.db.models import Charger, Grant, Invitation
 from evaccess.server.services import grants, ownership
-from evaccess.server.services.accounts import normalise_email, token_digest
+from evaccess.server.services.accounts import normalise_email, token_digest, typed_code
 from evaccess.server.services.relations import Actor, charger_for
 
 INVITATION_TTL = timedelta(days=14)
@@ -42,7 +41,7 @@ async def invite(
         )
     if service_expires_at is not None:
         grant_expiry(kind, service_expires_at, ctx.clock.now())  # refuses what cannot expire
-    token = secrets.token_urlsafe(32)
+    token = typed_code(ctx.rng)
     now = ctx.clock.now()
     async with ctx.db.transaction() as session:
         charger = (
