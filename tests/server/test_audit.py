@@ -16,7 +16,7 @@ async def append_many(ctx, n: int) -> None:
 
 
 async def verify(ctx):
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         return await ctx.audit.verify(session)
 
 

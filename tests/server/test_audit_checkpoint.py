@@ -29,12 +29,12 @@ def anchor(ctx, tmp_path: Path) -> AuditAnchor:
 
 
 async def checkpoint(ctx, anchor: AuditAnchor):
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         return await anchor.write(session)
 
 
 async def check(ctx, anchor: AuditAnchor):
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         assert (await ctx.audit.verify(session)).ok, "the chain itself must verify"
         return await anchor.check(session)
 
@@ -60,7 +60,7 @@ async def test_no_checkpoint_yet(ctx, anchor):
 async def test_checkpoint_records_the_head_and_later_records_still_verify(ctx, anchor, clock):
     await append_many(ctx, 4)
     written = await checkpoint(ctx, anchor)
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         head = await read_head(session)
     assert (written.seq, written.head, written.at) == (4, head.digest, clock.now())
     clock.advance(3600)

@@ -51,7 +51,7 @@ async def test_register_many_writes_what_register_writes_for_each(ctx, canaries)
         ctx, world.actor("super_admin"), organisation_id=world.org.id, serial="FL-9", **FACTS
     )
     canaries.add(single.ocpp_password)
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         ids = [r.charger.id for r in registrations] + [single.charger.id]
         pins = {p.charger_id: p for p in (await session.scalars(select(BluetoothPin))).all()}
         commands = (

@@ -95,7 +95,7 @@ async def test_a_postgresql_log_from_before_the_lanes_carries_on_in_lane_one(
             for _ in range(2):
                 async with db.transaction() as session:
                     await audit.append(session, AuditEntry(action="test.after"))
-            async with db.read() as session:
+            async with db.snapshot() as session:
                 rows = (await session.execute(select(AuditRecord.seq, AuditRecord.lane))).all()
                 report = await audit.verify(session)
         finally:

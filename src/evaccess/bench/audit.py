@@ -86,7 +86,7 @@ async def _phase(db: Database, audit: AuditLog, plan: AuditPlan, phase: Phase) -
         started = time.perf_counter()
         await asyncio.gather(*(worker(lambda: bar.advance(task)) for _ in range(plan.workers)))
         phase.seconds = time.perf_counter() - started
-    async with db.read() as session:
+    async with db.snapshot() as session:
         report = await audit.verify(session)
         phase.lanes_used = len(
             (await session.scalars(text("SELECT DISTINCT lane FROM audit_records"))).all()

@@ -481,7 +481,7 @@ async def verify() -> None:
 
     Names the first bad record or the disagreement with the checkpoint (exit 8)."""
 
-    async with _admin() as ctx, ctx.db.read() as session:
+    async with _admin() as ctx, ctx.db.snapshot() as session:
         anchor = _audit_anchor(ctx)
         records = await _verified(ctx, session)
         checkpoint = await anchor.check(session)
@@ -511,7 +511,7 @@ async def checkpoint() -> None:
     The checkpoint (sequence number, digest, time) goes to EVACCESS_AUDIT_CHECKPOINT_FILE,
     outside the data directory; `audit verify` then notices records cut from the end. Run
     it regularly (cron)."""
-    async with _admin() as ctx, ctx.db.read() as session:
+    async with _admin() as ctx, ctx.db.snapshot() as session:
         anchor = _audit_anchor(ctx)
         await _verified(ctx, session)
         written = await anchor.write(session)

@@ -450,7 +450,7 @@ async def _load_tree(ctx: Context, charger_id: str) -> ChargerKeypad | None:
     org_of: dict[str, str] = {}
     personal: dict[str, list[tuple[str, Mapping[bytes, str]]]] = {}
     expiries: dict[str, list[datetime]] = {}
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         root_id = await session.scalar(
             select(Organisation.root_id)
             .join(Charger, Charger.organisation_id == Organisation.id)
@@ -578,7 +578,7 @@ async def holders(ctx: Context, actor: Actor, charger_id: str) -> list[KeypadHol
     (``_load_tree``): for its owner and the organisation's admins. Names only: no PIN, no
     digest leaves this function. A charger without a keypad has none."""
     found: dict[str, set[str]] = {}
-    async with ctx.db.read() as session:
+    async with ctx.db.snapshot() as session:
         charger = (
             await charger_for(
                 session, actor, charger_id, ChargerAction.VIEW_KEYPAD_HOLDERS, ctx.clock
