@@ -104,6 +104,19 @@ async def test_negotiates_offered_version(open_charger, server: OcppServer, vers
     assert server.stats()["connected"] == 1
 
 
+async def test_a_session_lets_go_of_its_handshake_headers(open_charger, server: OcppServer) -> None:
+    """websockets keeps the opening handshake for the connection's life; its headers were
+    about 5 KB of each idle charger's server-side heap, and the session needs none of them
+    once it has its charger id and subprotocol (docs/performance.md, idle memory)."""
+    charger = await open_charger()
+    await charger.boot()
+    connection = server.sessions["CP1"].connection
+    assert connection.request is not None and connection.response is not None
+    assert len(connection.request.headers) == 0 and len(connection.response.headers) == 0
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert connection.request.path == "/ocpp/CP1"
+
+
 # --- OCPP 2.0.1 ----------------------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import count
@@ -138,8 +137,10 @@ class OcppSession:
         self._schemas = schemas
         self._counters = counters
         self._background = background
-        self._jobs: deque[_Job] = deque()
-        """Waiting to be sent, in order; a job leaves it when its CALL is sent."""
+        self._jobs: list[_Job] = []
+        """Waiting to be sent, in order; a job leaves it when its CALL is sent. A list, not
+        a deque: it holds a job or two, and an empty deque costs every idle charger 624
+        bytes against a list's 56."""
         self._queued_ids: set[str] = set()
         self._done_ids: set[str] = set()
         self._in_flight: _InFlight | None = None
@@ -429,7 +430,7 @@ class OcppSession:
             )
         if accepted and job.index + 1 < len(job.steps):
             job.index += 1
-            self._jobs.appendleft(job)  # its next step goes first
+            self._jobs.insert(0, job)  # its next step goes first
             await self._send_next()
             return
         try:
