@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -103,6 +104,8 @@ class Database:
     server-side cursors (``session.stream``), which asyncpg runs only inside a transaction:
     on PostgreSQL a REPEATABLE READ, READ ONLY transaction; on SQLite a deferred read
     transaction, which in WAL mode holds one snapshot from its first read to its end.
+    ``lookup()`` is ``read()`` for Core statements, without an ORM session: the token check
+    runs on every request, and a session cost it half of its 0.75 ms of CPU on PostgreSQL.
     """
 
     def __init__(
@@ -122,12 +125,11 @@ class Database:
             self._reads = self._snapshots = async_sessionmaker(
                 self._read_engine, expire_on_commit=False
             )
+            self._lookups = self._read_engine
         else:  # one pool; the isolation level is set per checkout, without a round trip
             self._read_engine = self.engine
-            self._reads = async_sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
-            )
+            self._lookups = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._reads = async_sessionmaker(self._lookups, expire_on_commit=False)
             self._snapshots = async_sessionmaker(
                 self.engine.execution_options(
                     isolation_level="REPEATABLE READ", postgresql_readonly=True
@@ -144,6 +146,11 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self._reads() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def lookup(self) -> AsyncIterator[AsyncConnection]:
+        async with self._lookups.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
