@@ -5,6 +5,8 @@ the data across statements, ``read()`` what each statement finds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 from sqlalchemy import func, select, text
@@ -116,3 +118,10 @@ async def test_a_read_sees_each_commit_before_its_statement(ctx) -> None:
         assert after == before + 1
     async with ctx.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(AuditRecord)) == before + 1
+
+
+def test_the_docs_give_the_idle_time_before_a_ping() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert PING_AFTER_IDLE_S == 1.0, "docs say 'more than a second'"
+    assert "lying idle for more than a second" in (root / "docs/architecture.md").read_text()
+    assert "lain idle for more than a second" in (root / "docs/performance.md").read_text()
