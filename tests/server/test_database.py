@@ -17,14 +17,6 @@ from evaccess.server.db.engine import PING_AFTER_IDLE_S, Database
 from evaccess.server.db.models import AuditRecord
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def _backend_pid(db: Database) -> int:
     async with db.transaction() as session:
         pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
@@ -48,28 +40,28 @@ def postgres_url(database_url: str) -> str:
     return database_url
 
 
-async def test_an_idle_connection_the_server_dropped_is_replaced_unseen(postgres_url: str) -> None:
-    clock = Monotonic()
-    db = Database(postgres_url, monotonic=clock)
+async def test_an_idle_connection_the_server_dropped_is_replaced_unseen(
+    postgres_url: str, clock
+) -> None:
+    db = Database(postgres_url, monotonic=clock.monotonic)
     try:
         first = await _backend_pid(db)
         await _terminate(postgres_url, first)
-        clock.now += PING_AFTER_IDLE_S + 0.5
+        clock.advance(PING_AFTER_IDLE_S + 0.5)
         assert await _backend_pid(db) != first
     finally:
         await db.dispose()
 
 
-async def test_a_connection_in_use_a_moment_ago_is_not_pinged(postgres_url: str) -> None:
+async def test_a_connection_in_use_a_moment_ago_is_not_pinged(postgres_url: str, clock) -> None:
     """The price of skipping the ping: when the server drops a connection within a second
     of its last use, the next statement on it fails, and SQLAlchemy, seeing a disconnect,
     invalidates the pool, so the transaction after it works."""
-    clock = Monotonic()
-    db = Database(postgres_url, monotonic=clock)
+    db = Database(postgres_url, monotonic=clock.monotonic)
     try:
         first = await _backend_pid(db)
         await _terminate(postgres_url, first)
-        clock.now += PING_AFTER_IDLE_S / 2
+        clock.advance(PING_AFTER_IDLE_S / 2)
         with pytest.raises(DBAPIError):
             await _backend_pid(db)
         assert await _backend_pid(db) != first

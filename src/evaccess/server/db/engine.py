@@ -77,8 +77,7 @@ def _ping_when_idle(
     failed ping raises ``DisconnectionError``, and the pool replaces the connection."""
 
     def on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            record.info[_IDLE_SINCE] = monotonic()
+        record.info[_IDLE_SINCE] = monotonic()
 
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop(_IDLE_SINCE, None)
